@@ -1,0 +1,309 @@
+"""Array operations of the sweep behind one small interface: numpy, or torch on CPU / CUDA.
+
+Only the per-element work of a tile runs here (GEMM, comparisons, selecting candidates, exact
+re-computation of a few pairs). Everything a backend returns to the engine is a small numpy array,
+so the metric reducers are plain numpy whatever the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+#: Rows converted to float64 at once when preparing a block; bounds the temporary memory.
+_PREPARE_CHUNK_ROWS = 1024
+#: Pairs re-computed exactly at once; bounds the (pairs x D) float64 temporary.
+_EXACT_CHUNK_PAIRS = 2048
+
+
+class Backend(Protocol):
+    """What the tile sweep needs from an array library."""
+
+    name: str
+
+    def asarray(self, x: Any) -> Any:
+        """The features as this backend's array (on its device), dtype kept."""
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A host numpy copy."""
+
+    def column_mean(self, x: Any) -> np.ndarray:
+        """Float64 mean of the rows."""
+
+    def prepare(self, x: Any, rows: np.ndarray, center: np.ndarray, scale: float) -> Any:
+        """Float32 ``(x[rows] - center) * scale``, with the subtraction done in float64."""
+
+    def squared_norms(self, block: Any) -> np.ndarray:
+        """Float64 squared norms of the rows of a float32 block."""
+
+    def take_rows(self, block: Any, rows: np.ndarray) -> Any:
+        """The rows ``rows`` of a block."""
+
+    def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> Any:
+        """Float32 ``|a|^2 + |b|^2 - 2 a b^T`` by one GEMM."""
+
+    def mask_diagonal(self, tile: Any, row_start: int, col_start: int) -> None:
+        """Set entries whose global row and column positions are equal to +inf (self pairs)."""
+
+    def pairs_below(
+        self, tile: Any, thresholds: np.ndarray, axis: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(i, j, value)`` of the entries strictly below a per-row (axis=0) or per-column
+        (axis=1) float32 threshold."""
+
+    def smallest(
+        self, tile: Any, count: int, axis: int, bound: np.ndarray | None, weights: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidates ``(i, j, value)`` that contain, for every column (axis=0) or row (axis=1), its
+        ``count`` smallest values of ``tile * weights`` (weights along the other axis), skipping
+        values not below ``bound`` (values the caller already knows are not among its smallest)."""
+
+    def exact_sqdist(self, x: Any, rows_x: np.ndarray, y: Any, rows_y: np.ndarray) -> np.ndarray:
+        """Float64 ``sum((x[i] - y[j])**2)`` for the pairs ``(rows_x[n], rows_y[n])``, by direct
+        differences: the definition every float32 decision is checked against."""
+
+
+def _f32(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float32)
+
+
+class NumpyBackend:
+    """The default backend: numpy with its BLAS; no dependency beyond numpy."""
+
+    name = "numpy"
+
+    def asarray(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def column_mean(self, x: np.ndarray) -> np.ndarray:
+        total = np.zeros(x.shape[1], dtype=np.float64)
+        for start in range(0, x.shape[0], _PREPARE_CHUNK_ROWS):
+            total += x[start : start + _PREPARE_CHUNK_ROWS].sum(axis=0, dtype=np.float64)
+        return total / x.shape[0]
+
+    def prepare(self, x: np.ndarray, rows: np.ndarray, center: np.ndarray, scale: float) -> Any:
+        if x.dtype.itemsize <= 4:
+            # float16/32 values and the float32 centre differ by one float32 rounding at most.
+            block = x[rows].astype(np.float32, copy=False)
+            block -= center.astype(np.float32)
+            block *= np.float32(scale)
+            return block
+        out = np.empty((len(rows), x.shape[1]), dtype=np.float32)
+        for start in range(0, len(rows), _PREPARE_CHUNK_ROWS):
+            chunk = rows[start : start + _PREPARE_CHUNK_ROWS]
+            out[start : start + len(chunk)] = (x[chunk].astype(np.float64) - center) * scale
+        return out
+
+    def squared_norms(self, block: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", block, block, dtype=np.float64)
+
+    def take_rows(self, block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return block[rows]
+
+    def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+        tile = a @ b.T
+        tile *= -2.0
+        tile += _f32(a_sq)[:, None]
+        tile += _f32(b_sq)[None, :]
+        return tile
+
+    def mask_diagonal(self, tile: np.ndarray, row_start: int, col_start: int) -> None:
+        first = max(row_start, col_start)
+        last = min(row_start + tile.shape[0], col_start + tile.shape[1])
+        if first < last:
+            positions = np.arange(first, last)
+            tile[positions - row_start, positions - col_start] = np.inf
+
+    def pairs_below(
+        self, tile: np.ndarray, thresholds: np.ndarray, axis: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        limit = _f32(thresholds)[:, None] if axis == 0 else _f32(thresholds)[None, :]
+        # flatnonzero is an order of magnitude faster than nonzero on a 2-D mask.
+        flat = np.flatnonzero(tile < limit)
+        i, j = np.divmod(flat, tile.shape[1])
+        return i, j, tile.reshape(-1)[flat]
+
+    def smallest(
+        self,
+        tile: np.ndarray,
+        count: int,
+        axis: int,
+        bound: np.ndarray | None,
+        weights: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        view = tile.T if axis == 0 else tile  # one row of `view` per item that selects
+        if weights is not None:
+            view = view * _f32(weights)[None, :]
+        if bound is not None and np.isfinite(bound).all():
+            # After the first tiles the bound is tight and few entries pass: filter, don't sort.
+            flat = np.flatnonzero(view < _f32(bound)[:, None])
+            if len(flat) <= 4 * count * view.shape[0]:
+                q, r = np.divmod(flat, view.shape[1])
+                values = view.reshape(-1)[flat] if view.flags.c_contiguous else view[q, r]
+                return (r, q, values) if axis == 0 else (q, r, values)
+        take = min(count, view.shape[1])
+        part = np.argpartition(view, take - 1, axis=1)[:, :take]
+        values = np.take_along_axis(view, part, axis=1)
+        q = np.repeat(np.arange(view.shape[0]), take)
+        r = part.reshape(-1)
+        values = values.reshape(-1)
+        return (r, q, values) if axis == 0 else (q, r, values)
+
+    def exact_sqdist(
+        self, x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.ndarray
+    ) -> np.ndarray:
+        out = np.empty(len(rows_x), dtype=np.float64)
+        step = max(1, _EXACT_CHUNK_PAIRS * 512 // max(1, x.shape[1]))
+        for start in range(0, len(rows_x), step):
+            stop = start + step
+            diff = x[rows_x[start:stop]].astype(np.float64) - y[rows_y[start:stop]]
+            out[start:stop] = np.einsum("ij,ij->i", diff, diff)
+        return out
+
+
+class TorchBackend:
+    """torch on CPU or CUDA; float32 GEMMs run with TF32 switched off (its 10-bit mantissa would
+    void the error bound that makes the float32 pass exact after re-decision)."""
+
+    name = "torch"
+
+    def __init__(self, device: str | None = None) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device or "cpu")
+
+    @contextlib.contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """Run GEMMs in true float32, restoring the caller's setting afterwards."""
+        matmul = self._torch.backends.cuda.matmul
+        previous = matmul.allow_tf32
+        matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = previous
+
+    def asarray(self, x: Any) -> Any:
+        torch = self._torch
+        if isinstance(x, torch.Tensor):
+            return x.detach().to(self.device)
+        return torch.as_tensor(np.asarray(x), device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            return x
+        return x.detach().cpu().numpy()
+
+    def _index(self, rows: np.ndarray) -> Any:
+        return self._torch.as_tensor(rows, dtype=self._torch.int64, device=self.device)
+
+    def column_mean(self, x: Any) -> np.ndarray:
+        total = self._torch.zeros(x.shape[1], dtype=self._torch.float64, device=self.device)
+        for start in range(0, x.shape[0], _PREPARE_CHUNK_ROWS):
+            total += x[start : start + _PREPARE_CHUNK_ROWS].to(self._torch.float64).sum(dim=0)
+        return self.to_numpy(total) / x.shape[0]
+
+    def prepare(self, x: Any, rows: np.ndarray, center: np.ndarray, scale: float) -> Any:
+        torch = self._torch
+        if x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+            block = x[self._index(rows)].to(torch.float32)
+            block -= torch.as_tensor(center, dtype=torch.float32, device=self.device)
+            block *= scale
+            return block
+        out = torch.empty((len(rows), x.shape[1]), dtype=torch.float32, device=self.device)
+        center_t = torch.as_tensor(center, dtype=torch.float64, device=self.device)
+        for start in range(0, len(rows), _PREPARE_CHUNK_ROWS):
+            chunk = self._index(rows[start : start + _PREPARE_CHUNK_ROWS])
+            block = (x[chunk].to(torch.float64) - center_t) * scale
+            out[start : start + len(chunk)] = block.to(torch.float32)
+        return out
+
+    def squared_norms(self, block: Any) -> np.ndarray:
+        wide = block.to(self._torch.float64)
+        return self.to_numpy((wide * wide).sum(dim=1))
+
+    def take_rows(self, block: Any, rows: np.ndarray) -> Any:
+        return block[self._index(rows)]
+
+    def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> Any:
+        torch = self._torch
+        with self.full_precision():
+            tile = a @ b.T
+        tile *= -2.0
+        tile += torch.as_tensor(_f32(a_sq), device=self.device)[:, None]
+        tile += torch.as_tensor(_f32(b_sq), device=self.device)[None, :]
+        return tile
+
+    def mask_diagonal(self, tile: Any, row_start: int, col_start: int) -> None:
+        first = max(row_start, col_start)
+        last = min(row_start + tile.shape[0], col_start + tile.shape[1])
+        if first < last:
+            positions = self._torch.arange(first, last, device=self.device)
+            tile[positions - row_start, positions - col_start] = float("inf")
+
+    def pairs_below(
+        self, tile: Any, thresholds: np.ndarray, axis: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        limit = self._torch.as_tensor(_f32(thresholds), device=self.device)
+        limit = limit[:, None] if axis == 0 else limit[None, :]
+        i, j = self._torch.nonzero(tile < limit, as_tuple=True)
+        return self.to_numpy(i), self.to_numpy(j), self.to_numpy(tile[i, j])
+
+    def smallest(
+        self, tile: Any, count: int, axis: int, bound: np.ndarray | None, weights: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        torch = self._torch
+        view = tile.T if axis == 0 else tile
+        if weights is not None:
+            view = view * torch.as_tensor(_f32(weights), device=self.device)[None, :]
+        take = min(count, view.shape[1])
+        values, part = torch.topk(view, take, dim=1, largest=False)
+        q = np.repeat(np.arange(view.shape[0]), take)
+        r = self.to_numpy(part).reshape(-1)
+        flat_values = self.to_numpy(values).reshape(-1)
+        return (r, q, flat_values) if axis == 0 else (q, r, flat_values)
+
+    def exact_sqdist(self, x: Any, rows_x: np.ndarray, y: Any, rows_y: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        out = np.empty(len(rows_x), dtype=np.float64)
+        step = max(1, _EXACT_CHUNK_PAIRS * 512 // max(1, x.shape[1]))
+        for start in range(0, len(rows_x), step):
+            stop = start + step
+            diff = x[self._index(rows_x[start:stop])].to(torch.float64) - y[
+                self._index(rows_y[start:stop])
+            ].to(torch.float64)
+            out[start:stop] = self.to_numpy((diff * diff).sum(dim=1))
+        return out
+
+
+def _is_torch_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def select_backend(backend: str, device: str | None, *inputs: Any) -> Backend:
+    """The backend for these inputs: ``"auto"`` keeps torch tensors on their device (torch) and
+    runs everything else with numpy; ``device`` implies torch."""
+    if backend not in ("auto", "numpy", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+    tensors = [x for x in inputs if _is_torch_tensor(x)]
+    use_torch = backend == "torch" or (backend == "auto" and (bool(tensors) or device is not None))
+    if not use_torch:
+        if device not in (None, "cpu"):
+            raise ValueError(f"device={device!r} needs backend='torch' (numpy runs on the CPU only)")
+        return NumpyBackend()
+    try:
+        import torch  # noqa: F401
+    except ImportError as err:
+        raise ValueError(
+            "backend='torch' needs PyTorch: pip install 'rarity-score[torch]'"
+        ) from err
+    if device is None:
+        device = str(tensors[0].device) if tensors else "cpu"
+    return TorchBackend(device)

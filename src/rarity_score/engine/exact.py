@@ -1,0 +1,168 @@
+"""Exact order statistics from float32 tiles: k-NN radii, nearest neighbours, best ratios.
+
+Each query (a row or a column of the sweep) keeps a few float32 candidates for its smallest values.
+At the end the candidates that the float32 error bound cannot rule out are recomputed in float64
+from the original features, and a certificate checks that nothing dropped on the way could have
+mattered; the rare query without one (many exact ties) is recomputed against every reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from rarity_score.engine.points import PointSet, error_coefficient
+from rarity_score.engine.sweep import NeverSettles, sweep
+from rarity_score.engine.tiles import Tile
+
+#: Candidates kept per query beyond the rank asked for: room for near-ties within the error bound.
+EXTRA_CANDIDATES = 6
+
+
+class Smallest(NeverSettles):
+    """Per query, float32 candidates for its ``count`` smallest values.
+
+    ``axis=1``: queries are the rows of the sweep and references its columns; ``axis=0`` the
+    reverse. ``weights`` (frame units, by reference position) multiply the distances; ``refs_in``
+    limits the references to a range of positions.
+    """
+
+    def __init__(
+        self,
+        n_queries: int,
+        count: int,
+        axis: int,
+        weights: np.ndarray | None = None,
+        refs_in: tuple[int, int] | None = None,
+    ) -> None:
+        self.count = count
+        self.axis = axis
+        self.weights = weights
+        self.refs_in = refs_in
+        self.values = np.full((n_queries, count), np.inf, dtype=np.float32)
+        self.index = np.full((n_queries, count), -1, dtype=np.int64)
+
+    def partial(self, tile: Tile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.refs_in is not None:
+            # References are the rows when queries are columns (axis 0), and vice versa.
+            restricted = tile.restricted(self.axis, *self.refs_in)
+            if restricted is None:
+                return _NO_PAIRS
+            tile = restricted
+        queries = tile.col_positions if self.axis == 0 else tile.row_positions
+        refs = tile.row_positions if self.axis == 0 else tile.col_positions
+        weights = None if self.weights is None else self.weights[refs]
+        # The current count-th value is only a hint that lets the backend skip hopeless entries;
+        # the merged result is the same with or without it.
+        bound = self.values[queries].max(axis=1)
+        i, j, value = tile.smallest(self.count, self.axis, bound, weights)
+        return (j, i, value) if self.axis == 0 else (i, j, value)
+
+    def absorb(self, partial: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        queries, refs, values = partial
+        if len(queries) == 0:
+            return
+        touched = np.unique(queries)
+        all_queries = np.concatenate([np.repeat(touched, self.count), queries])
+        all_values = np.concatenate([self.values[touched].ravel(), values.astype(np.float32)])
+        all_refs = np.concatenate([self.index[touched].ravel(), refs])
+        order = np.lexsort((all_refs, all_values, all_queries))
+        sorted_queries = all_queries[order]
+        starts = np.searchsorted(sorted_queries, touched)
+        counts = np.diff(np.append(starts, len(sorted_queries)))
+        rank = np.arange(len(sorted_queries)) - np.repeat(starts, counts)
+        keep = rank < self.count
+        kept = order[keep]
+        self.values[sorted_queries[keep], rank[keep]] = all_values[kept]
+        self.index[sorted_queries[keep], rank[keep]] = all_refs[kept]
+
+    def finalize(
+        self,
+        queries: PointSet,
+        refs: PointSet,
+        rank: int,
+        *,
+        same_set: bool = False,
+        need_index: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact ``rank``-th smallest value of each query, in frame units times the weights, and
+        (for ``need_index``) the reference position of the smallest, ties going to the smallest
+        original index."""
+        n = len(self.values)
+        valid = self.index >= 0
+        slot_refs = np.where(valid, self.index, 0)
+        weights = np.ones(len(refs)) if self.weights is None else self.weights
+        coefficient = error_coefficient(queries.dim)
+        error = coefficient * (queries.norms[:, None] + refs.norms[slot_refs]) ** 2
+        error *= weights[slot_refs]
+        values = self.values.astype(np.float64)
+        upper = np.where(valid, values + error, np.inf)
+        limit = np.partition(upper, rank - 1, axis=1)[:, rank - 1]
+        candidate = valid & (values - error <= limit[:, None])
+
+        q, slot = np.nonzero(candidate)
+        r = self.index[q, slot]
+        exact = np.full((n, self.count), np.inf)
+        exact[q, slot] = _exact_values(queries, q, refs, r, weights)
+        result = np.partition(exact, rank - 1, axis=1)[:, rank - 1]
+
+        # Anything dropped was at least the count-th value kept, less its error bound.
+        lo, hi = self.refs_in or (0, len(refs))
+        largest_error = coefficient * (queries.norms + refs.norms[lo:hi].max()) ** 2
+        largest_error *= weights[lo:hi].max()
+        dropped_floor = np.maximum(0.0, values.max(axis=1) - largest_error)
+        nothing_dropped = ~valid.all(axis=1)
+        certain = result < dropped_floor if need_index else result <= dropped_floor
+        certain |= nothing_dropped
+
+        best = np.full(n, -1, dtype=np.int64)
+        if need_index:
+            ties = exact == result[:, None]
+            original = np.where(ties, refs.order[slot_refs], np.iinfo(np.int64).max)
+            best = self.index[np.arange(n), np.argmin(original, axis=1)]
+        for query in np.flatnonzero(~certain):
+            result[query], best[query] = _scan(queries, query, refs, rank, weights, (lo, hi), same_set)
+        return result, best
+
+
+_NO_PAIRS = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
+
+
+def _exact_values(
+    queries: PointSet, q: np.ndarray, refs: PointSet, r: np.ndarray, weights: np.ndarray
+) -> np.ndarray:
+    return refs.to_frame_units(queries.exact_sqdist(q, refs, r)) * weights[r]
+
+
+def _scan(
+    queries: PointSet,
+    query: int,
+    refs: PointSet,
+    rank: int,
+    weights: np.ndarray,
+    refs_in: tuple[int, int],
+    same_set: bool,
+) -> tuple[float, int]:
+    """The exact answer for one query against every reference: the fallback without certificate."""
+    candidates = np.arange(*refs_in)
+    if same_set:
+        candidates = candidates[candidates != query]
+    exact = _exact_values(queries, np.full(len(candidates), query), refs, candidates, weights)
+    value = float(np.partition(exact, rank - 1)[rank - 1])
+    ties = candidates[exact == exact.min()]
+    return value, int(ties[np.argmin(refs.order[ties])])
+
+
+def knn_radii(
+    points: PointSet,
+    k: int,
+    edge: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Exact k-NN radii, by position, in original units: the distance from each point to its k-th
+    nearest other point (self excluded by index; duplicates count, so a radius can be 0)."""
+    selection = Smallest(len(points), k + EXTRA_CANDIDATES, axis=1)
+    sweep(points, points, [selection], edge, same_set=True, symmetric=True, progress=progress)
+    squared, _ = selection.finalize(points, points, k, same_set=True)
+    return np.sqrt(squared / points.frame.scale**2)

@@ -1,0 +1,129 @@
+"""A set of feature vectors as the sweep sees it: the exact originals plus a float32 frame.
+
+The float32 copies that feed the GEMMs are made block by block, centred and scaled by a power of
+two. Centring keeps the rounding error of ``|a|^2 + |b|^2 - 2ab`` proportional to the spread of the
+data rather than to its offset (ReLU features sit far from the origin); a power-of-two scale is exact
+and keeps float32 far from overflow and underflow. Distances are translation invariant and scale
+exactly, so the exact values are always recomputed from the untouched originals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rarity_score.engine.backend import Backend
+
+_FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Where the float32 copies are centred (``center``) and how they are scaled (``scale``)."""
+
+    center: np.ndarray
+    scale: float
+
+    @classmethod
+    def fit(cls, backend: Backend, data: Any) -> Frame:
+        # A float32-representable centre: float32 inputs then centre exactly in float32 (one
+        # rounding), and the shift from the true mean is a common translation, which is harmless.
+        center = backend.column_mean(data).astype(np.float32).astype(np.float64)
+        # Scale by the power of two nearest the root-mean-square distance to the centre.
+        sample = np.linspace(0, data.shape[0] - 1, min(data.shape[0], 4096)).astype(np.int64)
+        spread = float(np.sqrt(np.mean(backend.squared_norms(backend.prepare(data, sample, center, 1.0)))))
+        exponent = 0 if spread == 0.0 or not math.isfinite(spread) else -round(math.log2(spread))
+        return cls(center=center, scale=2.0**exponent)
+
+
+def error_coefficient(dim: int) -> float:
+    """c such that a float32 tile entry is within ``c * (|a| + |b|)^2`` of the exact squared distance.
+
+    Terms: the GEMM's dot product (at most gamma_D |a||b| <= gamma_D (|a|+|b|)^2 / 4, doubled), the
+    rounding of the inputs to float32 (2u (|a|+|b|)^2), of the norms (u) and of the two additions
+    (2u); a 25 % margin on top. gamma_D = D u / (1 - D u) holds for any summation order, so it covers
+    every BLAS and GPU kernel that accumulates in float32.
+    """
+    u = _FLOAT32_UNIT_ROUNDOFF
+    if dim * u >= 0.5:
+        raise ValueError(f"feature dimension {dim} is too large for float32 accumulation")
+    gamma = dim * u / (1.0 - dim * u)
+    return 1.25 * (gamma / 2.0 + 6.0 * u)
+
+
+@dataclass
+class PointSet:
+    """Feature vectors on a backend, visited in ``order`` (position p is original row order[p])."""
+
+    backend: Backend
+    data: Any
+    frame: Frame
+    order: np.ndarray
+    norms: np.ndarray  # norms of the float32 copies, by position
+    #: Bytes of float32 blocks kept for reuse between tiles (0: recompute every time).
+    cache_bytes: int = 0
+    _cache: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        backend: Backend,
+        data: Any,
+        frame: Frame,
+        order: np.ndarray | None = None,
+        cache_bytes: int = 0,
+    ) -> PointSet:
+        n = data.shape[0]
+        order = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, np.int64)
+        norms = np.empty(n, dtype=np.float64)
+        step = 4096
+        for start in range(0, n, step):
+            block = backend.prepare(data, order[start : start + step], frame.center, frame.scale)
+            norms[start : start + step] = np.sqrt(backend.squared_norms(block))
+        return cls(backend, data, frame, order, norms, cache_bytes)
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    def reordered(self, order: np.ndarray) -> PointSet:
+        """The same set visited in another order (positions of the current order)."""
+        return PointSet(
+            self.backend, self.data, self.frame, self.order[order], self.norms[order], self.cache_bytes
+        )
+
+    def in_frame(self, frame: Frame) -> PointSet:
+        """The same rows, their float32 copies made in another frame (to meet another set)."""
+        return PointSet.build(self.backend, self.data, frame, self.order, self.cache_bytes)
+
+    def block(self, start: int, stop: int) -> Any:
+        """Float32 copies of the rows at positions ``start:stop``, for a GEMM (kept for reuse while
+        they fit in ``cache_bytes``)."""
+        key = (start, stop)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        block = self.backend.prepare(
+            self.data, self.order[start:stop], self.frame.center, self.frame.scale
+        )
+        held = sum(b.shape[0] * b.shape[1] * 4 for b in self._cache.values())
+        if held + (stop - start) * self.dim * 4 <= self.cache_bytes:
+            self._cache[key] = block
+        return block
+
+    def to_frame_units(self, squared_distance: np.ndarray) -> np.ndarray:
+        """Exact squared distances expressed in the units of the float32 copies (exact: scale is a
+        power of two)."""
+        return squared_distance * (self.frame.scale * self.frame.scale)
+
+    def exact_sqdist(self, positions: np.ndarray, other: PointSet, other_positions: np.ndarray) -> np.ndarray:
+        """Exact float64 squared distances, in original units, of position pairs."""
+        return self.backend.exact_sqdist(
+            self.data, self.order[positions], other.data, other.order[other_positions]
+        )

@@ -1,0 +1,106 @@
+"""The tile sweep: every tile of (rows x columns) is computed once and handed to every reducer.
+
+A reducer keeps what it needs from a tile (:meth:`Reducer.partial`, a pure function of the tile)
+and folds it into its state (:meth:`Reducer.absorb`, associative), so tiles could be computed in any
+order or on other workers. No metric knows how tiles are made.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from rarity_score.engine.points import PointSet
+from rarity_score.engine.tiles import Tile, plan_blocks
+
+logger = logging.getLogger(__name__)
+
+
+class Reducer(Protocol):
+    """What the sweep asks of a metric."""
+
+    def partial(self, tile: Tile) -> Any:
+        """What this metric keeps from one tile (pure: no state is touched)."""
+
+    def absorb(self, partial: Any) -> None:
+        """Fold a tile's partial result into the state (associative, order-free)."""
+
+    def settled(self, col_positions: np.ndarray) -> np.ndarray:
+        """Which of these columns no later row block can change (rows are visited in position
+        order); the sweep stops computing a column once every reducer has settled it."""
+
+
+def sweep(
+    rows: PointSet,
+    cols: PointSet,
+    reducers: Sequence[Reducer],
+    edge: int,
+    *,
+    row_radii: np.ndarray | None = None,
+    col_radii: np.ndarray | None = None,
+    same_set: bool = False,
+    symmetric: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run ``reducers`` over all tiles of ``rows`` x ``cols``.
+
+    ``same_set``: rows and columns are one set; self pairs get distance +inf (never a neighbour,
+    never inside their own sphere). ``symmetric`` (with ``same_set``): only tiles on and above the
+    diagonal are computed, each also fed transposed, which halves the GEMM work of a self-join.
+    """
+    if symmetric and not same_set:
+        raise ValueError("a symmetric sweep needs rows and columns to be the same set")
+    backend = rows.backend
+    row_blocks = plan_blocks(len(rows), edge)
+    col_blocks = row_blocks if same_set else plan_blocks(len(cols), edge)
+    total = len(col_blocks) * len(row_blocks)
+    if symmetric:
+        total = len(row_blocks) * (len(row_blocks) + 1) // 2
+    done = 0
+    for col_index, (col_start, col_stop) in enumerate(col_blocks):
+        active = np.arange(col_start, col_stop)
+        col_block = cols.block(col_start, col_stop)
+        for row_index, (row_start, row_stop) in enumerate(row_blocks):
+            if symmetric and row_index > col_index:
+                break
+            row_positions = np.arange(row_start, row_stop)
+            values = backend.sqdist_tile(
+                rows.block(row_start, row_stop),
+                col_block,
+                rows.norms[row_start:row_stop] ** 2,
+                cols.norms[active] ** 2,
+            )
+            if same_set and row_index == col_index:
+                backend.mask_diagonal(values, row_start, col_start)
+            tile = Tile(rows, cols, row_positions, active, values, row_radii, col_radii)
+            _feed(reducers, tile)
+            if symmetric and row_index != col_index:
+                _feed(reducers, tile.transposed())
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            settled = np.ones(len(active), dtype=bool)
+            for reducer in reducers:
+                settled &= reducer.settled(active)
+            if settled.any():
+                keep = np.flatnonzero(~settled)
+                active = active[keep]
+                col_block = backend.take_rows(col_block, keep)
+                if len(active) == 0:
+                    logger.debug("column block %d settled after row block %d", col_index, row_index)
+                    break
+
+
+def _feed(reducers: Sequence[Reducer], tile: Tile) -> None:
+    for reducer in reducers:
+        reducer.absorb(reducer.partial(tile))
+
+
+class NeverSettles:
+    """Mixin for reducers that need every tile."""
+
+    def settled(self, col_positions: np.ndarray) -> np.ndarray:
+        return np.zeros(len(col_positions), dtype=bool)
