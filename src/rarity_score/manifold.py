@@ -16,7 +16,7 @@ from rarity_score.engine.backend import Backend, select_backend
 from rarity_score.engine.exact import knn_radii
 from rarity_score.engine.points import Frame, PointSet
 from rarity_score.engine.sweep import Reducer, sweep
-from rarity_score.engine.tiles import tile_edge
+from rarity_score.engine.plan import tile_edge
 from rarity_score.metrics import (
     FakeSphereHits,
     NearestReal,
@@ -72,9 +72,7 @@ class RealManifold:
         self._memory_budget = memory_budget
         self._edge = tile_edge(memory_budget, tile_size)
         started = time.perf_counter()
-        points = PointSet.build(
-            self._backend, data, Frame.fit(self._backend, data), cache_bytes=memory_budget
-        )
+        points = self._points_of(data, Frame.fit(self._backend, data))
         radii = knn_radii(points, self.k, self._edge)
         # Visiting spheres smallest first lets rarity stop at the first sphere that holds a sample;
         # equal radii keep input order, so ties go to the smaller index.
@@ -111,9 +109,7 @@ class RealManifold:
         fake_radii = None
         if "recall" in wanted:
             fake_radii = self._fake_radii(data)
-        fake = PointSet.build(
-            self._backend, data, self._points.frame, cache_bytes=self._memory_budget
-        )
+        fake = self._points_of(data, self._points.frame)
         spheres = SmallestSphere(self.n_real, n_fake)
         reducers: list[Reducer] = [spheres]
         counts = hits = nearest = realism = None
@@ -184,10 +180,13 @@ class RealManifold:
                 stacklevel=3,
             )
             return None
-        own = PointSet.build(
-            self._backend, data, Frame.fit(self._backend, data), cache_bytes=self._memory_budget
-        )
+        own = self._points_of(data, Frame.fit(self._backend, data))
         return knn_radii(own, self.k, self._edge)
+
+    def _points_of(self, data: Any, frame: Frame) -> PointSet:
+        return PointSet.build(
+            self._backend, data, frame, cache_bytes=self._memory_budget, edge=self._edge
+        )
 
 
 def evaluate(

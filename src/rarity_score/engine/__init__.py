@@ -4,7 +4,8 @@ from rarity_score.engine.backend import Backend, NumpyBackend, TorchBackend, sel
 from rarity_score.engine.exact import Smallest, knn_radii
 from rarity_score.engine.points import Frame, PointSet
 from rarity_score.engine.sweep import Reducer, sweep
-from rarity_score.engine.tiles import Tile, tile_edge
+from rarity_score.engine.plan import plan_blocks, tile_edge
+from rarity_score.engine.tiles import Tile
 
 __all__ = [
     "Backend",
@@ -16,6 +17,7 @@ __all__ = [
     "Tile",
     "TorchBackend",
     "knn_radii",
+    "plan_blocks",
     "select_backend",
     "sweep",
     "tile_edge",

@@ -66,6 +66,13 @@ class Backend(Protocol):
         differences: the definition every float32 decision is checked against."""
 
 
+def _rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``x[rows]``, as a view when the rows are consecutive (no gather copy)."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+        return x[rows[0] : rows[-1] + 1]
+    return x[rows]
+
+
 def _f32(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float32)
 
@@ -90,9 +97,10 @@ class NumpyBackend:
     def prepare(self, x: np.ndarray, rows: np.ndarray, center: np.ndarray, scale: float) -> Any:
         if x.dtype.itemsize <= 4:
             # float16/32 values and the float32 centre differ by one float32 rounding at most.
-            block = x[rows].astype(np.float32, copy=False)
-            block -= center.astype(np.float32)
-            block *= np.float32(scale)
+            block = np.empty((len(rows), x.shape[1]), dtype=np.float32)
+            np.subtract(_rows(x, rows), center.astype(np.float32), out=block)
+            if scale != 1.0:
+                block *= np.float32(scale)
             return block
         out = np.empty((len(rows), x.shape[1]), dtype=np.float32)
         for start in range(0, len(rows), _PREPARE_CHUNK_ROWS):
@@ -127,7 +135,7 @@ class NumpyBackend:
         # flatnonzero is an order of magnitude faster than nonzero on a 2-D mask.
         flat = np.flatnonzero(tile < limit)
         i, j = np.divmod(flat, tile.shape[1])
-        return i, j, tile.reshape(-1)[flat]
+        return i, j, tile[i, j]
 
     def smallest(
         self,
@@ -137,23 +145,29 @@ class NumpyBackend:
         bound: np.ndarray | None,
         weights: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        view = tile.T if axis == 0 else tile  # one row of `view` per item that selects
+        # Every comparison broadcasts along the contiguous layout of the tile: numpy is several
+        # times slower on a transposed view.
+        ref_axis = axis  # per column (axis=0): the references are the rows
         if weights is not None:
-            view = view * _f32(weights)[None, :]
-        if bound is not None and np.isfinite(bound).all():
-            # After the first tiles the bound is tight and few entries pass: filter, don't sort.
-            flat = np.flatnonzero(view < _f32(bound)[:, None])
-            if len(flat) <= 4 * count * view.shape[0]:
-                q, r = np.divmod(flat, view.shape[1])
-                values = view.reshape(-1)[flat] if view.flags.c_contiguous else view[q, r]
-                return (r, q, values) if axis == 0 else (q, r, values)
-        take = min(count, view.shape[1])
-        part = np.argpartition(view, take - 1, axis=1)[:, :take]
-        values = np.take_along_axis(view, part, axis=1)
-        q = np.repeat(np.arange(view.shape[0]), take)
-        r = part.reshape(-1)
-        values = values.reshape(-1)
-        return (r, q, values) if axis == 0 else (q, r, values)
+            shaped = _f32(weights)[:, None] if ref_axis == 0 else _f32(weights)[None, :]
+            tile = tile * shaped
+        n_refs = tile.shape[ref_axis]
+        n_queries = tile.shape[1 - ref_axis]
+        limit = np.full(n_queries, np.inf, np.float32) if bound is None else _f32(bound)
+        if n_refs > count and not np.isfinite(limit).all():
+            # A first bound: the count-th smallest of this tile (along rows, where numpy's
+            # partition is fast) or of a sample of it; either is at least the count-th smallest
+            # of everything, so nothing that matters is filtered out.
+            if ref_axis == 1:
+                first = np.partition(tile, count - 1, axis=1)[:, count - 1]
+            else:
+                first = np.partition(tile[: 64 * count], count - 1, axis=0)[count - 1]
+            limit = np.minimum(limit, first)
+        shaped_limit = limit[None, :] if ref_axis == 0 else limit[:, None]
+        # flatnonzero is an order of magnitude faster than nonzero on a 2-D mask.
+        flat = np.flatnonzero(tile <= shaped_limit)
+        i, j = np.divmod(flat, tile.shape[1])
+        return i, j, tile[i, j]
 
     def exact_sqdist(
         self, x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.ndarray

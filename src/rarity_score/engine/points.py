@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from rarity_score.engine.backend import Backend
+from rarity_score.engine.plan import plan_blocks
 
 _FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 
@@ -75,15 +76,16 @@ class PointSet:
         frame: Frame,
         order: np.ndarray | None = None,
         cache_bytes: int = 0,
+        edge: int = 4096,
     ) -> PointSet:
+        """Compute the norms of the float32 copies, keeping the copies (blocks of ``edge`` rows,
+        as the sweep will ask for them) while they fit in ``cache_bytes``."""
         n = data.shape[0]
         order = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, np.int64)
-        norms = np.empty(n, dtype=np.float64)
-        step = 4096
-        for start in range(0, n, step):
-            block = backend.prepare(data, order[start : start + step], frame.center, frame.scale)
-            norms[start : start + step] = np.sqrt(backend.squared_norms(block))
-        return cls(backend, data, frame, order, norms, cache_bytes)
+        points = cls(backend, data, frame, order, np.empty(n, dtype=np.float64), cache_bytes)
+        for start, stop in plan_blocks(n, edge):
+            points.norms[start:stop] = np.sqrt(backend.squared_norms(points.block(start, stop)))
+        return points
 
     def __len__(self) -> int:
         return int(self.data.shape[0])
@@ -93,14 +95,11 @@ class PointSet:
         return int(self.data.shape[1])
 
     def reordered(self, order: np.ndarray) -> PointSet:
-        """The same set visited in another order (positions of the current order)."""
+        """The same set visited in another order (positions of the current order); cached blocks
+        are not carried over."""
         return PointSet(
             self.backend, self.data, self.frame, self.order[order], self.norms[order], self.cache_bytes
         )
-
-    def in_frame(self, frame: Frame) -> PointSet:
-        """The same rows, their float32 copies made in another frame (to meet another set)."""
-        return PointSet.build(self.backend, self.data, frame, self.order, self.cache_bytes)
 
     def block(self, start: int, stop: int) -> Any:
         """Float32 copies of the rows at positions ``start:stop``, for a GEMM (kept for reuse while

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from rarity_score.engine.points import PointSet
-from rarity_score.engine.tiles import Tile, plan_blocks
+from rarity_score.engine.plan import plan_blocks
+from rarity_score.engine.tiles import Tile
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +54,31 @@ def sweep(
     """
     if symmetric and not same_set:
         raise ValueError("a symmetric sweep needs rows and columns to be the same set")
-    backend = rows.backend
     row_blocks = plan_blocks(len(rows), edge)
     col_blocks = row_blocks if same_set else plan_blocks(len(cols), edge)
-    total = len(col_blocks) * len(row_blocks)
     if symmetric:
-        total = len(row_blocks) * (len(row_blocks) + 1) // 2
+        _symmetric_sweep(rows, reducers, row_blocks, row_radii, progress)
+        return
+    backend = rows.backend
+    total = len(col_blocks) * len(row_blocks)
     done = 0
     for col_index, (col_start, col_stop) in enumerate(col_blocks):
         active = np.arange(col_start, col_stop)
         col_block = cols.block(col_start, col_stop)
         for row_index, (row_start, row_stop) in enumerate(row_blocks):
-            if symmetric and row_index > col_index:
-                break
-            row_positions = np.arange(row_start, row_stop)
+            # Stored column-major (columns as the array's rows): the per-column selections of the
+            # metrics then run along contiguous memory.
             values = backend.sqdist_tile(
-                rows.block(row_start, row_stop),
                 col_block,
-                rows.norms[row_start:row_stop] ** 2,
+                rows.block(row_start, row_stop),
                 cols.norms[active] ** 2,
+                rows.norms[row_start:row_stop] ** 2,
             )
             if same_set and row_index == col_index:
-                backend.mask_diagonal(values, row_start, col_start)
-            tile = Tile(rows, cols, row_positions, active, values, row_radii, col_radii)
+                backend.mask_diagonal(values, col_start, row_start)
+            row_positions = np.arange(row_start, row_stop)
+            tile = Tile(rows, cols, row_positions, active, values, row_radii, col_radii, True)
             _feed(reducers, tile)
-            if symmetric and row_index != col_index:
-                _feed(reducers, tile.transposed())
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -92,6 +92,43 @@ def sweep(
                 if len(active) == 0:
                     logger.debug("column block %d settled after row block %d", col_index, row_index)
                     break
+
+
+def _symmetric_sweep(
+    points: PointSet,
+    reducers: Sequence[Reducer],
+    blocks: list[tuple[int, int]],
+    radii: np.ndarray | None,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Tiles on and above the diagonal of a self-join, each fed both ways. Diagonal tiles come
+    first, so every row has met some columns before it is first seen as a column."""
+    pairs = [(i, i) for i in range(len(blocks))]
+    pairs += [(i, j) for i in range(len(blocks)) for j in range(i + 1, len(blocks))]
+    for done, (i, j) in enumerate(pairs, start=1):
+        (row_start, row_stop), (col_start, col_stop) = blocks[i], blocks[j]
+        values = points.backend.sqdist_tile(
+            points.block(row_start, row_stop),
+            points.block(col_start, col_stop),
+            points.norms[row_start:row_stop] ** 2,
+            points.norms[col_start:col_stop] ** 2,
+        )
+        if i == j:
+            points.backend.mask_diagonal(values, row_start, col_start)
+        tile = Tile(
+            points,
+            points,
+            np.arange(row_start, row_stop),
+            np.arange(col_start, col_stop),
+            values,
+            radii,
+            radii,
+        )
+        _feed(reducers, tile)
+        if i != j:
+            _feed(reducers, tile.transposed())
+        if progress is not None:
+            progress(done, len(pairs))
 
 
 def _feed(reducers: Sequence[Reducer], tile: Tile) -> None:

@@ -8,36 +8,12 @@ re-decided from float64 distances of the original features.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from rarity_score.engine.points import PointSet, error_coefficient
-
-#: Bytes one tile entry may cost at worst: the float32 distance, a weighted copy, a mask, and, when
-#: every entry is a candidate (k close to N), its row, column and value as a pair list.
-BYTES_PER_ENTRY = 4 + 4 + 1 + 8 + 8 + 4
-
-
-def plan_blocks(n: int, edge: int) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into nearly equal consecutive blocks of at most ``edge`` items."""
-    count = max(1, math.ceil(n / max(1, edge)))
-    size = math.ceil(n / count)
-    return [(start, min(n, start + size)) for start in range(0, n, size)]
-
-
-def tile_edge(memory_budget: int, tile_size: int | None = None) -> int:
-    """Edge of a square tile that fits ``memory_budget`` bytes (or ``tile_size`` if given)."""
-    if tile_size is not None:
-        if tile_size < 1:
-            raise ValueError(f"tile_size must be at least 1, got {tile_size}")
-        return int(tile_size)
-    if memory_budget < 2**20:
-        raise ValueError(f"memory_budget must be at least 1 MiB, got {memory_budget} bytes")
-    return max(64, math.isqrt(memory_budget // BYTES_PER_ENTRY))
-
 
 def f32_below(x: np.ndarray) -> np.ndarray:
     """The largest float32 values certainly below ``x`` (one float32 step under its rounding)."""
@@ -55,15 +31,18 @@ class Tile:
 
     Positions index the sets in their visiting order. ``row_radii``/``col_radii`` are the exact k-NN
     radii of each set by position (original units), when the metrics need spheres of that side.
+    ``values`` is stored as computed; a tile seen from the other side (``flipped``) swaps rows and
+    columns in every answer without transposing the array, which numpy handles slowly.
     """
 
     rows: PointSet
     cols: PointSet
     row_positions: np.ndarray
     col_positions: np.ndarray
-    values: Any  # backend float32 array, frame units
+    values: Any  # backend float32 array in frame units, (rows x cols), or (cols x rows) if flipped
     row_radii: np.ndarray | None = None
     col_radii: np.ndarray | None = None
+    flipped: bool = False
     _inside: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
@@ -77,10 +56,20 @@ class Tile:
             self.rows,
             self.col_positions,
             self.row_positions,
-            self.values.T,
+            self.values,
             self.col_radii,
             self.row_radii,
+            not self.flipped,
         )
+
+    def _stored_axis(self, axis: int) -> int:
+        return 1 - axis if self.flipped else axis
+
+    def _from_stored(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column positions of stored-array indices."""
+        if self.flipped:
+            i, j = j, i
+        return self.row_positions[i], self.col_positions[j]
 
     def restricted(self, axis: int, start: int, stop: int) -> Tile | None:
         """The part of this tile whose rows (axis=0) or columns (axis=1) have positions in
@@ -91,24 +80,22 @@ class Tile:
             return None
         if first == 0 and last == len(positions):
             return self
+        part = slice(first, last)
+        values = self.values[part] if self._stored_axis(axis) == 0 else self.values[:, part]
+        row_positions, col_positions = self.row_positions, self.col_positions
         if axis == 0:
-            return Tile(
-                self.rows,
-                self.cols,
-                self.row_positions[first:last],
-                self.col_positions,
-                self.values[first:last],
-                self.row_radii,
-                self.col_radii,
-            )
+            row_positions = row_positions[part]
+        else:
+            col_positions = col_positions[part]
         return Tile(
             self.rows,
             self.cols,
-            self.row_positions,
-            self.col_positions[first:last],
-            self.values[:, first:last],
+            row_positions,
+            col_positions,
+            values,
             self.row_radii,
             self.col_radii,
+            self.flipped,
         )
 
     def error_bounds(self, axis: int) -> np.ndarray:
@@ -136,17 +123,17 @@ class Tile:
         bounds = self.error_bounds(axis)
         sure_below = f32_below(squared - bounds)
         maybe_below = f32_above(squared + bounds)
-        i, j, value = self.rows.backend.pairs_below(self.values, maybe_below, axis)
-        owner_index = i if axis == 0 else j
-        undecided = np.flatnonzero(value >= sure_below[owner_index])
-        inside = np.ones(len(i), dtype=bool)
+        stored_axis = self._stored_axis(axis)
+        i, j, value = self.rows.backend.pairs_below(self.values, maybe_below, stored_axis)
+        row, col = self._from_stored(i, j)
+        owner_position = row if axis == 0 else col
+        undecided = np.flatnonzero(value >= sure_below[i if stored_axis == 0 else j])
+        inside = np.ones(len(row), dtype=bool)
         if len(undecided):
-            exact = self.rows.exact_sqdist(
-                self.row_positions[i[undecided]], self.cols, self.col_positions[j[undecided]]
-            )
+            exact = self.rows.exact_sqdist(row[undecided], self.cols, col[undecided])
             # Compare distances, not squares, exactly as the float64 definition reads.
-            inside[undecided] = np.sqrt(exact) < radii[positions[owner_index[undecided]]]
-        pairs = (self.row_positions[i[inside]], self.col_positions[j[inside]])
+            inside[undecided] = np.sqrt(exact) < radii[owner_position[undecided]]
+        pairs = (row[inside], col[inside])
         self._inside[axis] = pairs
         return pairs
 
@@ -158,6 +145,10 @@ class Tile:
         weights: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Candidates ``(row position, column position, float32 value)`` holding the ``count``
-        smallest of each column (axis=0) or row (axis=1), values times per-other-axis ``weights``."""
-        i, j, value = self.rows.backend.smallest(self.values, count, axis, bound, weights)
-        return self.row_positions[i], self.col_positions[j], value
+        smallest of each column (axis=0) or row (axis=1), values times per-other-axis ``weights``.
+        ``bound`` (per column or row) lets the backend skip values that cannot matter."""
+        i, j, value = self.rows.backend.smallest(
+            self.values, count, self._stored_axis(axis), bound, weights
+        )
+        row, col = self._from_stored(i, j)
+        return row, col, value
