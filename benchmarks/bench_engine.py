@@ -121,8 +121,10 @@ def main() -> None:
     if naive is not None:
         print(f"naive float64 / evaluate      {t_naive / t_eval:.2f}")
     inside = result.in_manifold.mean()
-    print(f"in manifold: {inside:.3f}; precision {result.precision:.4f} recall {result.recall:.4f} "
-          f"density {result.density:.4f} coverage {result.coverage:.4f}")
+    print(
+        f"in manifold: {inside:.3f}; precision {result.precision:.4f} recall {result.recall:.4f} "
+        f"density {result.density:.4f} coverage {result.coverage:.4f}"
+    )
     assert np.array_equal(np.isnan(rarity), ~result.in_manifold)
     if naive is not None:
         # The naive run uses the float64 GEMM formula, so it may differ on a knife-edge pair.

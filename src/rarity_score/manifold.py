@@ -14,14 +14,14 @@ from rarity_score import defaults
 from rarity_score._validation import as_features, check_k, check_metrics, check_same_dim
 from rarity_score.engine.backend import Backend, select_backend
 from rarity_score.engine.exact import knn_radii
+from rarity_score.engine.plan import tile_edge
 from rarity_score.engine.points import Frame, PointSet
 from rarity_score.engine.sweep import Reducer, sweep
-from rarity_score.engine.plan import tile_edge
 from rarity_score.metrics import (
     FakeSphereHits,
     NearestReal,
-    RealSphereCounts,
     Realism,
+    RealSphereCounts,
     SmallestSphere,
 )
 from rarity_score.results import Evaluation

@@ -2,9 +2,9 @@
 
 from rarity_score.engine.backend import Backend, NumpyBackend, TorchBackend, select_backend
 from rarity_score.engine.exact import Smallest, knn_radii
+from rarity_score.engine.plan import plan_blocks, tile_edge
 from rarity_score.engine.points import Frame, PointSet
 from rarity_score.engine.sweep import Reducer, sweep
-from rarity_score.engine.plan import plan_blocks, tile_edge
 from rarity_score.engine.tiles import Tile
 
 __all__ = [

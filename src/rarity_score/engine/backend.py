@@ -310,14 +310,21 @@ def select_backend(backend: str, device: str | None, *inputs: Any) -> Backend:
     use_torch = backend == "torch" or (backend == "auto" and (bool(tensors) or device is not None))
     if not use_torch:
         if device not in (None, "cpu"):
-            raise ValueError(f"device={device!r} needs backend='torch' (numpy runs on the CPU only)")
+            raise ValueError(
+                f"device={device!r} needs backend='torch' (numpy runs on the CPU only)"
+            )
         return NumpyBackend()
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError as err:
         raise ValueError(
             "backend='torch' needs PyTorch: pip install 'rarity-score[torch]'"
         ) from err
     if device is None:
         device = str(tensors[0].device) if tensors else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} asked for, but this PyTorch has no usable CUDA device; "
+            "use device='cpu' or install a CUDA build of torch"
+        )
     return TorchBackend(device)

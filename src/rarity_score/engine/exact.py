@@ -126,8 +126,10 @@ class Smallest(NeverSettles):
             ties = exact == result[:, None]
             original = np.where(ties, refs.order[slot_refs], np.iinfo(np.int64).max)
             best = self.index[np.arange(n), np.argmin(original, axis=1)]
-        for query in np.flatnonzero(~certain):
-            result[query], best[query] = _scan(queries, query, refs, rank, weights, (lo, hi), same_set)
+        for query in np.flatnonzero(~certain).tolist():
+            result[query], best[query] = _scan(
+                queries, query, refs, rank, weights, (lo, hi), same_set
+            )
         return result, best
 
 

@@ -1,10 +1,10 @@
 """A set of feature vectors as the sweep sees it: the exact originals plus a float32 frame.
 
 The float32 copies that feed the GEMMs are made block by block, centred and scaled by a power of
-two. Centring keeps the rounding error of ``|a|^2 + |b|^2 - 2ab`` proportional to the spread of the
-data rather than to its offset (ReLU features sit far from the origin); a power-of-two scale is exact
-and keeps float32 far from overflow and underflow. Distances are translation invariant and scale
-exactly, so the exact values are always recomputed from the untouched originals.
+two. Centring keeps the rounding error of ``|a|^2 + |b|^2 - 2ab`` proportional to the spread of
+the data rather than to its offset (ReLU features sit far from the origin); a power-of-two scale
+is exact and keeps float32 far from overflow and underflow. Distances are translation invariant
+and scale exactly, so the exact values are always recomputed from the untouched originals.
 """
 
 from __future__ import annotations
@@ -35,18 +35,21 @@ class Frame:
         center = backend.column_mean(data).astype(np.float32).astype(np.float64)
         # Scale by the power of two nearest the root-mean-square distance to the centre.
         sample = np.linspace(0, data.shape[0] - 1, min(data.shape[0], 4096)).astype(np.int64)
-        spread = float(np.sqrt(np.mean(backend.squared_norms(backend.prepare(data, sample, center, 1.0)))))
+        spread = float(
+            np.sqrt(np.mean(backend.squared_norms(backend.prepare(data, sample, center, 1.0))))
+        )
         exponent = 0 if spread == 0.0 or not math.isfinite(spread) else -round(math.log2(spread))
         return cls(center=center, scale=2.0**exponent)
 
 
 def error_coefficient(dim: int) -> float:
-    """c such that a float32 tile entry is within ``c * (|a| + |b|)^2`` of the exact squared distance.
+    """c such that a float32 tile entry is within ``c * (|a| + |b|)^2`` of the exact squared
+    distance.
 
     Terms: the GEMM's dot product (at most gamma_D |a||b| <= gamma_D (|a|+|b|)^2 / 4, doubled), the
     rounding of the inputs to float32 (2u (|a|+|b|)^2), of the norms (u) and of the two additions
-    (2u); a 25 % margin on top. gamma_D = D u / (1 - D u) holds for any summation order, so it covers
-    every BLAS and GPU kernel that accumulates in float32.
+    (2u); a 25 % margin on top. gamma_D = D u / (1 - D u) holds for any summation order, so it
+    covers every BLAS and GPU kernel that accumulates in float32.
     """
     u = _FLOAT32_UNIT_ROUNDOFF
     if dim * u >= 0.5:
@@ -98,7 +101,12 @@ class PointSet:
         """The same set visited in another order (positions of the current order); cached blocks
         are not carried over."""
         return PointSet(
-            self.backend, self.data, self.frame, self.order[order], self.norms[order], self.cache_bytes
+            self.backend,
+            self.data,
+            self.frame,
+            self.order[order],
+            self.norms[order],
+            self.cache_bytes,
         )
 
     def block(self, start: int, stop: int) -> Any:
@@ -121,7 +129,9 @@ class PointSet:
         power of two)."""
         return squared_distance * (self.frame.scale * self.frame.scale)
 
-    def exact_sqdist(self, positions: np.ndarray, other: PointSet, other_positions: np.ndarray) -> np.ndarray:
+    def exact_sqdist(
+        self, positions: np.ndarray, other: PointSet, other_positions: np.ndarray
+    ) -> np.ndarray:
         """Exact float64 squared distances, in original units, of position pairs."""
         return self.backend.exact_sqdist(
             self.data, self.order[positions], other.data, other.order[other_positions]

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from rarity_score.engine.points import PointSet
 from rarity_score.engine.plan import plan_blocks
+from rarity_score.engine.points import PointSet
 from rarity_score.engine.tiles import Tile
 
 logger = logging.getLogger(__name__)

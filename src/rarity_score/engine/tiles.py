@@ -15,6 +15,7 @@ import numpy as np
 
 from rarity_score.engine.points import PointSet, error_coefficient
 
+
 def f32_below(x: np.ndarray) -> np.ndarray:
     """The largest float32 values certainly below ``x`` (one float32 step under its rounding)."""
     return np.nextafter(np.asarray(x, dtype=np.float32), np.float32(-np.inf))
@@ -27,7 +28,7 @@ def f32_above(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Tile:
-    """Squared distances of rows ``row_positions`` of ``rows`` against ``col_positions`` of ``cols``.
+    """Squared distances of ``row_positions`` of ``rows`` against ``col_positions`` of ``cols``.
 
     Positions index the sets in their visiting order. ``row_radii``/``col_radii`` are the exact k-NN
     radii of each set by position (original units), when the metrics need spheres of that side.

@@ -9,7 +9,7 @@ from rarity_score.engine.points import PointSet
 
 
 class NearestReal(Smallest):
-    """Per generated sample (column), the closest real sample (row); ties go to the smallest index."""
+    """Per generated sample (column), the closest real sample (row); ties to the smallest index."""
 
     def __init__(self, n_fake: int) -> None:
         super().__init__(n_fake, 1 + EXTRA_CANDIDATES, axis=0)

@@ -1,4 +1,4 @@
-"""Improved precision / recall (Kynkäänniemi et al. 2019) and density / coverage (Naeem et al. 2020).
+"""Improved precision / recall (Kynkäänniemi et al. 2019), density / coverage (Naeem et al. 2020).
 
 Precision is the fraction of generated samples in the real manifold (from :mod:`.rarity`).
 Density counts the real spheres holding each generated sample; coverage is the fraction of real

@@ -16,7 +16,7 @@ from rarity_score.engine.points import PointSet
 
 
 def participating(sorted_radii: np.ndarray) -> tuple[int, int]:
-    """Positions (in increasing radius order) of the spheres that take part: 0 < radius <= median."""
+    """Positions (in increasing radius order) of the taking-part spheres: 0 < radius <= median."""
     start = int(np.searchsorted(sorted_radii, 0.0, side="right"))
     stop = int(np.searchsorted(sorted_radii, np.median(sorted_radii), side="right"))
     return start, max(start, stop)
@@ -30,7 +30,9 @@ class Realism(Smallest):
         start, stop = self.taking_part
         weights = np.zeros(len(sorted_radii))
         weights[start:stop] = 1.0 / real.to_frame_units(sorted_radii[start:stop] ** 2)
-        super().__init__(n_fake, 1 + EXTRA_CANDIDATES, axis=0, weights=weights, refs_in=(start, stop))
+        super().__init__(
+            n_fake, 1 + EXTRA_CANDIDATES, axis=0, weights=weights, refs_in=(start, stop)
+        )
 
     def result(self, real: PointSet, fake: PointSet) -> np.ndarray:
         start, stop = self.taking_part

@@ -1,0 +1,266 @@
+"""Feature files in and out: ``.npy``, ``.npz`` and ``.pt`` / ``.pth``.
+
+A feature file holds one 2-D array, one row per sample and one column per feature dimension.
+Every problem with a file raises :class:`FeatureFileError`, a :class:`ValueError` whose message
+names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rarity_score.io.atomic import atomic_write_bytes
+
+__all__ = [
+    "FEATURE_SUFFIXES",
+    "FeatureFileError",
+    "features_fingerprint",
+    "load_features",
+    "save_features",
+    "split_key",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings :func:`load_features` reads.
+FEATURE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".pt", ".pth")
+
+_KEYED_SUFFIXES = (".npz", ".pt", ".pth")
+
+
+class FeatureFileError(ValueError):
+    """A feature file is missing, unreadable, or does not hold a 2-D numeric array."""
+
+
+def split_key(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
+    """Split the ``file.npz:name`` syntax into the file and the array name.
+
+    Only a suffix after ``.npz``, ``.pt`` or ``.pth`` counts as a key, so ordinary paths (and
+    Windows drive letters) pass through unchanged.
+
+    >>> split_key("feats.npz:fake")
+    (PosixPath('feats.npz'), 'fake')
+    >>> split_key("feats.npy")
+    (PosixPath('feats.npy'), None)
+    """
+    text = os.fspath(path)
+    if not Path(text).exists() and ":" in text:
+        head, _, key = text.rpartition(":")
+        if key and head.lower().endswith(_KEYED_SUFFIXES):
+            return Path(head), key
+    return Path(text), None
+
+
+def load_features(path: str | os.PathLike[str], key: str | None = None) -> np.ndarray:
+    """Load a 2-D feature array (samples x features) from ``.npy``, ``.npz``, ``.pt`` or ``.pth``.
+
+    ``.npz`` files and ``.pt`` files holding a dict may contain several arrays: choose one with
+    ``key`` or with the ``path.npz:name`` syntax. A file with exactly one array needs no key.
+    ``.pt`` / ``.pth`` files are read with ``torch.load(..., weights_only=True)`` (no code runs
+    from the file); they need torch installed. The array is returned with its stored dtype.
+
+    Raises :class:`FeatureFileError` for a missing file, an unknown extension, an ambiguous or
+    unknown key, an array that is not 2-D, a non-numeric dtype, no rows, or non-finite values.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "f.npz"
+    >>> np.savez(p, real=np.zeros((4, 2)), fake=np.ones((3, 2)))
+    >>> load_features(f"{p}:fake").shape
+    (3, 2)
+    >>> load_features(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rarity_score.io.features.FeatureFileError: ...f.npz holds several arrays (fake, real): ...
+    """
+    file, path_key = split_key(path)
+    if key is not None and path_key is not None and key != path_key:
+        raise FeatureFileError(
+            f"{file}: two different array names given ({path_key!r} in the path, {key!r} as key); "
+            "give only one"
+        )
+    key = key if key is not None else path_key
+    if not file.exists():
+        raise FeatureFileError(f"feature file not found: {file}")
+    if file.is_dir():
+        raise FeatureFileError(f"{file} is a directory; give a .npy, .npz, .pt or .pth file")
+    suffix = file.suffix.lower()
+    if suffix == ".npy":
+        if key is not None:
+            raise FeatureFileError(f"{file}: a .npy file holds one array; drop the key {key!r}")
+        array = _load_npy(file)
+    elif suffix == ".npz":
+        array = _load_npz(file, key)
+    elif suffix in (".pt", ".pth"):
+        array = _load_torch(file, key)
+    else:
+        raise FeatureFileError(
+            f"{file}: unknown feature file type {suffix or '(no extension)'!r}; "
+            f"use one of {', '.join(FEATURE_SUFFIXES)}"
+        )
+    _check_array(array, file)
+    logger.debug("loaded %s: shape %s, dtype %s", file, array.shape, array.dtype)
+    return array
+
+
+def save_features(path: str | os.PathLike[str], array: Any, *, key: str = "features") -> Path:
+    """Save a 2-D feature array atomically as ``.npy`` or ``.npz`` (under the name ``key``).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.npy"
+    >>> _ = save_features(p, np.eye(3, dtype=np.float32))
+    >>> load_features(p).dtype
+    dtype('float32')
+    """
+    path = Path(path)
+    array = np.asarray(array)
+    _check_array(array, path)
+    buffer = io.BytesIO()
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(buffer, array, allow_pickle=False)
+    elif suffix == ".npz":
+        np.savez(buffer, **{key: array})
+    else:
+        raise FeatureFileError(
+            f"{path}: cannot save features as {suffix or '(no extension)'!r}; use .npy or .npz"
+        )
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def features_fingerprint(array: np.ndarray) -> str:
+    """A short content hash of a feature array (shape, dtype and values), to record which real
+    reference set scores were measured against: scores are only comparable for the same one.
+
+    >>> features_fingerprint(np.zeros((2, 3))) == features_fingerprint(np.zeros((2, 3)))
+    True
+    """
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256()
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.data)
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+def _load_npy(file: Path) -> np.ndarray:
+    try:
+        return np.asarray(np.load(file, allow_pickle=False))
+    except ValueError as error:  # object arrays need pickle, which is refused
+        raise FeatureFileError(
+            f"{file}: cannot read as a numeric array ({error}); save features with "
+            "np.save(path, array) from a float array"
+        ) from error
+    except (OSError, EOFError) as error:
+        raise FeatureFileError(f"{file}: not a readable .npy file ({error})") from error
+
+
+def _load_npz(file: Path, key: str | None) -> np.ndarray:
+    try:
+        with np.load(file, allow_pickle=False) as archive:
+            names = sorted(archive.files)
+            name = _choose(file, names, key)
+            return np.asarray(archive[name])
+    except FeatureFileError:
+        raise
+    except ValueError as error:
+        raise FeatureFileError(
+            f"{file}: cannot read as a numeric array ({error}); store a float array"
+        ) from error
+    except (OSError, EOFError) as error:
+        raise FeatureFileError(f"{file}: not a readable .npz file ({error})") from error
+
+
+def _load_torch(file: Path, key: str | None) -> np.ndarray:
+    try:
+        import torch
+    except ImportError as error:
+        raise FeatureFileError(
+            f"{file}: reading .pt/.pth files needs torch, which is not installed; "
+            "install it (pip install 'rarity-score[torch]') or save the features as .npy"
+        ) from error
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types (pickle, zip, runtime)
+        raise FeatureFileError(
+            f"{file}: cannot read with torch.load(weights_only=True) ({error}); save a tensor "
+            "or a dict of tensors with torch.save"
+        ) from error
+    if isinstance(obj, Mapping):
+        arrays = {str(name): value for name, value in obj.items() if _is_array(value, torch)}
+        name = _choose(file, sorted(arrays), key)
+        obj = arrays[name]
+    elif key is not None:
+        raise FeatureFileError(f"{file} holds a single tensor, not a dict; drop the key {key!r}")
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu()
+        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
+            tensor = tensor.float()
+        return np.asarray(tensor.numpy())
+    if isinstance(obj, np.ndarray):
+        return obj
+    raise FeatureFileError(
+        f"{file} holds a {type(obj).__name__}, not a tensor; save a 2-D tensor "
+        "(or a dict of tensors) with torch.save"
+    )
+
+
+def _is_array(value: object, torch: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _choose(file: Path, names: list[str], key: str | None) -> str:
+    if key is not None:
+        if key not in names:
+            available = ", ".join(names) if names else "none"
+            raise FeatureFileError(
+                f"{file} has no array named {key!r}; available arrays: {available}"
+            )
+        return key
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise FeatureFileError(f"{file} holds no arrays")
+    raise FeatureFileError(
+        f"{file} holds several arrays ({', '.join(names)}): choose one with "
+        f"{file}:NAME (for example {file}:{names[0]})"
+    )
+
+
+def _check_array(array: np.ndarray, file: Path) -> None:
+    dtype = array.dtype
+    if dtype == np.bool_ or not (
+        np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
+    ):
+        raise FeatureFileError(
+            f"{file}: features must be a real numeric array, got dtype {dtype}; "
+            "convert it with array.astype(np.float32)"
+        )
+    if array.ndim != 2:
+        hint = (
+            "for one sample use array.reshape(1, -1)"
+            if array.ndim == 1
+            else "flatten each sample with array.reshape(len(array), -1)"
+            if array.ndim > 2
+            else "store one row per sample"
+        )
+        raise FeatureFileError(
+            f"{file}: expected a 2-D array (samples x features), got shape {array.shape}; {hint}"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise FeatureFileError(f"{file}: the feature array is empty (shape {array.shape})")
+    if np.issubdtype(dtype, np.floating):
+        finite = np.isfinite(array).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            raise FeatureFileError(
+                f"{file}: {len(bad)} row(s) contain NaN or infinite values (rows {shown}); "
+                "remove or recompute them"
+            )

@@ -1,0 +1,308 @@
+"""The `rarity` command line: exit codes, one-line errors, outputs, and the offline demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rarity_score import __version__, evaluate
+from rarity_score.cli import main
+from rarity_score.demo import DEMO_GROUPS, make_demo_features
+
+RNG = np.random.default_rng(2)
+REAL = RNG.standard_normal((80, 5))
+FAKE = np.vstack(
+    [REAL[:20] + 0.05 * RNG.standard_normal((20, 5)), RNG.standard_normal((15, 5)) + 6]
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger():
+    """main() configures the package logger; leave it as found for other tests."""
+    package_logger = logging.getLogger("rarity_score")
+    handlers, level = list(package_logger.handlers), package_logger.level
+    yield
+    package_logger.handlers[:] = handlers
+    package_logger.setLevel(level)
+
+
+@pytest.fixture
+def files(tmp_path):
+    np.save(tmp_path / "real.npy", REAL)
+    np.save(tmp_path / "fake.npy", FAKE)
+    return tmp_path / "real.npy", tmp_path / "fake.npy"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rarity: error: ")
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+# ---------------------------------------------------------------------- success
+
+
+def test_score_prints_summary_and_writes_outputs(capsys, files, tmp_path):
+    real, fake = files
+    out_csv, out_json = tmp_path / "per_sample.csv", tmp_path / "summary.json"
+    code, out, err = _run(
+        capsys, "score", "--real", real, "--fake", fake, "--out", out_csv, "--json", out_json
+    )
+    assert code == 0, err
+    expected = evaluate(REAL, FAKE, k=3)
+    n_in = int(expected.in_manifold.sum())
+    for fragment in (
+        "Settings",
+        str(real),
+        f"in manifold         {n_in} / {len(FAKE)}",
+        f"over the {n_in} in-manifold samples",
+        "precision",
+        "coverage",
+        "same feature extractor",
+        str(out_csv),
+        str(out_json),
+    ):
+        assert fragment in out, fragment
+
+    with open(out_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(FAKE)
+    for i, row in enumerate(rows):
+        if expected.in_manifold[i]:
+            assert float(row["rarity"]) == expected.rarity[i]
+        else:
+            assert row["rarity"] == "" and row["in_manifold"] == "false"
+
+    data = json.loads(out_json.read_text(), parse_constant=pytest.fail)
+    settings = data["settings"]
+    assert settings["k"] == 3
+    assert settings["real_features"] == str(real) and settings["fake_features"] == str(fake)
+    assert settings["real_fingerprint"].startswith("sha256:")
+    assert settings["package_version"] == __version__
+    assert data["summary"]["n_in_manifold"] == n_in
+
+
+def test_score_options_reach_the_engine(capsys, files, tmp_path):
+    real, fake = files
+    out_csv = tmp_path / "s.csv"
+    code, _, err = _run(
+        capsys,
+        "score",
+        "--real", real,
+        "--fake", fake,
+        "-k", "5",
+        "--metrics", "rarity,precision",
+        "--backend", "numpy",
+        "--memory-budget", "1",
+        "--out", out_csv,
+        "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    with open(out_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["index", "in_manifold", "rarity", "sphere_index"]
+    expected = evaluate(REAL, FAKE, k=5, metrics=["rarity"])
+    got = np.array([float(row["rarity"]) if row["rarity"] else np.nan for row in rows])
+    np.testing.assert_array_equal(got, expected.rarity)
+
+
+def test_quiet_prints_nothing_and_verbose_logs(capsys, files):
+    real, fake = files
+    code, out, err = _run(capsys, "score", "--real", real, "--fake", fake, "-q")
+    assert code == 0 and out == "" and err == ""
+    code, out, err = _run(capsys, "-v", "score", "--real", real, "--fake", fake)
+    assert code == 0 and "Settings" in out
+    assert "rarity: INFO: evaluating" in err
+
+
+def test_npz_key_syntax(capsys, tmp_path):
+    np.savez(tmp_path / "both.npz", real=REAL, fake=FAKE)
+    both = tmp_path / "both.npz"
+    code, out, err = _run(capsys, "score", "--real", f"{both}:real", "--fake", f"{both}:fake")
+    assert code == 0, err
+    assert f"{len(FAKE)}" in out
+
+
+def test_library_warnings_become_log_lines(capsys, tmp_path):
+    np.save(tmp_path / "real.npy", REAL)
+    np.save(tmp_path / "fake.npy", FAKE[:3])  # recall needs more than k generated samples
+    code, out, err = _run(
+        capsys, "score", "--real", tmp_path / "real.npy", "--fake", tmp_path / "fake.npy"
+    )
+    assert code == 0
+    assert "rarity: WARNING: recall" in err and "Traceback" not in err
+    assert "recall" in out and "n/a" in out
+
+
+def test_version(capsys):
+    code, out, _ = _run(capsys, "--version")
+    assert code == 0 and __version__ in out
+
+
+def test_help_explains_the_terms(capsys):
+    code, out, _ = _run(capsys, "score", "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for fragment in ("k-th nearest", "out of the manifold", "same feature extractor", "same k"):
+        assert fragment in text, fragment
+
+
+# ---------------------------------------------------------------------- bad input: exit 2
+
+
+def test_missing_file(capsys, files, tmp_path):
+    _, fake = files
+    result = _run(capsys, "score", "--real", tmp_path / "nope.npy", "--fake", fake)
+    _assert_one_line_error(*result, "not found", "nope.npy")
+
+
+def test_mismatched_dimensions(capsys, files, tmp_path):
+    real, _ = files
+    np.save(tmp_path / "narrow.npy", FAKE[:, :3])
+    result = _run(capsys, "score", "--real", real, "--fake", tmp_path / "narrow.npy")
+    _assert_one_line_error(*result, "dimensions differ", "5", "3")
+
+
+def test_k_too_large(capsys, files):
+    real, fake = files
+    result = _run(capsys, "score", "--real", real, "--fake", fake, "-k", str(len(REAL)))
+    _assert_one_line_error(*result, f"k={len(REAL)}", str(len(REAL) - 1))
+
+
+def test_npz_with_several_arrays_and_no_key(capsys, files, tmp_path):
+    _, fake = files
+    np.savez(tmp_path / "many.npz", a=REAL, b=REAL)
+    result = _run(capsys, "score", "--real", tmp_path / "many.npz", "--fake", fake)
+    _assert_one_line_error(*result, "several arrays", "a, b", "many.npz:")
+
+
+def test_not_two_dimensional(capsys, files, tmp_path):
+    real, _ = files
+    np.save(tmp_path / "flat.npy", FAKE[0])
+    result = _run(capsys, "score", "--real", real, "--fake", tmp_path / "flat.npy")
+    _assert_one_line_error(*result, "flat.npy", "2-D")
+
+
+def test_output_folder_missing_fails_before_computing(capsys, files, tmp_path):
+    real, fake = files
+    target = tmp_path / "no" / "out.csv"
+    result = _run(capsys, "score", "--real", real, "--fake", fake, "--out", target)
+    _assert_one_line_error(*result, "does not exist")
+
+
+def test_usage_errors_exit_2(capsys, files):
+    real, fake = files
+    code, _, err = _run(capsys, "score", "--real", real, "--fake", fake, "--metrics", "bogus")
+    assert code == 2 and "bogus" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "score", "--real", real)
+    assert code == 2 and "--fake" in err
+    code, _, err = _run(capsys)
+    assert code == 2
+
+
+# ---------------------------------------------------------------------- demo
+
+
+def test_demo_data_is_structured_and_reproducible():
+    a = make_demo_features(n_real=100, n_fake=40, dim=8, seed=3)
+    b = make_demo_features(n_real=100, n_fake=40, dim=8, seed=3)
+    np.testing.assert_array_equal(a.fake, b.fake)
+    assert a.real.shape == (100, 8) and a.fake.shape == (40, 8)
+    groups, counts = np.unique(a.groups, return_counts=True)
+    assert set(groups) == set(DEMO_GROUPS)
+    assert counts.sum() == 40
+    assert len(set(a.names)) == 40
+    with pytest.raises(ValueError):
+        make_demo_features(n_real=1)
+
+
+def test_demo_groups_behave_as_described():
+    data = make_demo_features(n_real=800, n_fake=400, dim=32, seed=0)
+    ev = evaluate(data.real, data.fake, k=3)
+
+    def group(name):
+        return data.groups == name
+
+    assert not ev.in_manifold[group("off_manifold")].any()
+    assert ev.in_manifold[group("near_duplicate")].all()
+    typical = np.median(ev.rarity[group("typical") & ev.in_manifold])
+    rare = np.median(ev.rarity[group("rare") & ev.in_manifold])
+    assert rare > typical
+
+
+def test_demo_in_process(capsys, tmp_path):
+    out = tmp_path / "demo"
+    code, stdout, err = _run(
+        capsys, "demo", "--out", out, "--n-real", "300", "--n-fake", "120", "--dim", "16"
+    )
+    assert code == 0, err
+    names = {"real.npy", "fake.npy", "per_sample.csv", "summary.json"}
+    assert names <= {p.name for p in out.iterdir()}
+    with open(out / "per_sample.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 120
+    assert rows[0]["name"].startswith("typical_")
+    assert any(row["rarity"] == "" for row in rows if row["name"].startswith("off_manifold"))
+    data = json.loads((out / "summary.json").read_text(), parse_constant=pytest.fail)
+    assert data["settings"]["demo"]["seed"] == 0
+    assert "off_manifold" in stdout and "Wrote" in stdout
+    for name in names:
+        assert str(out / name) in stdout
+
+
+def _console_script() -> str | None:
+    beside = Path(sys.executable).with_name("rarity")
+    if beside.exists():
+        return str(beside)
+    return shutil.which("rarity")
+
+
+@pytest.mark.skipif(_console_script() is None, reason="console script `rarity` not installed")
+def test_console_script_demo_and_error(tmp_path):
+    script = _console_script()
+    assert script is not None
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [script, "demo", "--out", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Rarity score (over the" in done.stdout
+    for name in ("real.npy", "fake.npy", "per_sample.csv", "summary.json"):
+        assert (tmp_path / "demo" / name).is_file()
+    with open(tmp_path / "demo" / "per_sample.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 1000
+
+    failed = subprocess.run(
+        [script, "score", "--real", str(tmp_path / "missing.npy"), "--fake", "x.npy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert failed.returncode == 2
+    assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("rarity: error: ")
+    assert "Traceback" not in failed.stderr
