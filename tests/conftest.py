@@ -1,0 +1,45 @@
+"""Shared fixtures: the backends to run, and a fast, reproducible hypothesis profile."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+from hypothesis import settings
+
+# Property tests run on small problems; deadline=None because the first call of an example may
+# import or warm up torch.
+settings.register_profile("suite", max_examples=30, deadline=None)
+settings.register_profile("thorough", max_examples=300, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _cuda_available() -> bool:
+    if not HAVE_TORCH:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+# (backend, device) pairs every engine test runs under; CUDA only where a GPU is present.
+BACKENDS = [
+    pytest.param(("numpy", None), id="numpy"),
+    pytest.param(
+        ("torch", "cpu"),
+        id="torch-cpu",
+        marks=pytest.mark.skipif(not HAVE_TORCH, reason="torch not installed"),
+    ),
+    # Listed only where a GPU is present, so CPU-only runs are not cluttered with skips.
+    *([pytest.param(("torch", "cuda"), id="torch-cuda")] if _cuda_available() else []),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def engine_options(request) -> dict:
+    """Keyword arguments selecting one backend/device for evaluate, rarity_score, RealManifold."""
+    backend, device = request.param
+    return {"backend": backend, "device": device}
