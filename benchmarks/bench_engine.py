@@ -91,35 +91,46 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=4096)
     parser.add_argument("-k", type=int, default=3)
     parser.add_argument("--no-naive", action="store_true", help="skip the naive float64 run")
+    parser.add_argument("--repeat", type=int, default=2, help="interleaved rounds (best counts)")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     real = structured_features(args.n_real, args.dim, rng)
-    fake = structured_features(args.n_fake, args.dim, rng, shift=0.1, spread=1.15)
-    print(f"real {real.shape}, fake {fake.shape}, float32, k={args.k}")
+    fake = structured_features(args.n_fake, args.dim, rng, shift=0.05, spread=1.05)
+    print(f"real {real.shape}, fake {fake.shape}, float32, k={args.k}, {args.repeat} rounds")
 
-    rows: list[tuple[str, float, float]] = []
-    t_gemm, m_gemm, _ = measure(lambda: gemm_same_pairs(real, fake))
-    rows.append(("gemm (same pairs)", t_gemm, m_gemm))
-    t_cross, m_cross, _ = measure(lambda: real @ fake.T)
-    rows.append(("gemm (R G^T only)", t_cross, m_cross))
-    t_eval, m_eval, result = measure(lambda: evaluate(real, fake, args.k))
-    rows.append(("evaluate (all metrics)", t_eval, m_eval))
-    t_rar, m_rar, rarity = measure(lambda: rarity_score(real, fake, args.k))
-    rows.append(("rarity_score alone", t_rar, m_rar))
+    # The machine's speed drifts; rounds interleave the contenders and the best round counts.
+    contenders: dict[str, Callable[[], Any]] = {
+        "gemm (same pairs)": lambda: gemm_same_pairs(real, fake),
+        "gemm (R G^T only)": lambda: real @ fake.T,
+        "evaluate (all metrics)": lambda: evaluate(real, fake, args.k),
+        "rarity_score alone": lambda: rarity_score(real, fake, args.k),
+    }
+    best: dict[str, tuple[float, float]] = {}
+    outputs: dict[str, Any] = {}
+    for _ in range(args.repeat):
+        for name, call in contenders.items():
+            seconds, mib, outputs[name] = measure(call)
+            previous = best.get(name, (np.inf, 0.0))
+            best[name] = (min(previous[0], seconds), max(previous[1], mib))
     naive = None
     if not args.no_naive:
         t_naive, m_naive, naive = measure(lambda: naive_float64(real, fake, args.k))
-        rows.append(("naive float64", t_naive, m_naive))
+        best["naive float64 (once)"] = (t_naive, m_naive)
+    result, rarity = outputs["evaluate (all metrics)"], outputs["rarity_score alone"]
 
+    t_gemm = best["gemm (same pairs)"][0]
+    t_cross = best["gemm (R G^T only)"][0]
+    t_eval = best["evaluate (all metrics)"][0]
+    t_rar = best["rarity_score alone"][0]
     print(f"\n{'':26s}{'seconds':>10s}{'peak MiB':>10s}{'/ gemm':>9s}")
-    for name, seconds, mib in rows:
+    for name, (seconds, mib) in best.items():
         print(f"{name:26s}{seconds:10.2f}{mib:10.0f}{seconds / t_gemm:9.2f}")
     print(f"\nevaluate / gemm (same pairs)  {t_eval / t_gemm:.2f}")
     print(f"evaluate / gemm (R G^T only)  {t_eval / t_cross:.2f}")
     print(f"rarity   / gemm (same pairs)  {t_rar / t_gemm:.2f}")
     if naive is not None:
-        print(f"naive float64 / evaluate      {t_naive / t_eval:.2f}")
+        print(f"naive float64 / evaluate      {best['naive float64 (once)'][0] / t_eval:.2f}")
     inside = result.in_manifold.mean()
     print(
         f"in manifold: {inside:.3f}; precision {result.precision:.4f} recall {result.recall:.4f} "

@@ -248,7 +248,7 @@ def rarity_score(
         >>> import numpy as np
         >>> from rarity_score import rarity_score
         >>> real = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
-        >>> rarity_score(real, np.array([[0.2, 0.1], [9.0, 9.0]]), k=1)
+        >>> rarity_score(real, np.array([[0.2, 0.1], [20.0, 20.0]]), k=1)
         array([1., nan])
     """
     manifold = RealManifold(

@@ -19,6 +19,9 @@ from rarity_score.engine.backend import Backend
 from rarity_score.engine.plan import plan_blocks
 
 _FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+#: Spreads for which float32 squared distances neither overflow nor lose precision to subnormals;
+#: outside it the copies are rescaled (by a power of two: exact); inside, a pass is saved.
+_SAFE_SPREAD = (2.0**-30, 2.0**30)
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,13 @@ class Frame:
         spread = float(
             np.sqrt(np.mean(backend.squared_norms(backend.prepare(data, sample, center, 1.0))))
         )
-        exponent = 0 if spread == 0.0 or not math.isfinite(spread) else -round(math.log2(spread))
+        exponent = 0
+        if (
+            spread > 0.0
+            and math.isfinite(spread)
+            and not _SAFE_SPREAD[0] <= spread <= _SAFE_SPREAD[1]
+        ):
+            exponent = -round(math.log2(spread))
         return cls(center=center, scale=2.0**exponent)
 
 

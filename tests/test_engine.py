@@ -1,0 +1,136 @@
+"""The engine's own promises: the float32 error bound, rescaled frames, certificates and their
+fallback, early stopping, and tile planning."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from checks import assert_matches_reference
+from reference import knn_radii as reference_radii
+from reference import reference_evaluation
+
+from rarity_score import RealManifold, evaluate
+from rarity_score.engine import exact as exact_module
+from rarity_score.engine.backend import NumpyBackend
+from rarity_score.engine.plan import plan_blocks, tile_edge
+from rarity_score.engine.points import Frame, PointSet, error_coefficient
+
+
+@pytest.mark.parametrize("dim", [3, 64, 1000])
+@pytest.mark.parametrize("offset", [0.0, 50.0])
+def test_float32_tiles_stay_within_the_error_bound(dim, offset):
+    # The bound is what makes float32 decisions exact; measure the real error against it.
+    rng = np.random.default_rng(dim)
+    a = rng.normal(size=(300, dim)) + offset
+    b = rng.normal(size=(200, dim)) * 2.0 + offset
+    backend = NumpyBackend()
+    frame = Frame.fit(backend, a)
+    pa, pb = PointSet.build(backend, a, frame), PointSet.build(backend, b, frame)
+    tile = backend.sqdist_tile(pa.block(0, 300), pb.block(0, 200), pa.norms**2, pb.norms**2)
+    exact = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) * frame.scale**2
+    bound = error_coefficient(dim) * (pa.norms[:, None] + pb.norms[None, :]) ** 2
+    error = np.abs(tile.astype(np.float64) - exact)
+    assert (error <= bound).all()
+    # A bound far looser than the errors would send many pairs to float64 for nothing.
+    assert error.max() > bound.max() * 1e-4
+
+
+@pytest.mark.parametrize("magnitude", [1e-25, 1e25])
+def test_extreme_magnitudes_are_rescaled_exactly(magnitude):
+    # float32 squares of 1e-25 underflow and of 1e25 overflow: the frame must rescale.
+    rng = np.random.default_rng(7)
+    real = rng.normal(size=(80, 6))
+    fake = np.concatenate(
+        [real[:20] + 0.01 * rng.normal(size=(20, 6)), rng.normal(size=(40, 6)) * 3]
+    )
+    reference = reference_evaluation(real * magnitude, fake * magnitude, 3)
+    got = evaluate(real * magnitude, fake * magnitude, 3, tile_size=32)
+    assert Frame.fit(NumpyBackend(), real * magnitude).scale != 1.0
+    assert 0 < reference.in_manifold.sum() < len(fake)
+    assert_matches_reference(got, reference)
+
+
+def _count_scans(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    original = exact_module._scan
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(exact_module, "_scan", counting)
+    return calls
+
+
+def test_many_exact_ties_fall_back_to_a_full_scan(monkeypatch):
+    # On a lattice every point has many neighbours at exactly the same distance: more than the
+    # candidates kept, so some answers need the exact scan, and must still be right.
+    calls = _count_scans(monkeypatch)
+    grid = np.stack(np.meshgrid(*[np.arange(4.0)] * 3), -1).reshape(-1, 3)
+    fake = np.concatenate([grid[::5] + 0.5, grid[:10], [[10.0, 10.0, 10.0]]])
+    for k in (1, 6, 7):
+        assert_matches_reference(
+            evaluate(grid, fake, k, tile_size=16), reference_evaluation(grid, fake, k)
+        )
+    assert calls, "the lattice should have needed the fallback scan"
+
+
+def test_generic_data_needs_no_fallback(monkeypatch):
+    # Certificates must hold on ordinary continuous data, or the engine degrades to brute force.
+    calls = _count_scans(monkeypatch)
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(400, 32)) + 5, rng.normal(size=(300, 32)) + 5
+    evaluate(real, fake, 3, tile_size=64)
+    assert not calls
+
+
+def test_radii_match_the_reference_for_every_tile_size():
+    rng = np.random.default_rng(11)
+    real = np.concatenate([rng.normal(size=(150, 10)), rng.normal(size=(20, 10)) * 4])
+    real[5] = real[6]  # a duplicate: radius may be 0 for k=1
+    want = reference_radii(real, 4)
+    for tile_size in (1, 7, 50, 170, None):
+        got = RealManifold(real, 4, tile_size=tile_size).radii
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_rarity_alone_stops_early(monkeypatch):
+    # Generated samples sitting on the smallest spheres' centres are settled by the first row
+    # block: the rarity-only sweep must skip the rest, the full one must not.
+    tiles: list[int] = []
+    original = NumpyBackend.sqdist_tile
+
+    def counting(self, *args):
+        tiles.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(NumpyBackend, "sqdist_tile", counting)
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(200, 8))
+    manifold = RealManifold(real, 3, tile_size=20)
+    fake = real[np.argsort(manifold.radii)[:20]]
+    tiles.clear()
+    scores = manifold.score(fake)
+    rarity_tiles = len(tiles)
+    tiles.clear()
+    full = manifold.evaluate(fake)
+    assert rarity_tiles < len(tiles) / 5
+    np.testing.assert_array_equal(scores, full.rarity)
+    np.testing.assert_allclose(scores, reference_evaluation(real, fake, 3).rarity, rtol=1e-12)
+
+
+def test_blocks_cover_the_range_once():
+    for n, edge in [(1, 5), (10, 3), (10, 10), (10000, 3007), (7, 100)]:
+        blocks = plan_blocks(n, edge)
+        covered = np.concatenate([np.arange(a, b) for a, b in blocks])
+        np.testing.assert_array_equal(covered, np.arange(n))
+        assert max(b - a for a, b in blocks) <= edge
+
+
+def test_tile_edge_follows_the_budget():
+    assert tile_edge(2**20) < tile_edge(2**28) < tile_edge(2**32)
+    assert tile_edge(2**28, tile_size=17) == 17
+    with pytest.raises(ValueError, match="tile_size"):
+        tile_edge(2**28, tile_size=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        tile_edge(1000)
