@@ -249,7 +249,7 @@ def rarity_score(
         >>> from rarity_score import rarity_score
         >>> real = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
         >>> rarity_score(real, np.array([[0.2, 0.1], [20.0, 20.0]]), k=1)
-        array([1., nan])
+        array([ 1., nan])
     """
     manifold = RealManifold(
         real,
