@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# The CPU build of torch that lies on this machine's disk; a bare `torch` would fetch a CUDA build.
-TORCH_SPEC ?= torch==2.13.0
+# The torch / torchvision pair that lies on this machine's disk (a bare `torch` would download).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: all venv test lint demo bench clean
 
@@ -14,7 +14,7 @@ all: test
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e ".[test,lint]"
 	touch $(STAMP)
 
