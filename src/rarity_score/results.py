@@ -121,11 +121,7 @@ class Evaluation:
         n_in = int(in_manifold.sum())
         n_fake = int(in_manifold.size)
         out: dict[str, Any] = {
-            "k": int(self.k),
-            "n_real": int(self.n_real),
-            "n_fake": int(self.n_fake),
-            "dim": int(self.dim),
-            "metrics": list(self.metrics),
+            **self._sizes(),
             "n_in_manifold": n_in,
             "n_out_of_manifold": n_fake - n_in,
             "fraction_out_of_manifold": (n_fake - n_in) / n_fake if n_fake else None,
@@ -150,6 +146,16 @@ class Evaluation:
             out["realism"] = None
         return out
 
+    def _sizes(self) -> dict[str, Any]:
+        """k, the set sizes and the metrics: what every summary and record starts with."""
+        return {
+            "k": int(self.k),
+            "n_real": int(self.n_real),
+            "n_fake": int(self.n_fake),
+            "dim": int(self.dim),
+            "metrics": list(self.metrics),
+        }
+
     def settings(self) -> dict[str, Any]:
         """What the scores depend on: k, the set sizes, the metrics, the package version, and the
         engine's own notes (``extra``). Scores are comparable only within one feature extractor,
@@ -158,11 +164,7 @@ class Evaluation:
         from rarity_score import __version__
 
         out: dict[str, Any] = {
-            "k": int(self.k),
-            "n_real": int(self.n_real),
-            "n_fake": int(self.n_fake),
-            "dim": int(self.dim),
-            "metrics": list(self.metrics),
+            **self._sizes(),
             "package": "rarity-score",
             "package_version": __version__,
         }
