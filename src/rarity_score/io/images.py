@@ -1,0 +1,983 @@
+"""Images in: folders, archives, list files, lists of paths and array batches.
+
+:func:`open_images` turns any supported input into an :class:`ImageCollection`: an ordered,
+picklable sequence of :class:`ImageItem` (a name users see in outputs and a fingerprint that
+changes when the content may have changed) with :meth:`ImageCollection.load`, which decodes one
+image to an RGB ``PIL.Image.Image``.
+
+Inputs
+    * a folder: searched recursively for ``.png .jpg .jpeg .webp .bmp .tif .tiff`` files (any
+      letter case), in the order of their relative POSIX paths; hidden files and folders (names
+      starting with ``.``) are skipped, other files are ignored (listed in a DEBUG log);
+    * a ``.zip`` or ``.tar`` archive (also ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``): the
+      members with image extensions, nested folders included, sorted by member name; hidden
+      members and ``__MACOSX/`` are skipped;
+    * a ``.txt`` file listing one image path per line, relative to the list file's folder (or
+      absolute); blank lines and lines starting with ``#`` are ignored, the order is kept;
+    * a single image file, or a Python sequence of paths (order kept);
+    * a numpy array or torch tensor holding a batch of images: ``uint8`` (0-255) or floating point
+      with values in [0, 1] (rounded to ``uint8``); channels last (N, H, W, C) or first
+      (N, C, H, W), told apart by which axis has size 1, 3 or 4 (if both do, the shape is
+      ambiguous and refused); a 3-D array is a grayscale batch (N, H, W).
+
+Decoding
+    Every image comes out RGB: grayscale and palette images are expanded, alpha (RGBA, LA, PA,
+    palette or colour-key transparency) is composited over white, CMYK uses Pillow's conversion,
+    16-bit images (``I;16``, ``I``) keep their top 8 bits (``value >> 8``), float images (``F``)
+    are read as [0, 1] when all values lie there and as 0-255 otherwise. EXIF orientation and
+    ICC profiles are not applied (as ``Image.open(path).convert("RGB")`` in the paper's code).
+    Only the first frame of multi-frame files is read.
+
+Bad files
+    A file that cannot be decoded (zero bytes, truncated, corrupt, not an image, too large to
+    decode safely) raises :class:`UnreadableImage` from ``load``, never another exception, so the
+    caller can skip it and go on. Problems with the input as a whole (a missing path, a folder
+    without images, an unsupported input) raise :class:`ImageInputError` from :func:`open_images`.
+
+Only numpy is needed to import this module and to list inputs; decoding needs Pillow, torch
+tensors need torch (imported only when given one).
+"""
+
+from __future__ import annotations
+
+import bz2
+import functools
+import gzip
+import hashlib
+import io
+import logging
+import lzma
+import os
+import posixpath
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import threading
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from stat import S_ISDIR, S_ISREG
+from typing import IO, TYPE_CHECKING, Any, Union, overload
+
+import numpy as np
+
+from rarity_score.io.features import FEATURE_SUFFIXES, split_key
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageCollection",
+    "ImageInputError",
+    "ImageItem",
+    "UnreadableImage",
+    "is_feature_file",
+    "open_images",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings read as images (compared case-insensitively).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+#: Archive name endings read as archives of images.
+ARCHIVE_EXTENSIONS: tuple[str, ...] = (
+    ".zip",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz2",
+    ".tar.xz",
+    ".txz",
+)
+
+#: Largest image decoded, in pixels (16384 x 16384). Pillow's own decompression-bomb limit
+#: (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 million pixels by default) applies as well.
+MAX_PIXELS: int = 16384 * 16384
+
+# A file or archive member larger than this is not read into memory (no real image under
+# MAX_PIXELS needs it; a zip bomb would).
+_MAX_FILE_BYTES = 2 * 2**30
+
+# The Pillow formats tried. Restricting them keeps, say, an EPS file renamed to .png from
+# being handed to Ghostscript. (Camera JPEGs that Pillow calls MPO open through "JPEG".)
+_PIL_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+_SHOWN = 20  # file names shown in messages and DEBUG logs before "... and N more"
+
+
+class ImageInputError(ValueError):
+    """The input as a whole is unusable: missing path, no images in it, unsupported type..."""
+
+
+class UnreadableImage(Exception):  # noqa: N818 (the contract's name)
+    """One image cannot be decoded; ``name`` says which and ``reason`` why, in a few words."""
+
+    def __init__(self, name: str, reason: str = "unreadable") -> None:
+        super().__init__(name, reason)  # args kept so the exception pickles across processes
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image of a collection.
+
+    ``name`` is what outputs show: the path relative to the folder, the archive member, the path
+    as listed, or ``#i`` for the i-th image of an array. ``fingerprint`` changes whenever the
+    content may have changed: ``size:mtime_ns`` for files, ``size:crc32`` for zip members,
+    ``size:mtime`` for tar members, a sha256 of the pixels for arrays.
+    """
+
+    name: str
+    fingerprint: str
+
+
+ImageSource = Union[
+    str,
+    "os.PathLike[str]",
+    Sequence[Union[str, "os.PathLike[str]"]],
+    np.ndarray,
+    "torch.Tensor",
+    "ImageCollection",
+]
+
+
+def is_feature_file(path: object) -> bool:
+    """Whether ``path`` names a feature file (``.npy``, ``.npz``, ``.pt``, ``.pth``).
+
+    The ``file.npz:name`` syntax counts. Only the name is looked at; the file need not exist.
+
+    >>> is_feature_file("feats.npz:real"), is_feature_file("images/"), is_feature_file("a.PT")
+    (True, False, True)
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        return False
+    file, _ = split_key(os.fspath(path))
+    return file.suffix.lower() in FEATURE_SUFFIXES
+
+
+class ImageCollection(Sequence[ImageItem]):
+    """An ordered, picklable sequence of images; build one with :func:`open_images`.
+
+    ``kind`` is ``"folder"``, ``"archive"``, ``"list"``, ``"paths"`` or ``"array"``; ``source``
+    describes the input as given. ``load(i)`` decodes image ``i`` to RGB.
+    """
+
+    kind: str
+    source: str
+
+    def __init__(self, kind: str, source: str, items: Sequence[ImageItem]) -> None:
+        self.kind = kind
+        self.source = source
+        self._items: tuple[ImageItem, ...] = tuple(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> ImageItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[ImageItem]: ...
+
+    def __getitem__(self, index: int | slice) -> ImageItem | list[ImageItem]:
+        if isinstance(index, slice):
+            return list(self._items[index])
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[ImageItem]:
+        return iter(self._items)
+
+    def __repr__(self) -> str:
+        return f"<ImageCollection {self.kind} {self.source!r}: {len(self)} images>"
+
+    @property
+    def names(self) -> list[str]:
+        """The names of all images, in order."""
+        return [item.name for item in self._items]
+
+    def fingerprint(self) -> str:
+        """A sha256 over the kind and every (name, item fingerprint), in order.
+
+        It changes when an image is added, removed, renamed, reordered or (as far as sizes,
+        modification times, checksums or pixel hashes tell) modified.
+        """
+        digest = hashlib.sha256()
+        digest.update(self.kind.encode() + b"\0")
+        for item in self._items:
+            # NUL cannot occur in paths, so the concatenation is unambiguous.
+            digest.update(item.name.encode("utf-8", "surrogateescape") + b"\0")
+            digest.update(item.fingerprint.encode() + b"\0")
+        return digest.hexdigest()
+
+    def load(self, i: int) -> Image.Image:
+        """Decode image ``i`` and return it as an RGB ``PIL.Image.Image``.
+
+        Raises :class:`UnreadableImage` (with the image's name and a short reason) when the file
+        cannot be read or decoded, and :class:`MissingDependency` when Pillow is not installed.
+        """
+        item = self._items[i]
+        pil = _pil()
+        source = self._open_source(_index(i, len(self._items)), item.name)
+        return _decode(source, item.name, pil)
+
+    def close(self) -> None:
+        """Release open archive handles (they are reopened if the collection is used again)."""
+
+    def _open_source(self, i: int, name: str) -> bytes | np.ndarray:
+        raise NotImplementedError
+
+
+def open_images(source: ImageSource) -> ImageCollection:
+    """Open an image input: a folder, archive, list file, image file, sequence of paths or batch.
+
+    See the module documentation for what each input means and how it is ordered. Nothing is
+    decoded here; folders and archives are listed and files are stat'ed for their fingerprints.
+
+    Raises :class:`ImageInputError` for a missing path, an input that holds no images, a listed
+    file that does not exist, an array of the wrong shape or value range, or an unsupported type.
+
+    >>> import numpy as np
+    >>> images = open_images(np.zeros((2, 8, 8, 3), dtype=np.uint8))
+    >>> images.kind, images.names, images.load(1).size
+    ('array', ['#0', '#1'], (8, 8))
+    """
+    if isinstance(source, ImageCollection):
+        return source
+    if isinstance(source, np.ndarray) or _is_tensor(source):
+        return _open_array(source)
+    if isinstance(source, (str, os.PathLike)):
+        return _open_path(source)
+    if isinstance(source, (bytes, bytearray)):
+        raise ImageInputError("give paths as str or pathlib.Path, not bytes")
+    if isinstance(source, Sequence):
+        return _open_paths(source)
+    raise ImageInputError(
+        f"unsupported image input of type {type(source).__name__}; give a folder, a .zip/.tar "
+        "archive, a .txt list of image paths, a list of paths, or a numpy array / torch tensor "
+        "of images"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths
+
+
+def _open_path(source: str | os.PathLike[str]) -> ImageCollection:
+    text = os.fspath(source)
+    path = Path(text)
+    if not path.exists():
+        if is_feature_file(text):
+            raise ImageInputError(f"{text} is a feature file, not images (and it does not exist)")
+        raise ImageInputError(
+            f"not found: {text} (expected a folder of images, a .zip or .tar archive of images, "
+            "a .txt file listing image paths, or an image file)"
+        )
+    if path.is_dir():
+        return _open_folder(path, text)
+    lower = path.name.lower()
+    if lower.endswith(ARCHIVE_EXTENSIONS):
+        return _open_zip(path, text) if lower.endswith(".zip") else _open_tar(path, text)
+    if lower.endswith(".txt"):
+        return _open_list_file(path, text)
+    if lower.endswith(IMAGE_EXTENSIONS):
+        return _open_paths([text])
+    if is_feature_file(text):
+        raise ImageInputError(
+            f"{text} is a feature file, not images; load it with rarity_score.io.load_features"
+        )
+    raise ImageInputError(
+        f"{text}: unsupported file type {path.suffix or '(no extension)'!r}; give a folder, an "
+        f"archive ({', '.join(ARCHIVE_EXTENSIONS)}), a .txt list of image paths, or an image "
+        f"({', '.join(IMAGE_EXTENSIONS)})"
+    )
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _file_fingerprint(stat: os.stat_result) -> str:
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _shown(names: Sequence[str]) -> str:
+    text = ", ".join(names[:_SHOWN])
+    return text + (f", ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
+
+
+def _count(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
+
+
+def _no_images_message(what: str, others: Sequence[str], hidden: int) -> str:
+    found = f"found {_count(len(others), 'other file')}"
+    if others:
+        suffixes = sorted({posixpath.splitext(name)[1].lower() or "(none)" for name in others})
+        found += f" (extensions: {', '.join(suffixes[:_SHOWN])})"
+    if hidden:
+        found += f" and {_count(hidden, 'hidden entry', 'hidden entries')} (skipped)"
+    return f"no images in {what}: {found}; supported extensions: {', '.join(IMAGE_EXTENSIONS)}"
+
+
+def _log_ignored(what: str, others: Sequence[str], hidden: int) -> None:
+    if others or hidden:
+        logger.debug(
+            "%s: ignored %s without an image extension%s%s",
+            what,
+            _count(len(others), "file"),
+            f" ({_shown(others)})" if others else "",
+            f"; skipped {_count(hidden, 'hidden entry', 'hidden entries')}" if hidden else "",
+        )
+
+
+def _open_folder(root: Path, text: str) -> ImageCollection:
+    found: list[tuple[str, os.stat_result | None]] = []
+    others: list[str] = []
+    hidden = 0
+    root_stat = root.stat()
+    seen = {(root_stat.st_dev, root_stat.st_ino)}  # symlinked folders are followed, loops not
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            with os.scandir(folder) as scan:
+                entries = list(scan)
+        except OSError as error:
+            logger.warning("%s: cannot list %s (%s); its images are left out", text, folder, error)
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                hidden += 1
+                continue
+            name = prefix + entry.name
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                try:
+                    stat = entry.stat()
+                except OSError:
+                    continue
+                key = (stat.st_dev, stat.st_ino)
+                if key in seen:
+                    logger.debug("%s: %s was already visited (symlink loop); skipped", text, name)
+                    continue
+                seen.add(key)
+                stack.append((entry.path, name + "/"))
+            elif _is_image_name(entry.name):
+                try:
+                    stat = entry.stat()
+                except OSError:  # a dangling symlink: kept, so load() reports it
+                    found.append((name, None))
+                    continue
+                if S_ISREG(stat.st_mode):
+                    found.append((name, stat))
+                else:  # a pipe or device would block or never end when read
+                    others.append(name)
+            else:
+                others.append(name)
+    if not found:
+        raise ImageInputError(_no_images_message(f"folder {text}", sorted(others), hidden))
+    _log_ignored(f"folder {text}", sorted(others), hidden)
+    # Sorted by the whole relative path (not folder by folder), so the order is simple to state.
+    found.sort(key=lambda pair: pair[0])
+    base = os.path.abspath(root)
+    items = [ImageItem(n, _file_fingerprint(s) if s else "missing") for n, s in found]
+    paths = [os.path.join(base, *n.split("/")) for n, _ in found]
+    return _FileCollection("folder", text, items, paths)
+
+
+def _open_list_file(path: Path, text: str) -> ImageCollection:
+    try:
+        content = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ImageInputError(f"{text}: cannot read the list of image paths ({error})") from error
+    base = path.parent
+    items: list[ImageItem] = []
+    paths: list[str] = []
+    problems: list[tuple[int, str]] = []
+    for line_number, line in enumerate(content.splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        listed = Path(os.path.expanduser(entry))
+        full = listed if listed.is_absolute() else base / listed
+        try:
+            stat = full.stat()
+        except OSError:
+            problems.append((line_number, f"{entry} not found (looked for {full})"))
+            continue
+        if not S_ISREG(stat.st_mode):
+            what = "a folder" if S_ISDIR(stat.st_mode) else "not a regular file"
+            problems.append((line_number, f"{entry} is {what}, not an image"))
+            continue
+        items.append(ImageItem(entry, _file_fingerprint(stat)))
+        paths.append(os.path.abspath(full))
+    if problems:
+        (line_number, problem), rest = problems[0], [str(n) for n, _ in problems[1:]]
+        more = f" (and {_count(len(rest), 'more line')}: {_shown(rest)})" if rest else ""
+        raise ImageInputError(
+            f"{text}, line {line_number}: {problem}{more}; paths in a list file are relative "
+            "to its folder"
+        )
+    if not items:
+        raise ImageInputError(f"{text} lists no image paths (one path per line)")
+    return _FileCollection("list", text, items, paths)
+
+
+def _open_paths(source: Sequence[Any]) -> ImageCollection:
+    items: list[ImageItem] = []
+    paths: list[str] = []
+    problems: list[str] = []
+    for position, entry in enumerate(source):
+        if not isinstance(entry, (str, os.PathLike)):
+            raise ImageInputError(
+                f"item {position} of the list of paths is a {type(entry).__name__}, not a path"
+            )
+        text = os.fspath(entry)
+        try:
+            stat = os.stat(text)
+        except OSError:
+            problems.append(f"{text} not found (item {position})")
+            continue
+        if not S_ISREG(stat.st_mode):
+            what = "a folder" if S_ISDIR(stat.st_mode) else "not a regular file"
+            problems.append(f"{text} is {what}, not an image (item {position})")
+            continue
+        items.append(ImageItem(text, _file_fingerprint(stat)))
+        paths.append(os.path.abspath(text))
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ImageInputError(f"image {problems[0]}{more}")
+    if not items:
+        raise ImageInputError("the list of image paths is empty")
+    described = os.fspath(source[0]) if len(source) == 1 else f"<list of {len(source)} paths>"
+    return _FileCollection("paths", described, items, paths)
+
+
+class _FileCollection(ImageCollection):
+    """Images that are files on disk (folder, list file, paths)."""
+
+    def __init__(
+        self, kind: str, source: str, items: Sequence[ImageItem], paths: Sequence[str]
+    ) -> None:
+        super().__init__(kind, source, items)
+        self._paths = tuple(paths)
+
+    def _open_source(self, i: int, name: str) -> bytes:
+        try:
+            with open(self._paths[i], "rb") as file:
+                size = os.fstat(file.fileno()).st_size
+                if size > _MAX_FILE_BYTES:
+                    raise UnreadableImage(name, f"file too large ({size / 2**30:.1f} GiB)")
+                return file.read()
+        except FileNotFoundError as error:
+            raise UnreadableImage(name, "file not found (removed since it was listed?)") from error
+        except OSError as error:
+            raise UnreadableImage(name, f"cannot read the file ({error.strerror or error})") from (
+                error
+            )
+
+
+# ----------------------------------------------------------------------------------------------
+# Archives
+
+
+def _member_name(raw: str) -> str:
+    """The name shown for an archive member: its path without a leading ``./`` or ``/``."""
+    name = raw
+    while name.startswith("./"):
+        name = name[2:]
+    return name.lstrip("/")
+
+
+def _is_hidden_member(name: str) -> bool:
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+class _ArchiveCollection(ImageCollection):
+    """An archive whose file is opened lazily, once per process (handles are not pickled)."""
+
+    def __init__(self, kind: str, source: str, items: Sequence[ImageItem], path: str) -> None:
+        super().__init__(kind, source, items)
+        self._path = path
+        self._handle: Any = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_handle=None, _pid=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _process_lock(self) -> threading.Lock:
+        """The lock guarding this process's handle; take it before ``_process_handle``."""
+        if self._pid != os.getpid():
+            # Nothing inherited through fork is reused: the file offset would be shared with the
+            # parent, and the lock may have been held by a thread that does not exist here.
+            self._handle = None
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+        return self._lock
+
+    def _process_handle(self) -> Any:
+        """This process's open archive, opened on first use (call with the lock held)."""
+        if self._handle is None:
+            self._handle = self._open_handle()
+        return self._handle
+
+    def _open_handle(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close this process's archive handle; the next ``load`` reopens it."""
+        handle, self._handle = self._handle, None
+        if handle is not None and self._pid == os.getpid():
+            handle.close()
+
+
+def _open_zip(path: Path, text: str) -> ImageCollection:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ImageInputError(f"{text}: not a readable zip archive ({error})") from error
+    chosen: dict[str, tuple[int, zipfile.ZipInfo]] = {}
+    others: list[str] = []
+    hidden = 0
+    for position, info in enumerate(infos):
+        if info.is_dir():
+            continue
+        name = _member_name(info.filename)
+        if _is_hidden_member(name):
+            hidden += 1
+        elif _is_image_name(name):
+            chosen[name] = (position, info)  # a repeated name: the last copy wins, as in unzip
+        else:
+            others.append(name)
+    if not chosen:
+        raise ImageInputError(_no_images_message(f"archive {text}", sorted(others), hidden))
+    _log_ignored(f"archive {text}", sorted(others), hidden)
+    names = sorted(chosen)
+    items = [ImageItem(n, f"{chosen[n][1].file_size}:{chosen[n][1].CRC:08x}") for n in names]
+    members = [(chosen[n][0], chosen[n][1].filename) for n in names]
+    return _ZipCollection(text, items, os.path.abspath(path), members)
+
+
+class _ZipCollection(_ArchiveCollection):
+    def __init__(
+        self, source: str, items: Sequence[ImageItem], path: str, members: Sequence[tuple[int, str]]
+    ) -> None:
+        super().__init__("archive", source, items, path)
+        self._members = tuple(members)  # (position in the zip's directory, raw member name)
+
+    def _open_handle(self) -> zipfile.ZipFile:
+        return zipfile.ZipFile(self._path)
+
+    def _open_source(self, i: int, name: str) -> bytes:
+        position, raw = self._members[i]
+        try:
+            with self._process_lock():
+                archive = self._process_handle()
+                infos = archive.infolist()
+                if position >= len(infos) or infos[position].filename != raw:
+                    raise UnreadableImage(name, "the archive changed since it was opened")
+                info = infos[position]
+                if info.file_size > _MAX_FILE_BYTES:
+                    size = info.file_size / 2**30
+                    raise UnreadableImage(name, f"archive member too large ({size:.1f} GiB)")
+                return archive.read(info)
+        except UnreadableImage:
+            raise
+        except Exception as error:  # zipfile raises many types: BadZipFile, RuntimeError, ...
+            self.close()
+            raise UnreadableImage(name, f"cannot read the archive member ({error})") from error
+
+
+def _compression(path: str) -> str | None:
+    """The compression of a tar file from its first bytes: "gz", "bz2", "xz" or None."""
+    with open(path, "rb") as file:
+        head = file.read(6)
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    return None
+
+
+def _open_tar(path: Path, text: str) -> ImageCollection:
+    regular: dict[str, tarfile.TarInfo] = {}
+    links: dict[str, tarfile.TarInfo] = {}
+    every: dict[str, tarfile.TarInfo] = {}  # all files and links, for resolving links
+    others: list[str] = []
+    hidden = 0
+    try:
+        compression = _compression(str(path))
+        with tarfile.open(path, "r:*") as archive:
+            for info in archive:
+                name = _member_name(info.name)
+                if info.isdir():
+                    continue
+                every[posixpath.normpath(name)] = info
+                if _is_hidden_member(name):
+                    hidden += 1
+                elif not _is_image_name(name):
+                    others.append(name)
+                elif info.isreg():
+                    regular[name] = info  # a repeated name: the last copy wins, as in tar -x
+                    links.pop(name, None)
+                elif info.islnk() or info.issym():
+                    links[name] = info
+                    regular.pop(name, None)
+                else:
+                    others.append(name)
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as error:
+        raise ImageInputError(
+            f"{text}: not a readable tar archive, or damaged ({error}); re-create or re-download it"
+        ) from error
+    if not regular and not links:
+        raise ImageInputError(_no_images_message(f"archive {text}", sorted(others), hidden))
+    _log_ignored(f"archive {text}", sorted(others), hidden)
+    names = sorted({*regular, *links})
+    items: list[ImageItem] = []
+    members: list[tuple[int, int, bool] | str] = []
+    for name in names:
+        target = regular.get(name) or _resolve_link(links[name], every)
+        if isinstance(target, str):  # a link whose target is not a file in the archive
+            items.append(ImageItem(name, f"link:{links[name].linkname}"))
+            members.append(target)
+        else:
+            items.append(ImageItem(name, f"{target.size}:{target.mtime}"))
+            members.append((target.offset_data, target.size, target.issparse()))
+    return _TarCollection(text, items, os.path.abspath(path), members, compression)
+
+
+def _resolve_link(
+    link: tarfile.TarInfo, every: dict[str, tarfile.TarInfo]
+) -> tarfile.TarInfo | str:
+    """The regular member a hard or symbolic link points to, or the reason it has none."""
+    current = link
+    for _ in range(8):  # a few hops of links to links; more is almost surely a loop
+        if current.islnk():
+            target = posixpath.normpath(_member_name(current.linkname))
+        else:
+            folder = posixpath.dirname(_member_name(current.name))
+            target = posixpath.normpath(posixpath.join(folder, current.linkname))
+        found = every.get(target)
+        if found is None or not (found.isreg() or found.islnk() or found.issym()):
+            return f"a link to {current.linkname}, which is not a file in the archive"
+        if found.isreg():
+            return found
+        current = found
+    return f"a chain of links starting at {link.linkname}"
+
+
+def _open_decompressed(path: str, compression: str | None) -> IO[bytes]:
+    if compression == "gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if compression == "bz2":
+        return bz2.open(path, "rb")
+    if compression == "xz":
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+class _TarCollection(_ArchiveCollection):
+    """Tar members read at their recorded offsets in the (decompressed) stream.
+
+    A compressed stream can only seek forward cheaply; at the first backward seek (member order
+    differs from sorted order) the stream is decompressed once into an anonymous temporary file,
+    which is then read at random. An uncompressed tar is read in place.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        items: Sequence[ImageItem],
+        path: str,
+        members: Sequence[tuple[int, int, bool] | str],
+        compression: str | None,
+    ) -> None:
+        super().__init__("archive", source, items, path)
+        self._members = tuple(members)  # (data offset, size, sparse) or why it has no data
+        self._compression = compression
+        self._spooled = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["_spooled"] = False
+        return state
+
+    def _open_handle(self) -> IO[bytes]:
+        self._spooled = False
+        return _open_decompressed(self._path, self._compression)
+
+    def _spool(self) -> IO[bytes]:
+        spool = tempfile.TemporaryFile()  # noqa: SIM115 (it becomes the handle, kept open)
+        try:
+            with _open_decompressed(self._path, self._compression) as stream:
+                shutil.copyfileobj(stream, spool, 2**20)
+        except BaseException:
+            spool.close()
+            raise
+        logger.debug("%s: decompressed into a temporary file for random access", self._path)
+        self.close()
+        self._handle, self._spooled = spool, True
+        return spool
+
+    def _open_source(self, i: int, name: str) -> bytes:
+        member = self._members[i]
+        if isinstance(member, str):
+            raise UnreadableImage(name, member)
+        offset, size, sparse = member
+        if sparse:
+            raise UnreadableImage(name, "a sparse tar member (not supported)")
+        if size > _MAX_FILE_BYTES:
+            raise UnreadableImage(name, f"archive member too large ({size / 2**30:.1f} GiB)")
+        try:
+            with self._process_lock():
+                handle = self._process_handle()
+                if self._compression and not self._spooled and offset < handle.tell():
+                    handle = self._spool()
+                handle.seek(offset)
+                data = handle.read(size)
+        except Exception as error:  # gzip / lzma / bz2 / OS errors while reading the stream
+            self.close()
+            raise UnreadableImage(name, f"cannot read the archive member ({error})") from error
+        if len(data) != size:
+            raise UnreadableImage(name, "the archive ends inside this member (truncated archive)")
+        return data
+
+
+# ----------------------------------------------------------------------------------------------
+# Arrays
+
+_LAYOUT = (
+    "image batches are (N, H, W, C) or (N, C, H, W) with C = 1, 3 or 4 (the channel axis is the "
+    "one of size 1, 3 or 4), or (N, H, W) for grayscale"
+)
+
+
+def _is_tensor(value: object) -> bool:
+    # A tensor can only exist if torch is already imported, so this never imports torch.
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _to_numpy(source: Any) -> np.ndarray:
+    if isinstance(source, np.ndarray):
+        return source
+    import torch
+
+    tensor = source.detach()
+    if tensor.dtype in (torch.bfloat16, torch.float16):  # numpy lacks bfloat16; float32 is exact
+        tensor = tensor.float()
+    return np.asarray(tensor.cpu().numpy())
+
+
+def _canonical_batch(array: np.ndarray) -> np.ndarray:
+    """The batch as a C-contiguous uint8 (N, H, W, C) array with C in 1, 3, 4 (always a copy)."""
+    shape = array.shape
+    if array.ndim == 3:
+        if shape[2] in (3, 4):
+            raise ImageInputError(
+                f"ambiguous image array of shape {shape}: a 3-D array is read as a grayscale "
+                f"batch (N, H, W), but its last axis has size {shape[2]}, like the channels of "
+                "one colour image; for one image add a batch axis (array[None]). " + _LAYOUT
+            )
+        array = array[..., None]
+    elif array.ndim == 4:
+        first, last = shape[1] in (1, 3, 4), shape[3] in (1, 3, 4)
+        if first and last:
+            raise ImageInputError(
+                f"ambiguous image array of shape {shape}: both axis 1 and axis 3 could be the "
+                f"channels; {_LAYOUT}. Move the channels last (array.transpose(0, 2, 3, 1)) "
+                "and make sure the width is not 1, 3 or 4"
+            )
+        if not first and not last:
+            raise ImageInputError(f"image array of shape {shape} has no channel axis; {_LAYOUT}")
+        if first:
+            array = array.transpose(0, 2, 3, 1)
+    else:
+        raise ImageInputError(f"image array of shape {shape} has {array.ndim} axes; {_LAYOUT}")
+    if 0 in array.shape:
+        raise ImageInputError(f"the image array is empty (shape {shape})")
+    dtype = array.dtype
+    if dtype == np.uint8:
+        return np.array(array, order="C", copy=True)
+    if np.issubdtype(dtype, np.floating):
+        values = array.astype(np.float32) if dtype.itemsize < 4 else array
+        if not np.isfinite(values).all():
+            raise ImageInputError("the image array contains NaN or infinite values")
+        low, high = float(values.min()), float(values.max())
+        if low < 0.0 or high > 1.0:
+            raise ImageInputError(
+                f"float image arrays must hold values in [0, 1]; this one spans "
+                f"[{low:g}, {high:g}]. Divide 0-255 data by 255 or convert it to uint8"
+            )
+        return np.ascontiguousarray(np.rint(values * 255.0).astype(np.uint8))
+    raise ImageInputError(
+        f"image arrays must be uint8 (0-255) or float (0-1), got dtype {dtype}; "
+        "convert with array.astype(np.uint8) or array / 255.0"
+    )
+
+
+def _open_array(source: Any) -> ImageCollection:
+    raw = _to_numpy(source)
+    description = f"{type(source).__name__} of shape {tuple(raw.shape)}, dtype {raw.dtype}"
+    batch = _canonical_batch(raw)
+    header = "x".join(str(n) for n in batch.shape[1:]).encode()
+    items = [
+        ImageItem(f"#{i}", hashlib.sha256(header + b"\0" + batch[i].tobytes()).hexdigest())
+        for i in range(len(batch))
+    ]
+    return _ArrayCollection(description, items, batch)
+
+
+class _ArrayCollection(ImageCollection):
+    """Images held in memory as a uint8 (N, H, W, C) array (a private copy of the input)."""
+
+    def __init__(self, source: str, items: Sequence[ImageItem], batch: np.ndarray) -> None:
+        super().__init__("array", source, items)
+        self._batch = batch
+
+    def _open_source(self, i: int, name: str) -> np.ndarray:
+        image = self._batch[i]
+        return image[..., 0] if image.shape[2] == 1 else image
+
+
+# ----------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _pil() -> Any:
+    """The ``PIL.Image`` module, or a clear MissingDependency when Pillow is not installed."""
+    try:
+        from PIL import Image
+    except ImportError as error:
+        # Imported here, not at the top: the features package imports this module.
+        from rarity_score.features.errors import MissingDependency
+
+        raise MissingDependency(
+            "loading images needs pillow: pip install 'rarity-score[images]'"
+        ) from error
+    return Image
+
+
+@functools.cache
+def _formats(pil: Any) -> tuple[str, ...]:
+    """The formats of _PIL_FORMATS this Pillow can open (a build may lack WebP, say)."""
+    pil.init()  # registers every plugin, so OPEN is complete
+    return tuple(name for name in _PIL_FORMATS if name in pil.OPEN)
+
+
+def _index(i: int, n: int) -> int:
+    return i + n if i < 0 else i
+
+
+_BOMB_NUMBERS = re.compile(r"\((\d+) pixels\) exceeds limit of (\d+)")
+
+
+def _decode(source: bytes | np.ndarray, name: str, pil: Any) -> Image.Image:
+    """Decode bytes (or wrap an array) into an RGB image, or raise UnreadableImage."""
+    if isinstance(source, np.ndarray):
+        return _to_rgb(pil.fromarray(source), pil, name)
+    if not source:
+        raise UnreadableImage(name, "empty file (0 bytes)")
+    from PIL import ImageFile, UnidentifiedImageError
+
+    truncated_allowed = ImageFile.LOAD_TRUNCATED_IMAGES
+    try:
+        # A user's LOAD_TRUNCATED_IMAGES = True would fill missing data with grey and hide a
+        # broken file; it is switched off only around this decode (it is off by default).
+        if truncated_allowed:
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pil.DecompressionBombWarning)
+            with pil.open(io.BytesIO(source), formats=_formats(pil)) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise UnreadableImage(
+                        name,
+                        f"too large to decode safely ({width} x {height} pixels; "
+                        "the limit is 16384 x 16384)",
+                    )
+                image.load()
+                return _to_rgb(image, pil, name)
+    except UnreadableImage:
+        raise
+    except (pil.DecompressionBombError, pil.DecompressionBombWarning) as error:
+        match = _BOMB_NUMBERS.search(str(error))
+        detail = (
+            f"{int(match[1]):,} pixels, over Pillow's limit of {int(match[2]):,}"
+            if match
+            else "over Pillow's MAX_IMAGE_PIXELS"
+        )
+        raise UnreadableImage(name, f"too large to decode safely ({detail})") from error
+    except UnidentifiedImageError as error:
+        raise UnreadableImage(
+            name, "not an image, or not a format read here (PNG, JPEG, WebP, BMP, TIFF)"
+        ) from error
+    except Exception as error:  # Pillow's decoders raise OSError, ValueError, SyntaxError...
+        raise UnreadableImage(name, _reason(error)) from error
+    finally:
+        if truncated_allowed:
+            ImageFile.LOAD_TRUNCATED_IMAGES = True
+
+
+def _reason(error: Exception) -> str:
+    message = str(error).strip() or type(error).__name__
+    lower = message.lower()
+    if "truncated" in lower or "broken data stream" in lower or isinstance(error, EOFError):
+        return "truncated file"
+    if len(message) > 120:
+        message = message[:117] + "..."
+    return f"corrupt or unsupported image data ({message})"
+
+
+def _to_rgb(image: Image.Image, pil: Any, name: str) -> Image.Image:
+    """Convert any Pillow mode to RGB: alpha over white, 16-bit scaled, float as documented."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.int64)
+        # Pillow's own I;16 -> L conversion clips at 255; the top byte keeps the full range.
+        eight_bit = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
+        return pil.fromarray(eight_bit).convert("RGB")
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if values.size and values.min() >= 0.0 and values.max() <= 1.0 else 1.0
+        eight_bit = np.clip(np.rint(values * scale), 0, 255).astype(np.uint8)
+        return pil.fromarray(eight_bit).convert("RGB")
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        white = pil.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return pil.alpha_composite(white, rgba).convert("RGB")
+    if mode == "RGB":
+        return image.copy()  # detached from the file object that is about to close
+    try:
+        return image.convert("RGB")
+    except ValueError as error:
+        raise UnreadableImage(name, f"colour mode {mode} cannot be converted to RGB") from error
