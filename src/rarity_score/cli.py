@@ -1,4 +1,5 @@
-"""The ``rarity`` command: score precomputed feature files, or run the offline demo.
+"""The ``rarity`` command: score images or feature files, extract features, list the extractors,
+run the offline demo.
 
 Thin by design: parse the arguments, call the Python API, print. No maths here.
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import textwrap
 import warnings
@@ -35,9 +37,14 @@ _COMPARABILITY = (
 )
 
 _SCORE_DESCRIPTION = f"""\
-Score generated samples against real samples, from precomputed feature files
-(.npy, .npz, .pt/.pth; one row per sample, one column per feature; FILE.npz:NAME picks one
-array of an .npz file).
+Score generated samples against real samples. REAL and FAKE are each either images (a folder,
+searched recursively; a .zip or .tar archive; a .txt file listing image paths; an image file)
+or precomputed features (.npy, .npz, .pt/.pth; one row per sample, one column per feature;
+FILE.npz:NAME picks one array of an .npz file; files written by `rarity features` keep the
+image names). Images go through a pretrained feature extractor (--extractor, default
+{defaults.EXTRACTOR}, the paper's space); their features are cached, so the next run with the
+same images and extractor skips the extraction. Unreadable images are skipped with a warning
+(--strict: fail instead), and every per-sample CSV row names its image.
 
 Each real sample gets a k-NN sphere: the open ball reaching to its k-th nearest other real
 sample. The union of these spheres is the real manifold. A generated sample inside at least
@@ -48,6 +55,29 @@ rarity score (an empty cell in the CSV, null in the JSON), and the summary stati
 in-manifold samples only, with the out-of-manifold count and fraction reported beside them.
 
 {textwrap.fill(_COMPARABILITY, width=92)}
+"""
+
+_FEATURES_DESCRIPTION = f"""\
+Extract the features of a set of images with a pretrained network and write them, with the
+image names, to an .npz file that `rarity score` reads back (an .npy file keeps the features
+only). INPUT is a folder (searched recursively for png, jpg/jpeg, webp, bmp, tif/tiff files,
+in sorted order of their relative paths; hidden files skipped), a .zip or .tar archive, a .txt
+file listing one image path per line, or an image file.
+
+Unreadable images (zero-byte, truncated, corrupt, too large to decode safely) are skipped and
+listed in one warning with their count; --strict fails instead. The features are cached under
+${defaults.CACHE_DIR_ENV} (default ~/.cache/rarity-score), keyed by the extractor, its
+preprocessing, its weights and every file's name, size and modification time; a long run
+writes shards as it goes, so a killed run resumes where it stopped. Features do not depend on
+--batch-size, --workers or the shard size. `rarity extractors` lists the extractors.
+"""
+
+_EXTRACTORS_DESCRIPTION = """\
+List the feature extractors: name, feature dimension, the layer the features come from, the
+preprocessing, where the weights come from, and the pip extra that installs what each needs.
+The default (*) is the paper's space. Weights are downloaded by torchvision / torch.hub on first
+use when online; offline, put the file in the torch hub checkpoints folder ($TORCH_HOME/hub/
+checkpoints, default ~/.cache/torch/hub/checkpoints) or pass --weights PATH.
 """
 
 _DEMO_DESCRIPTION = """\
@@ -74,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _log_warning
             return int(args.handler(args))
+    except BrokenPipeError:  # `rarity extractors | head`: the reader left; nothing to report
+        _silence_stdout()
+        return 0
     except (ValueError, OSError, ImportError) as error:  # FeatureFileError is a ValueError
         logger.debug("error details", exc_info=True)
         message = " ".join(str(error).split()) or type(error).__name__
@@ -84,25 +117,114 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _silence_stdout() -> None:
+    """Point stdout at devnull so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
+        pass
+
+
 # ---------------------------------------------------------------------- commands
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    from rarity_score.features.pipeline import load_or_extract
+
     _check_output_folder(args.out)
     _check_output_folder(args.json)
-    real = load_features(args.real)
-    fake = load_features(args.fake)
-    inputs = {"real features": f"{args.real}", "generated features": f"{args.fake}"}
-    extra = {
-        "feature_extractor": args.extractor,
+    # Feature files are read first (once): the extractor they record decides the images' one.
+    given = {"real": _read_if_features(args.real), "fake": _read_if_features(args.fake)}
+    extractor = _choose_extractor(args, given)
+    options = _extraction_options(args)
+    real = given["real"] or load_or_extract(args.real, extractor=extractor, **options)
+    fake = given["fake"] or load_or_extract(args.fake, extractor=extractor, **options)
+    label = args.extractor or real.extractor or fake.extractor or None
+    extra: dict[str, Any] = {
+        "feature_extractor": label,
         "real_features": str(args.real),
         "fake_features": str(args.fake),
     }
-    evaluation = _evaluate(args, real, fake, extra, real_label=str(args.real))
-    written = _write_outputs(evaluation, args.out, args.json, extra)
+    for key, value in (
+        ("extractor_preprocessing", real.preprocessing or fake.preprocessing),
+        ("extractor_weights_id", real.weights_id or fake.weights_id),
+    ):
+        if value:
+            extra[key] = value
+    for side, features in (("real", real), ("fake", fake)):
+        if features.skipped:
+            extra[f"{side}_skipped"] = [
+                {"name": name, "reason": reason} for name, reason in features.skipped
+            ]
+    evaluation = _evaluate(args, real.features, fake.features, extra, real_label=str(args.real))
+    names = fake.names if fake.has_names else None
+    written = _write_outputs(evaluation, args.out, args.json, extra, names=names)
     if not args.quiet:
-        inputs["feature extractor"] = args.extractor or "unknown (precomputed features)"
+        inputs = dict(
+            [
+                _describe_input("real", args.real, real),
+                _describe_input("generated", args.fake, fake),
+                ("feature extractor", label or "unknown (precomputed features)"),
+            ]
+        )
         _print_summary(evaluation, inputs, written)
+    return 0
+
+
+def _cmd_features(args: argparse.Namespace) -> int:
+    from rarity_score.features.pipeline import extract_features, save_feature_set
+
+    _check_output_folder(args.out)
+    if Path(args.out).suffix.lower() not in (".npz", ".npy"):
+        raise ValueError(f"cannot write {args.out}: give an .npz file (or .npy, without names)")
+    features = extract_features(
+        args.input, args.extractor or defaults.EXTRACTOR, **_extraction_options(args)
+    )
+    path = save_feature_set(args.out, features)
+    logger.info("wrote %s", path)
+    if not args.quiet:
+        skipped = f"; {len(features.skipped)} unreadable skipped" if features.skipped else ""
+        print(
+            f"{features.extractor} features of {len(features)} images ({features.dim}-d) from "
+            f"{args.input}{skipped}"
+        )
+        _print_written([path])
+    return 0
+
+
+def _cmd_extractors(args: argparse.Namespace) -> int:
+    from rarity_score.features import list_extractors
+
+    infos = list_extractors()
+    if args.quiet:
+        return 0
+    width = max(len(info.name) for info in infos)
+    dim_width = max(len(str(info.dim)) for info in infos)
+    print("Feature extractors (* = default; choose one with --extractor NAME)")
+    print(f"\n  {'name'.ljust(width)}  {'dim'.rjust(dim_width)}  input    extra")
+    for info in infos:
+        mark = "*" if info.name == defaults.EXTRACTOR else " "
+        print(
+            f"{mark} {info.name.ljust(width)}  {str(info.dim).rjust(dim_width)}  "
+            f"{f'{info.input_size} px'.ljust(7)}  {info.extra}"
+        )
+        for label, text in (
+            ("layer", info.layer),
+            ("preprocessing", info.preprocessing),
+            ("weights", info.weights),
+            ("needs", f"pip install 'rarity-score[{info.extra}]'"),
+        ):
+            print(
+                textwrap.fill(
+                    text,
+                    width=_WIDTH + 12,
+                    initial_indent=f"      {label:<14} ",
+                    subsequent_indent=" " * 21,
+                    break_on_hyphens=False,
+                )
+            )
+        print()
     return 0
 
 
@@ -152,6 +274,67 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- shared steps
 
 
+def _extraction_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of extract_features given on the command line."""
+    if args.no_cache and args.cache_dir is not None:
+        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
+    cache_dir: Any = False if args.no_cache else args.cache_dir
+    return {
+        "device": args.device or "cpu",
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "weights": args.weights,
+        "cache_dir": cache_dir,
+        "strict": args.strict,
+        "progress": not args.quiet,
+        "shard_size": args.shard_size,
+        "input_size": args.input_size,
+    }
+
+
+def _read_if_features(given: str) -> Any:
+    """The FeatureSet of a feature file, or None for an image input."""
+    from rarity_score.features.pipeline import read_feature_set
+    from rarity_score.io.images import is_feature_file
+
+    return read_feature_set(given) if is_feature_file(given) else None
+
+
+def _choose_extractor(args: argparse.Namespace, given: dict[str, Any]) -> str:
+    """The extractor for image inputs: --extractor, else the one recorded in a feature file
+    given for the other side (so images are scored in the same space), else the default.
+    Refuses inputs whose recorded extractors disagree with each other or with --extractor."""
+    recorded = {
+        str(args.real if side == "real" else args.fake): features.extractor
+        for side, features in given.items()
+        if features is not None and features.extractor
+    }
+    for path, name in recorded.items():
+        if args.extractor and name != args.extractor:
+            raise ValueError(
+                f"{path} holds {name} features, but --extractor {args.extractor} was given; "
+                "scores are comparable only within one feature extractor"
+            )
+    if len(set(recorded.values())) > 1:
+        described = ", ".join(f"{path}: {name}" for path, name in recorded.items())
+        raise ValueError(
+            f"the feature files come from different extractors ({described}); use one extractor "
+            "for real and generated samples"
+        )
+    return str(args.extractor or next(iter(recorded.values()), defaults.EXTRACTOR))
+
+
+def _describe_input(side: str, given: str, features: Any) -> tuple[str, str]:
+    """The summary line of one input: ("real features", path) or ("real images", "path (n
+    images, k unreadable skipped)")."""
+    from rarity_score.io.images import is_feature_file
+
+    if is_feature_file(given):
+        return f"{side} features", str(given)
+    skipped = f", {len(features.skipped)} unreadable skipped" if features.skipped else ""
+    return f"{side} images", f"{given} ({len(features)} images{skipped})"
+
+
 def _evaluate(
     args: argparse.Namespace,
     real: Any,
@@ -183,7 +366,9 @@ def _evaluate(
         args.k,
     )
     options: dict[str, Any] = {"metrics": args.metrics, "backend": args.backend}
-    if args.device is not None:
+    if args.device is not None and args.backend != "numpy":
+        # --device also places the feature extractor; with --backend numpy the sweep stays on
+        # the CPU whatever the extractor's device.
         options["device"] = args.device
     if args.memory_budget is not None:
         options["memory_budget"] = int(args.memory_budget * _MIB)
@@ -279,7 +464,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--quiet",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print no summary; log errors only",
+        help="print no summary and no progress bar; log errors only",
     )
 
     engine = argparse.ArgumentParser(add_help=False)
@@ -316,8 +501,9 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DEVICE",
         help=(
-            "torch device for the sweep: cpu, cuda or cuda:N; implies the torch backend "
-            "(default: none, the sweep runs where --backend puts it)"
+            "torch device: cpu, cuda or cuda:N. It runs the feature extractor (image inputs) and "
+            "the distance sweep, which it moves to the torch backend unless --backend numpy "
+            "(default: extractor on cpu, sweep where --backend puts it)"
         ),
     )
     compute.add_argument(
@@ -330,6 +516,9 @@ def _build_parser() -> argparse.ArgumentParser:
             f"default: {defaults.MEMORY_BUDGET // _MIB})"
         ),
     )
+
+    extraction = argparse.ArgumentParser(add_help=False)
+    _add_extraction_options(extraction.add_argument_group("feature extraction (image inputs)"))
 
     parser = argparse.ArgumentParser(
         prog="rarity",
@@ -346,8 +535,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     score = commands.add_parser(
         "score",
-        parents=[verbosity, engine],
-        help="score generated features against real features",
+        parents=[verbosity, engine, extraction],
+        help="score generated samples (images or features) against real ones",
         description=_SCORE_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -356,19 +545,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "--real",
         required=True,
         metavar="REAL",
-        help="features of the real reference set (FILE.npy, FILE.npz[:NAME], FILE.pt[:NAME])",
+        help=(
+            "the real reference set: images (folder, .zip/.tar archive, .txt list of paths) or "
+            "features (FILE.npy, FILE.npz[:NAME], FILE.pt[:NAME])"
+        ),
     )
     files.add_argument(
         "--fake",
         required=True,
         metavar="FAKE",
-        help="features of the generated samples, same extractor and dimension as REAL",
+        help=(
+            "the generated samples: images or features as for REAL (features from the same "
+            "extractor, with the same dimension)"
+        ),
     )
     files.add_argument(
         "--out",
         metavar="CSV",
         help=(
-            "write one row per generated sample: in_manifold, rarity (empty when out of the "
+            "write one row per generated sample: its name (image inputs, or feature files "
+            "written by `rarity features`), in_manifold, rarity (empty when out of the "
             "manifold), the real sample whose sphere gave the score, the nearest real sample, ..."
         ),
     )
@@ -377,13 +573,41 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="write settings and summary as JSON (missing values are null)",
     )
-    files.add_argument(
-        "--extractor",
-        metavar="NAME",
-        default=None,
-        help="name of the feature extractor that made the features, recorded in the JSON",
-    )
     score.set_defaults(handler=_cmd_score)
+
+    features = commands.add_parser(
+        "features",
+        parents=[verbosity, extraction],
+        help="extract the features of a set of images into an .npz file",
+        description=_FEATURES_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    features.add_argument(
+        "input", metavar="INPUT", help="images: folder, .zip/.tar archive, .txt list, image file"
+    )
+    features.add_argument(
+        "-o",
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="output .npz (features, names, skipped images, extractor) or .npy (features only)",
+    )
+    features.add_argument(
+        "--device",
+        default="cpu",
+        metavar="DEVICE",
+        help="torch device of the extractor: cpu, cuda or cuda:N (default: %(default)s)",
+    )
+    features.set_defaults(handler=_cmd_features)
+
+    extractors = commands.add_parser(
+        "extractors",
+        parents=[verbosity],
+        help="list the feature extractors",
+        description=_EXTRACTORS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    extractors.set_defaults(handler=_cmd_extractors)
 
     demo = commands.add_parser(
         "demo",
@@ -408,6 +632,87 @@ def _build_parser() -> argparse.ArgumentParser:
     # No parser.set_defaults(verbose=...) here: the flag actions are shared with the subparsers
     # (argparse parents), so that would overwrite a flag given before the subcommand.
     return parser
+
+
+def _add_extraction_options(group: Any) -> None:
+    """Options of image inputs, shared by `rarity score` and `rarity features` (--device is
+    with the computation options of `score`, which it also affects)."""
+    group.add_argument(
+        "--extractor",
+        metavar="NAME",
+        default=None,
+        help=(
+            "feature extractor for image inputs (see `rarity extractors`; default: "
+            f"{defaults.EXTRACTOR}, the paper's space). With feature files it names the "
+            "extractor that made them, recorded in the JSON"
+        ),
+    )
+    group.add_argument(
+        "--input-size",
+        type=_positive_int,
+        default=None,
+        metavar="PX",
+        help=(
+            "network input side in pixels, for extractors that allow another one "
+            "(efficientnet-lite0; default: the extractor's own); part of the preprocessing"
+        ),
+    )
+    group.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=defaults.BATCH_SIZE,
+        metavar="N",
+        help="images per forward pass (default: %(default)s; features do not depend on it)",
+    )
+    group.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=defaults.WORKERS,
+        metavar="N",
+        help=(
+            "worker processes that decode and preprocess images, 0 = none (default: "
+            "%(default)s; worth raising on a GPU; features do not depend on it)"
+        ),
+    )
+    group.add_argument(
+        "--weights",
+        metavar="PATH",
+        default=None,
+        help=(
+            "weights file of the extractor, for machines without internet (default: the "
+            "library's download, cached in the torch hub checkpoints folder)"
+        ),
+    )
+    # Not an argparse mutually exclusive group: inside an argument group its options would be
+    # listed apart from the group in --help; _extraction_options checks the pair instead.
+    group.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help=(
+            f"feature cache folder (default: ${defaults.CACHE_DIR_ENV}, else "
+            "~/.cache/rarity-score); features are reused while the files, extractor, "
+            "preprocessing and weights are unchanged"
+        ),
+    )
+    group.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the feature cache"
+    )
+    group.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on an unreadable image instead of skipping it with a warning",
+    )
+    group.add_argument(
+        "--shard-size",
+        type=_positive_int,
+        default=defaults.SHARD_SIZE,
+        metavar="N",
+        help=(
+            "images per cache shard: a killed extraction resumes from the last complete shard "
+            "(default: %(default)s)"
+        ),
+    )
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -447,6 +752,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
     return value
 
 

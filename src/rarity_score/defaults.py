@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 #: Neighbourhood size of the k-NN spheres (the paper and the official code use 3).
 K: int = 3
 
@@ -25,3 +28,36 @@ METRICS: tuple[str, ...] = (
     "realism",
     "nearest",
 )
+
+# ---------------------------------------------------------------------- images -> features
+
+#: Feature extractor for image inputs: the paper's space (VGG16 fc2 after its ReLU, 4096-d).
+EXTRACTOR: str = "vgg16-fc2"
+
+#: Images per forward pass of the extractor. Features never depend on it (tested).
+BATCH_SIZE: int = 64
+
+#: DataLoader worker processes that decode and preprocess images (0: in the main process).
+#: Features never depend on it. Worth raising on a GPU, where decoding becomes the bottleneck.
+WORKERS: int = 0
+
+#: Images per shard of a long extraction: a killed run loses at most one shard's work. Each shard
+#: is a small .npz in the cache (512 x 4096 float32 = 8 MiB for vgg16-fc2).
+SHARD_SIZE: int = 512
+
+#: Environment variable naming the feature cache folder.
+CACHE_DIR_ENV: str = "RARITY_SCORE_CACHE"
+
+
+def cache_dir() -> Path:
+    """The feature cache folder: ``$RARITY_SCORE_CACHE`` when set (``~`` expanded), otherwise
+    ``~/.cache/rarity-score`` (``$XDG_CACHE_HOME/rarity-score`` when that is set).
+
+    Read when called, not at import, so that setting the variable later still counts.
+    """
+    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "rarity-score"

@@ -1,0 +1,199 @@
+"""``dinov2-vitl14``: the class token of DINOv2 ViT-L/14, loaded with Hugging Face transformers
+(extra ``dinov2``).
+
+The feature is ``Dinov2Model(...).pooler_output``: the class token of the last layer after the
+final layer norm (what DINOv2's own code calls ``x_norm_clstoken``), 1024-d. Input: the recipe of
+the model's image processor (``BitImageProcessor``: PIL bicubic resize of the shorter side to
+256, centre crop 224x224 with floored offsets, ImageNet mean/std), as a pure function; it agrees
+with transformers' own processor to within one grey level on under 1 % of pixels (their resize
+rounds slightly differently). The model interpolates its position embeddings to the 16x16 patch
+grid.
+
+Weights: ``weights=PATH`` (a folder written by ``save_pretrained`` or a hub snapshot, with
+``config.json`` and ``model.safetensors``; or a single ``model.safetensors`` / state-dict file of
+``facebook/dinov2-large``), else transformers' usual source, the Hugging Face hub repository
+``facebook/dinov2-large``, cached under ``$HF_HUB_CACHE`` (``~/.cache/huggingface/hub``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rarity_score.features import registry
+from rarity_score.features.base import TorchExtractor
+from rarity_score.features.errors import WeightsUnavailable, require
+from rarity_score.features.weights import load_state_dict, weights_id_of_file
+
+__all__ = ["HF_REPO", "build", "from_model", "large_config", "resolve_weights"]
+
+NAME = "dinov2-vitl14"
+HF_REPO = "facebook/dinov2-large"
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class ClassToken(nn.Module):
+    """A transformers ``Dinov2Model`` returning its normalised class token."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 224, 224) -> (B, hidden_size)."""
+        out: torch.Tensor = self.model(pixel_values=x).pooler_output
+        return out
+
+
+def large_config() -> Any:
+    """transformers' ``Dinov2Config`` of ``facebook/dinov2-large`` (ViT-L/14), for loading a
+    bare weights file without its config.json."""
+    transformers = require("transformers", what=NAME, extra="dinov2")
+    return transformers.Dinov2Config(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        mlp_ratio=4,
+        patch_size=14,
+        image_size=518,
+        layerscale_value=1.0,
+        layer_norm_eps=1e-6,
+    )
+
+
+def from_model(model: nn.Module, *, weights_id: str, device: str = "cpu") -> TorchExtractor:
+    """Wrap a transformers ``Dinov2Model`` (any size or weights) as ``dinov2-vitl14``."""
+    info = registry.info(NAME)
+    dim = int(getattr(getattr(model, "config", None), "hidden_size", info.dim))
+    return TorchExtractor(
+        dataclasses.replace(info, dim=dim),
+        ClassToken(model),
+        registry.DINOV2_PREPROCESS,
+        weights_id=weights_id,
+        device=device,
+    )
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _weights_in(folder: Path) -> Path | None:
+    return next((folder / n for n in _WEIGHT_FILES if (folder / n).is_file()), None)
+
+
+def resolve_weights(weights: str | os.PathLike[str] | None) -> Path:
+    """A folder with ``config.json`` and weights, or a single weights file.
+
+    Raises:
+        WeightsUnavailable: ``weights`` is neither, or the hub cannot be reached and nothing is
+            cached.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.is_file():
+            return path
+        if path.is_dir() and _weights_in(path) and (path / "config.json").is_file():
+            return path
+        raise WeightsUnavailable(
+            f"{NAME}: --weights {path} is neither a weights file nor a folder with config.json "
+            f"and {' or '.join(_WEIGHT_FILES)} (as written by save_pretrained)"
+        )
+    require("huggingface_hub", what=NAME, package="huggingface-hub", extra="dinov2")
+    import huggingface_hub
+
+    try:
+        # Uses the cached snapshot when there is one; downloads otherwise.
+        folder = huggingface_hub.snapshot_download(
+            HF_REPO, allow_patterns=["config.json", "model.safetensors"]
+        )
+    except Exception as error:  # connection, hub and file errors alike: no weights
+        raise WeightsUnavailable(
+            f"{NAME}: cannot get the DINOv2 weights from the Hugging Face hub repository "
+            f"{HF_REPO} ({type(error).__name__}: {error}). Without internet, download config.json "
+            f"and model.safetensors from https://huggingface.co/{HF_REPO} on another machine "
+            f"into one folder and pass --weights FOLDER (Python: weights=FOLDER), or copy that "
+            f"machine's Hugging Face cache into {_hub_cache()}/ (set HF_HOME or HF_HUB_CACHE to "
+            f"move it)."
+        ) from error
+    path = Path(folder)
+    if _weights_in(path) is None:
+        raise WeightsUnavailable(f"{NAME}: the hub snapshot {path} holds no model.safetensors")
+    return path
+
+
+def _load_file(path: Path) -> dict[str, Any]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path)))
+        except Exception as error:
+            raise WeightsUnavailable(
+                f"{NAME}: cannot load the weights file {path}: {type(error).__name__}: {error}"
+            ) from error
+    return load_state_dict(path, what=NAME)
+
+
+def _load_strict(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """Load every tensor (``assign=True``: the model was built on the meta device), except that
+    a missing ``embeddings.mask_token`` (used only for masked training inputs, never at
+    inference) is allowed and left at zero."""
+    if "embeddings.mask_token" not in state:
+        config: Any = getattr(model, "config", None)
+        hidden = int(config.hidden_size)
+        state = {**state, "embeddings.mask_token": torch.zeros(1, hidden)}
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines()[1:3]]
+        raise WeightsUnavailable(
+            f"{NAME}: the weights file {path} does not hold DINOv2 ViT-L/14 weights "
+            f"({'; '.join(lines)})"
+        ) from error
+    model.float()
+
+
+def build(
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    input_size: int | None = None,
+) -> TorchExtractor:
+    """``dinov2-vitl14`` with ``facebook/dinov2-large`` (or the weights at ``weights``).
+
+    Raises:
+        WeightsUnavailable: offline without a cached copy, or weights that do not fit.
+    """
+    del input_size  # fixed at 224; the registry has checked it
+    transformers = require("transformers", what=NAME, extra="dinov2")
+    path = resolve_weights(weights)
+    if path.is_dir():
+        weights_file = _weights_in(path)
+        assert weights_file is not None  # resolve_weights checked it
+        try:
+            model = transformers.Dinov2Model.from_pretrained(str(path), local_files_only=True)
+        except Exception as error:
+            raise WeightsUnavailable(
+                f"{NAME}: cannot load DINOv2 weights from {path}: {type(error).__name__}: {error}"
+            ) from error
+    else:
+        weights_file = path
+        state = _load_file(path)
+        # Hub files of Dinov2Model have bare keys; a checkpoint of a model with a head has them
+        # under "dinov2.".
+        if any(key.startswith("dinov2.") for key in state):
+            state = {k[len("dinov2.") :]: v for k, v in state.items() if k.startswith("dinov2.")}
+        # Built on the meta device (no time spent initialising 300M parameters); Dinov2Model
+        # has no buffers, so every tensor comes from the file.
+        with torch.device("meta"):
+            model = transformers.Dinov2Model(large_config())
+        _load_strict(model, state, path)
+    return from_model(model, weights_id=weights_id_of_file(weights_file), device=device)

@@ -1,0 +1,123 @@
+"""``inception-v3-pool3``: the 2048-d pool features of torchvision's Inception-V3, the space FID
+is computed in.
+
+The feature is the output of the final adaptive average pool (``avgpool``), flattened, before
+dropout and the fc layer. Input: PIL bicubic resize to 299x299 (no crop), ImageNet mean/std; the
+model is built with ``transform_input=True``, as torchvision builds it for these weights, so its
+first step re-maps ImageNet-normalised input to ``(x - 0.5) / 0.5``, the normalisation Google's
+weights were trained with.
+
+Note: these are torchvision's ImageNet weights. FID implementations (pytorch-fid,
+torch-fidelity, clean-fid) use the 2015 TensorFlow "pt_inception" weights and their own
+resizing, so their features and scores differ from these; the geometry (2048-d pool3) is the same.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from rarity_score.features import registry
+from rarity_score.features.base import TorchExtractor
+from rarity_score.features.weights import (
+    Checkpoint,
+    load_into,
+    load_state_dict,
+    resolve_checkpoint,
+    weights_id_of_file,
+)
+
+__all__ = ["CHECKPOINT", "Pool3", "build", "from_model"]
+
+NAME = "inception-v3-pool3"
+
+#: torchvision's ``Inception_V3_Weights.IMAGENET1K_V1`` (checked against torchvision in a test).
+CHECKPOINT = Checkpoint(
+    file_name="inception_v3_google-0cc3c7bd.pth",
+    url="https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+    label="torchvision Inception_V3_Weights.IMAGENET1K_V1",
+)
+
+#: torchvision's Inception3 layers in the order its forward pass runs them, up to the pool. The
+#: auxiliary classifier only runs in training mode and is left out; a test checks the result
+#: against torchvision's own forward pass.
+_LAYERS = (
+    "Conv2d_1a_3x3",
+    "Conv2d_2a_3x3",
+    "Conv2d_2b_3x3",
+    "maxpool1",
+    "Conv2d_3b_1x1",
+    "Conv2d_4a_3x3",
+    "maxpool2",
+    "Mixed_5b",
+    "Mixed_5c",
+    "Mixed_5d",
+    "Mixed_6a",
+    "Mixed_6b",
+    "Mixed_6c",
+    "Mixed_6d",
+    "Mixed_6e",
+    "Mixed_7a",
+    "Mixed_7b",
+    "Mixed_7c",
+    "avgpool",
+)
+
+
+class Pool3(nn.Module):
+    """A torchvision Inception3 cut at its average pool. Shares the model's layers (no copy)."""
+
+    def __init__(self, inception: nn.Module) -> None:
+        super().__init__()
+        self.inception = inception
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 299, 299) ImageNet-normalised -> (B, 2048)."""
+        model: Any = self.inception
+        x = model._transform_input(x)  # identity unless the model has transform_input=True
+        for name in _LAYERS:
+            x = getattr(model, name)(x)
+        return torch.flatten(x, 1)
+
+
+def from_model(inception: nn.Module, *, weights_id: str, device: str = "cpu") -> TorchExtractor:
+    """Wrap a torchvision Inception3 (any weights) as ``inception-v3-pool3``. Build it with
+    ``transform_input=True`` to match the pretrained model's input convention."""
+    return TorchExtractor(
+        registry.info(NAME),
+        Pool3(inception),
+        registry.INCEPTION_PREPROCESS,
+        weights_id=weights_id,
+        device=device,
+    )
+
+
+def build(
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    input_size: int | None = None,
+) -> TorchExtractor:
+    """``inception-v3-pool3`` with torchvision's ImageNet weights (or the state dict at
+    ``weights``).
+
+    Raises:
+        WeightsUnavailable: offline without a local copy, or a file that is not Inception-V3
+            weights.
+    """
+    del input_size  # fixed at 299; the registry has checked it
+    import torchvision
+
+    path = resolve_checkpoint(CHECKPOINT, weights, what=NAME)
+    state = load_state_dict(path, what=NAME)
+    with torch.device("meta"):
+        # As torchvision's builder does for these weights: aux_logits (their keys are in the
+        # file), transform_input (the weights expect (x - 0.5) / 0.5 inputs).
+        model = torchvision.models.inception_v3(
+            weights=None, aux_logits=True, transform_input=True, init_weights=False
+        )
+    load_into(model, state, path, what=NAME)
+    return from_model(model, weights_id=weights_id_of_file(path), device=device)

@@ -1,0 +1,718 @@
+"""Images to features: load, decode and preprocess in a DataLoader, run the extractor in batches,
+cache the result, resume a killed run.
+
+:func:`extract_features` is the whole pipeline; :func:`load_or_extract` adds feature inputs (a
+feature file, a 2-D array), which pass straight through. Both return a :class:`FeatureSet`: the
+features of the readable images in collection order, their names, and the images that were
+skipped with the reason.
+
+Guarantees
+    * Features do not depend on the batch size or the number of workers (up to float32 rounding
+      of the network's kernels): every image is preprocessed on its own, and rows come back in
+      collection order.
+    * Unreadable images (corrupt, truncated, zero-byte, too large) never stop a run: they are left
+      out and listed in one warning with their count; ``strict=True`` raises instead. Every row
+      keeps its name, so outputs line up with the right files.
+    * The feature cache (:mod:`rarity_score.io.cache`) is keyed by the extractor, its
+      preprocessing, its weights and every file's name, size and modification time. Long runs
+      write shards as they go; a killed run resumes from the shards that were complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union, cast
+
+import numpy as np
+
+from rarity_score import defaults
+from rarity_score.io.cache import CachedFeatures, FeatureCache, Shard, cache_key, shard_ranges
+from rarity_score.io.features import load_features, split_key
+from rarity_score.io.images import (
+    ImageCollection,
+    ImageInputError,
+    UnreadableImage,
+    is_feature_file,
+    open_images,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from rarity_score.features.info import FeatureExtractor
+
+__all__ = [
+    "FeatureSet",
+    "extract_features",
+    "load_or_extract",
+    "read_feature_set",
+    "save_feature_set",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Unreadable images named in one warning or error message before "... and N more".
+_SHOWN = 20
+
+#: Arrays of a feature file written by :func:`save_feature_set` besides ``features``.
+_METADATA_ARRAYS = (
+    "names",
+    "skipped_names",
+    "skipped_reasons",
+    "extractor",
+    "preprocessing",
+    "weights_id",
+    "source",
+)
+
+CacheDir = Union[str, "os.PathLike[str]", Literal[False], None]
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Features of a set of images, one row per readable image, in collection order.
+
+    Attributes:
+        features: array (n_ok, dim), float32 when extracted (a feature file keeps its dtype);
+            unreadable images are left out.
+        names: one name per row: the path relative to the folder, the archive member, the listed
+            path, or ``"#i"`` for arrays and plain feature files.
+        skipped: ``(name, reason)`` of every image that could not be read, in collection order.
+        extractor: the extractor's registry name (``""`` when unknown, e.g. a plain feature file).
+        source: the input as given.
+        preprocessing: the extractor's preprocessing, in words (``""`` when unknown).
+        weights_id: fingerprint of the extractor's weights (``""`` when unknown).
+    """
+
+    features: np.ndarray
+    names: list[str]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    extractor: str = ""
+    source: str = ""
+    preprocessing: str = ""
+    weights_id: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.names) != self.features.shape[0]:
+            raise ValueError(f"{len(self.names)} names for {self.features.shape[0]} feature rows")
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """Length of one feature vector."""
+        return int(self.features.shape[1])
+
+    @property
+    def has_names(self) -> bool:
+        """Whether the names say more than the row index (``"#i"`` names do not)."""
+        return any(name != f"#{i}" for i, name in enumerate(self.names))
+
+
+# ---------------------------------------------------------------------- public functions
+
+
+def extract_features(
+    source: Any,
+    extractor: str | FeatureExtractor = defaults.EXTRACTOR,
+    *,
+    device: str = "cpu",
+    batch_size: int = defaults.BATCH_SIZE,
+    workers: int = defaults.WORKERS,
+    weights: str | os.PathLike[str] | None = None,
+    cache_dir: CacheDir = None,
+    strict: bool = False,
+    progress: bool = True,
+    shard_size: int = defaults.SHARD_SIZE,
+    input_size: int | None = None,
+) -> FeatureSet:
+    """Extract features of every readable image of ``source``.
+
+    Args:
+        source: a folder, a ``.zip`` / ``.tar`` archive, a ``.txt`` list of image paths, an image
+            file, a sequence of paths, a numpy array / torch tensor of images, or an
+            :class:`~rarity_score.io.images.ImageCollection` (see
+            :func:`rarity_score.io.images.open_images`).
+        extractor: a registry name (``rarity extractors`` lists them) or a
+            :class:`~rarity_score.features.info.FeatureExtractor`, e.g. from
+            :func:`rarity_score.features.from_module`.
+        device: torch device of the network: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        batch_size: images per forward pass. Features do not depend on it.
+        workers: DataLoader worker processes decoding images (0: in this process). Features do
+            not depend on it.
+        weights: a local weights file for a named extractor (machines without internet).
+        cache_dir: feature cache folder; ``None``: ``$RARITY_SCORE_CACHE`` or
+            ``~/.cache/rarity-score``; ``False``: no cache. Arrays of images are not cached
+            (the caller holds them), nor are extractor objects unless ``cache_dir`` is given
+            (their name and ``weights_id`` are the caller's to keep unique).
+        strict: raise :class:`~rarity_score.io.images.ImageInputError` naming the unreadable
+            images instead of skipping them.
+        progress: show a progress bar with images/s on stderr.
+        shard_size: images per cache shard; a killed run resumes from the last complete shard.
+        input_size: input side for a named extractor that allows another one
+            (``efficientnet-lite0``); part of its preprocessing, hence of the cache key.
+
+    Raises:
+        ImageInputError: the input is missing or holds no images, no image could be read, or
+            (``strict``) some image could not be read.
+        WeightsUnavailable: the weights cannot be loaded (offline and not on disk).
+        MissingDependency: torch, torchvision, Pillow or an extractor's own library is missing.
+    """
+    _check_positive(batch_size=batch_size, shard_size=shard_size)
+    if workers < 0:
+        raise ValueError(f"workers must be 0 or more, got {workers}")
+    if is_feature_file(source):
+        raise ImageInputError(
+            f"{os.fspath(source)} is a feature file, not images; use load_or_extract to accept "
+            "both, or load_features to read it"
+        )
+    collection = open_images(source)
+    if len(collection) == 0:
+        raise ImageInputError(f"no images in {collection.source}")
+    _check_device(device)
+    model = _resolve_extractor(extractor, weights=weights, device=device, input_size=input_size)
+    info = model.info
+    cache = _open_cache(cache_dir, collection, model, named=isinstance(extractor, str))
+    names = collection.names
+
+    if cache is not None:
+        cached = cache.load()
+        if cached is not None:
+            logger.info(
+                "using cached %s features of %s (%s)", info.name, collection.source, cache.npz_path
+            )
+            result = _feature_set(cached, names, model, collection)
+            _report_skipped(result, collection, strict=strict)
+            return result
+
+    merged = _extract_with_shards(
+        collection,
+        model,
+        cache,
+        shard_size=shard_size,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        progress=progress,
+    )
+    result = _feature_set(merged, names, model, collection)
+    _report_skipped(result, collection, strict=strict)
+    return result
+
+
+def load_or_extract(source: Any, **options: Any) -> FeatureSet:
+    """Features of ``source``, which may be images (extracted by :func:`extract_features` with
+    ``options``) or features already: a :class:`FeatureSet`, a feature file (``.npy``, ``.npz``,
+    ``.pt``, ``.pth``, ``file.npz:name``) or a 2-D array (samples x features).
+
+    Features pass straight through, named ``"#i"`` unless the file was written by
+    :func:`save_feature_set` (``rarity features``), which stores the names and the extractor.
+    """
+    if isinstance(source, FeatureSet):
+        return source
+    if is_feature_file(source):
+        return read_feature_set(source)
+    if _is_feature_array(source):
+        array = np.asarray(source.detach().cpu() if hasattr(source, "detach") else source)
+        return FeatureSet(
+            features=array,
+            names=[f"#{i}" for i in range(array.shape[0])],
+            source=f"{type(source).__name__} {tuple(array.shape)}",
+        )
+    return extract_features(source, **options)
+
+
+def save_feature_set(path: str | os.PathLike[str], features: FeatureSet) -> Path:
+    """Write ``features`` atomically: ``.npz`` holds the features (float32, under ``features``),
+    the names, the skipped images and the extractor; ``.npy`` only the features.
+
+    :func:`load_or_extract` and ``rarity score`` read the names and extractor back from ``.npz``.
+    """
+    from rarity_score.io.atomic import atomic_write_bytes
+    from rarity_score.io.cache import _npz_bytes, _str_array
+    from rarity_score.io.features import save_features
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    array = np.asarray(features.features, dtype=np.float32)
+    if suffix == ".npy":
+        logger.warning(
+            "%s: a .npy file holds the features only; the image names are not stored (use .npz "
+            "to keep them)",
+            path,
+        )
+        return save_features(path, array)
+    if suffix != ".npz":
+        raise ValueError(f"{path}: write features as .npz (with names) or .npy, not {suffix!r}")
+    data = _npz_bytes(
+        features=array,
+        names=_str_array(features.names),
+        skipped_names=_str_array([name for name, _ in features.skipped]),
+        skipped_reasons=_str_array([reason for _, reason in features.skipped]),
+        extractor=np.array(features.extractor),
+        preprocessing=np.array(features.preprocessing),
+        weights_id=np.array(features.weights_id),
+        source=np.array(features.source),
+    )
+    return atomic_write_bytes(path, data)
+
+
+def read_feature_set(path: str | os.PathLike[str]) -> FeatureSet:
+    """Read a feature file as a :class:`FeatureSet` (names ``"#i"`` unless the file stores
+    them, see :func:`save_feature_set`). Raises
+    :class:`~rarity_score.io.features.FeatureFileError` for a bad file."""
+    file, key = split_key(path)
+    text = os.fspath(path)
+    if file.suffix.lower() == ".npz" and key in (None, "features") and file.is_file():
+        stored = _read_stored(file)
+        if stored is not None:
+            return stored
+    array = load_features(path)
+    return FeatureSet(features=array, names=[f"#{i}" for i in range(array.shape[0])], source=text)
+
+
+# ---------------------------------------------------------------------- the extraction loop
+
+
+def _extract_with_shards(
+    collection: ImageCollection,
+    model: FeatureExtractor,
+    cache: FeatureCache | None,
+    *,
+    shard_size: int,
+    device: str,
+    batch_size: int,
+    workers: int,
+    strict: bool,
+    progress: bool,
+) -> CachedFeatures:
+    """Reuse the complete shards in the cache, extract the others (writing each as it completes),
+    merge them in collection order and store the merged result in the cache."""
+    names = collection.names
+    ranges = shard_ranges(len(collection), shard_size)
+    done: dict[int, Shard] = cache.load_shards(ranges) if cache is not None else {}
+    if strict:
+        _raise_if_skipped(_skipped_in(done.values(), names), collection)
+    todo = [(index, span) for index, span in enumerate(ranges) if index not in done]
+    n_reused = sum(shard.stop - shard.start for shard in done.values())
+    if done and cache is not None:
+        logger.info(
+            "resuming: reusing %d complete shard(s) (%d images) from %s",
+            len(done),
+            n_reused,
+            cache.partial_dir,
+        )
+    if todo:
+        logger.info(
+            "extracting %s features of %d images from %s (device %s, batch size %d, %d workers)",
+            model.info.name,
+            len(collection) - n_reused,
+            collection.source,
+            device,
+            batch_size,
+            workers,
+        )
+    start_time = time.perf_counter()
+    writer = _ShardWriter(cache)
+    for shard in _run(
+        collection,
+        model,
+        todo,
+        device=device,
+        batch_size=batch_size,
+        workers=workers,
+        strict=strict,
+        progress=progress,
+        n_done=n_reused,
+    ):
+        done[shard.index] = shard
+        writer.write(shard)
+    merged = _merge([done[index] for index in range(len(ranges))])
+    if cache is not None and writer.working:
+        # Stored even when some (or all) images were unreadable: the next run then reports the
+        # same skipped images without decoding them again.
+        metadata = {
+            "extractor": model.info.name,
+            "preprocessing": model.info.preprocessing,
+            "weights": model.info.weights,
+            "weights_id": model.weights_id,
+            "source": collection.source,
+            "kind": collection.kind,
+            "collection_fingerprint": collection.fingerprint(),
+            "shard_size": shard_size,
+            "reused_shards": len(ranges) - len(todo),
+            "reused_images": n_reused,
+            "extracted_images": len(collection) - n_reused,
+            "seconds": round(time.perf_counter() - start_time, 3),
+        }
+        try:
+            cache.save(merged, metadata)
+            logger.info("cached the features in %s", cache.npz_path)
+        except OSError as error:
+            logger.warning("could not write the feature cache %s: %s", cache.npz_path, error)
+    return merged
+
+
+class _Items:
+    """Map-style dataset: item ``i`` -> ``(i, preprocessed tensor, None)``, or
+    ``(i, None, reason)`` when the image cannot be read. Picklable for worker processes (the
+    collection reopens archives per process; ``preprocess`` does not hold the network)."""
+
+    def __init__(self, collection: ImageCollection, preprocess: Any) -> None:
+        self.collection = collection
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, str | None]:
+        try:
+            image = self.collection.load(i)
+        except UnreadableImage as error:
+            return i, None, error.reason
+        try:
+            tensor = self.preprocess(image)
+        except (OSError, ValueError) as error:  # e.g. an image that decodes but cannot resize
+            return i, None, " ".join(str(error).split()) or type(error).__name__
+        return i, tensor, None
+
+
+def _collate(items: list[tuple[int, Any, str | None]]) -> tuple[list[int], Any, list[str]]:
+    """One batch: the indices in order, the stacked tensors of the readable ones (or ``None``),
+    and one reason per item (``""`` for readable ones)."""
+    import torch
+
+    tensors = [tensor for _, tensor, _ in items if tensor is not None]
+    stacked = torch.stack(tensors) if tensors else None
+    return [i for i, _, _ in items], stacked, [reason or "" for _, _, reason in items]
+
+
+def _run(
+    collection: ImageCollection,
+    model: FeatureExtractor,
+    todo: Sequence[tuple[int, tuple[int, int]]],
+    *,
+    device: str,
+    batch_size: int,
+    workers: int,
+    strict: bool,
+    progress: bool,
+    n_done: int,
+) -> Iterator[Shard]:
+    """Extract the shards ``todo`` (index, (start, stop)) in order, yielding each when complete."""
+    if not todo:
+        return
+    torch = _import("torch")
+    from torch.utils.data import DataLoader
+
+    # Batches never straddle a shard, so each shard is complete as soon as its last batch is.
+    batches: list[list[int]] = []
+    for _, (start, stop) in todo:
+        batches += [
+            list(range(s, min(s + batch_size, stop))) for s in range(start, stop, batch_size)
+        ]
+    on_cuda = str(device).startswith("cuda")
+    loader: Any = DataLoader(
+        cast(Any, _Items(collection, model.preprocess)),
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=on_cuda,  # faster host -> GPU copies
+    )
+    bar = _progress_bar(len(collection), n_done, collection.source, enabled=progress)
+    pending = iter(todo)
+    index, (start, stop) = next(pending)
+    ok: list[bool] = []
+    rows: list[np.ndarray] = []
+    reasons: list[str] = []
+    try:
+        for indices, batch, batch_reasons in loader:
+            if strict and any(batch_reasons):
+                _raise_if_skipped(
+                    [
+                        (collection[i].name, r)
+                        for i, r in zip(indices, batch_reasons, strict=True)
+                        if r
+                    ],
+                    collection,
+                )
+            if batch is not None:
+                rows.append(_forward(model, batch, device, torch))
+            ok += [not reason for reason in batch_reasons]
+            reasons += [reason for reason in batch_reasons if reason]
+            bar.update(len(indices))
+            if indices[-1] == stop - 1:
+                yield Shard(
+                    index=index,
+                    start=start,
+                    stop=stop,
+                    ok=np.array(ok, dtype=bool),
+                    features=_stack(rows, model),
+                    reasons=reasons,
+                )
+                ok, rows, reasons = [], [], []
+                index, (start, stop) = next(pending, (-1, (-1, -1)))
+    except BaseException:
+        bar.leave = False  # an error message follows; a half bar above it only confuses
+        raise
+    finally:
+        bar.close()
+
+
+def _forward(model: FeatureExtractor, batch: torch.Tensor, device: str, torch: Any) -> np.ndarray:
+    on_cuda = str(device).startswith("cuda")
+    with torch.inference_mode():
+        out = model(batch.to(device, non_blocking=on_cuda))
+    out = out.detach().to("cpu", torch.float32)
+    # A user's module may return (B, C, 1, 1) pooled maps; one row per image either way.
+    return np.ascontiguousarray(out.reshape(out.shape[0], -1).numpy())
+
+
+def _stack(rows: list[np.ndarray], model: FeatureExtractor) -> np.ndarray:
+    if rows:
+        return np.concatenate(rows).astype(np.float32, copy=False)
+    return np.zeros((0, model.info.dim), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _resolve_extractor(
+    extractor: str | FeatureExtractor, *, weights: Any, device: str, input_size: int | None
+) -> FeatureExtractor:
+    if isinstance(extractor, str):
+        from rarity_score.features import get_extractor
+
+        options: dict[str, Any] = {"weights": weights, "device": device}
+        if input_size is not None:
+            options["input_size"] = input_size
+        return get_extractor(extractor, **options)
+    if weights is not None or input_size is not None:
+        raise ValueError(
+            "weights= and input_size= apply to a named extractor; set them up in your own model"
+        )
+    if not (hasattr(extractor, "info") and hasattr(extractor, "preprocess")):
+        raise TypeError(
+            f"expected an extractor name or a FeatureExtractor, got {type(extractor).__name__}; "
+            "wrap a torch module with rarity_score.features.from_module(module, name=...)"
+        )
+    return extractor.to(device)
+
+
+def _open_cache(
+    cache_dir: CacheDir, collection: ImageCollection, model: FeatureExtractor, *, named: bool
+) -> FeatureCache | None:
+    if cache_dir is False:
+        return None
+    if collection.kind == "array":
+        # The pixels are in the caller's memory already; writing them into the user's cache
+        # folder for a throwaway batch would only fill it.
+        return None
+    if not named and cache_dir is None:
+        return None
+    directory = defaults.cache_dir() if cache_dir is None else Path(cache_dir)
+    key = cache_key(
+        model.info.name, model.info.preprocessing, model.weights_id, collection.fingerprint()
+    )
+    logger.debug("feature cache key %s in %s", key, directory)
+    return FeatureCache(directory, key, collection.names)
+
+
+class _ShardWriter:
+    """Writes shards to the cache; after the first failure it stops trying (with one warning),
+    because a cache that cannot be written must not stop the extraction."""
+
+    def __init__(self, cache: FeatureCache | None) -> None:
+        self.cache = cache
+        self.working = cache is not None
+
+    def write(self, shard: Shard) -> None:
+        if not self.working or self.cache is None:
+            return
+        try:
+            path = self.cache.save_shard(shard)
+        except OSError as error:
+            self.working = False
+            logger.warning(
+                "could not write to the feature cache %s (%s); going on without it",
+                self.cache.directory,
+                error,
+            )
+            return
+        logger.debug("wrote shard %s (items %d-%d)", path, shard.start, shard.stop - 1)
+
+
+def _merge(shards: Sequence[Shard]) -> CachedFeatures:
+    dims = {shard.features.shape[1] for shard in shards if shard.features.shape[0]}
+    if len(dims) > 1:  # pragma: no cover - one extractor gives one dimension
+        raise RuntimeError(f"feature dimensions differ between shards: {sorted(dims)}")
+    dim = dims.pop() if dims else shards[0].features.shape[1]
+    features = [shard.features.reshape(-1, dim) for shard in shards]
+    return CachedFeatures(
+        ok=np.concatenate([shard.ok for shard in shards]),
+        features=np.concatenate(features).astype(np.float32, copy=False),
+        reasons=[reason for shard in shards for reason in shard.reasons],
+    )
+
+
+def _feature_set(
+    result: CachedFeatures,
+    names: Sequence[str],
+    model: FeatureExtractor,
+    collection: ImageCollection,
+) -> FeatureSet:
+    ok = result.ok.tolist()
+    bad = [name for name, good in zip(names, ok, strict=True) if not good]
+    return FeatureSet(
+        features=result.features,
+        names=[name for name, good in zip(names, ok, strict=True) if good],
+        skipped=list(zip(bad, result.reasons, strict=True)),
+        extractor=model.info.name,
+        source=collection.source,
+        preprocessing=model.info.preprocessing,
+        weights_id=model.weights_id,
+    )
+
+
+def _skipped_in(shards: Any, names: Sequence[str]) -> list[tuple[str, str]]:
+    skipped: list[tuple[str, str]] = []
+    for shard in sorted(shards, key=lambda s: s.start):
+        bad = [names[shard.start + j] for j in np.flatnonzero(~shard.ok)]
+        skipped += list(zip(bad, shard.reasons, strict=True))
+    return skipped
+
+
+def _listing(skipped: Sequence[tuple[str, str]]) -> str:
+    shown = "; ".join(f"{name} ({reason})" for name, reason in skipped[:_SHOWN])
+    more = len(skipped) - _SHOWN
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _raise_if_skipped(skipped: Sequence[tuple[str, str]], collection: ImageCollection) -> None:
+    if skipped:
+        raise ImageInputError(
+            f"{len(skipped)} unreadable image(s) in {collection.source} (strict mode): "
+            f"{_listing(skipped)}"
+        )
+
+
+def _report_skipped(result: FeatureSet, collection: ImageCollection, *, strict: bool) -> None:
+    """Raise when nothing (or, strictly, not everything) was readable; else warn once."""
+    if strict:
+        _raise_if_skipped(result.skipped, collection)
+    if not result.skipped:
+        return
+    if len(result) == 0:
+        raise ImageInputError(
+            f"none of the {len(collection)} images in {collection.source} could be read: "
+            f"{_listing(result.skipped)}"
+        )
+    logger.warning(
+        "skipped %d of %d images in %s that could not be read: %s",
+        len(result.skipped),
+        len(collection),
+        collection.source,
+        _listing(result.skipped),
+    )
+
+
+def _progress_bar(total: int, initial: int, source: str, *, enabled: bool) -> Any:
+    tqdm = _import("tqdm").tqdm
+    label = source if len(source) <= 30 else "..." + source[-27:]
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=f"features {label}",
+        unit=" images",  # the rate reads "12.3 images/s"
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+        leave=True,
+        # Runs shorter than this show no bar at all: it would only flash, and an error message
+        # after a very short run stays alone on its line.
+        delay=0.5,
+    )
+
+
+def _import(module: str) -> Any:
+    from rarity_score.features.errors import require
+
+    return require(module, what="extracting image features")
+
+
+def _read_stored(file: Path) -> FeatureSet | None:
+    """A file written by :func:`save_feature_set`, or ``None`` when ``file`` is another .npz."""
+    from rarity_score.io.features import FeatureFileError
+
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = set(data.files)
+            if "features" not in arrays or "names" not in arrays:
+                return None
+            if not arrays - {"features"} <= set(_METADATA_ARRAYS):
+                return None
+            stored = {name: np.asarray(data[name]) for name in arrays}
+    except (OSError, ValueError, EOFError) as error:
+        raise FeatureFileError(f"{file}: not a readable .npz file ({error})") from error
+    features = load_features(f"{file}:features")
+    names = [str(n) for n in stored["names"].tolist()]
+    if len(names) != features.shape[0]:
+        raise FeatureFileError(
+            f"{file}: {len(names)} names for {features.shape[0]} feature rows; the file is damaged"
+        )
+    skipped_names = [str(n) for n in stored.get("skipped_names", np.zeros(0, str)).tolist()]
+    skipped_reasons = [str(n) for n in stored.get("skipped_reasons", np.zeros(0, str)).tolist()]
+
+    def text(name: str) -> str:
+        return str(stored[name]) if name in stored else ""
+
+    return FeatureSet(
+        features=features,
+        names=names,
+        skipped=list(zip(skipped_names, skipped_reasons, strict=False)),
+        extractor=text("extractor"),
+        source=os.fspath(file),
+        preprocessing=text("preprocessing"),
+        weights_id=text("weights_id"),
+    )
+
+
+def _is_feature_array(source: Any) -> bool:
+    """A 2-D numpy array or torch tensor: features, since image batches have 3 or 4 axes."""
+    shape = getattr(source, "shape", None)
+    return shape is not None and hasattr(source, "dtype") and len(shape) == 2
+
+
+def _check_device(device: str) -> None:
+    """Refuse a bad or unavailable device with a ValueError (torch raises RuntimeError or even
+    AssertionError for these), before any weights are loaded."""
+    torch = _import("torch")
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from error
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r} asked for, but this PyTorch has no usable CUDA device; "
+                "use --device cpu or install a CUDA build of torch"
+            )
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA "
+                "device(s) are visible"
+            )
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not (isinstance(value, int) and value >= 1) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a positive whole number, got {value!r}")
