@@ -134,3 +134,29 @@ def test_tile_edge_follows_the_budget():
         tile_edge(2**28, tile_size=0)
     with pytest.raises(ValueError, match="memory_budget"):
         tile_edge(1000)
+
+
+@pytest.mark.parametrize("tile_size", [None, 9])
+def test_leave_one_out_rarity_matches_brute_force(tile_size, engine_options):
+    # Each sample against the others' spheres; radii of the full set; strict membership.
+    rng = np.random.default_rng(13)
+    data = np.concatenate([rng.normal(size=(60, 5)), rng.normal(size=(15, 5)) * 3])
+    data[3] = data[4]  # duplicates: each is inside the other's sphere at distance 0
+    k = 3
+    radii = reference_radii(data, k)
+    distance = np.sqrt(((data[:, None] - data[None]) ** 2).sum(-1))
+    inside = distance < radii[:, None]  # [sphere j, sample i]
+    np.fill_diagonal(inside, False)
+    want = np.array(
+        [radii[inside[:, i]].min() if inside[:, i].any() else np.nan for i in range(75)]
+    )
+    first = [
+        int(np.flatnonzero(inside[:, i] & (radii == want[i])).min()) if inside[:, i].any() else -1
+        for i in range(75)
+    ]
+    got = RealManifold(data, k, tile_size=tile_size, **engine_options).leave_one_out()
+    assert 0 < np.isnan(want).sum() < 75
+    np.testing.assert_allclose(got.rarity, want, rtol=1e-12)
+    np.testing.assert_array_equal(got.sphere_index, first)
+    np.testing.assert_array_equal(got.in_manifold, ~np.isnan(want))
+    assert got.extra["method"] == "leave-one-out"

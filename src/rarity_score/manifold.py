@@ -170,6 +170,41 @@ class RealManifold:
             **fields,
         )
 
+    def leave_one_out(self) -> Evaluation:
+        """Rarity of each real sample against the other real samples' spheres (its own sphere left
+        out; its neighbours' radii are those of the full set).
+
+        This is the paper's way to compare the rarity of two datasets that share a concept: score
+        each dataset against its own manifold this way, in one feature space, and compare the
+        histograms. ``extra["method"]`` records it. A sample in no other sphere is out of the
+        manifold (NaN), as for generated samples.
+        """
+        spheres = SmallestSphere(self.n_real, self.n_real)
+        # Rows and columns are the same sorted set, so the masked diagonal is each own sphere.
+        sweep(
+            self._points,
+            self._points,
+            [spheres],
+            self._edge,
+            row_radii=self._sorted_radii,
+            same_set=True,
+        )
+        by_position = spheres.result(self._sorted_radii, self._points.order)
+        rarity, in_manifold, sphere_index = (
+            _to_input_order(values, self._points.order) for values in by_position
+        )
+        return Evaluation(
+            k=self.k,
+            n_real=self.n_real,
+            n_fake=self.n_real,
+            dim=self.dim,
+            metrics=("rarity",),
+            rarity=rarity,
+            in_manifold=in_manifold,
+            sphere_index=sphere_index,
+            extra={"method": "leave-one-out"},
+        )
+
     def _fake_radii(self, data: Any) -> np.ndarray | None:
         """The generated samples' own k-NN radii (for recall), or None with a warning if too few."""
         n_fake = int(data.shape[0])
@@ -187,6 +222,13 @@ class RealManifold:
         return PointSet.build(
             self._backend, data, frame, cache_bytes=self._memory_budget, edge=self._edge
         )
+
+
+def _to_input_order(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Values listed by position (input row ``order[p]`` at position p), listed by input row."""
+    out = np.empty_like(values)
+    out[order] = values
+    return out
 
 
 def evaluate(

@@ -45,8 +45,8 @@ class Backend(Protocol):
     def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> Any:
         """Float32 ``|a|^2 + |b|^2 - 2 a b^T`` by one GEMM."""
 
-    def mask_diagonal(self, tile: Any, row_start: int, col_start: int) -> None:
-        """Set entries whose global row and column positions are equal to +inf (self pairs)."""
+    def mask_entries(self, tile: Any, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Set the entries ``tile[rows[n], cols[n]]`` to +inf."""
 
     def pairs_below(
         self, tile: Any, thresholds: np.ndarray, axis: int
@@ -121,12 +121,8 @@ class NumpyBackend:
         tile += _f32(b_sq)[None, :]
         return tile
 
-    def mask_diagonal(self, tile: np.ndarray, row_start: int, col_start: int) -> None:
-        first = max(row_start, col_start)
-        last = min(row_start + tile.shape[0], col_start + tile.shape[1])
-        if first < last:
-            positions = np.arange(first, last)
-            tile[positions - row_start, positions - col_start] = np.inf
+    def mask_entries(self, tile: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> None:
+        tile[rows, cols] = np.inf
 
     def pairs_below(
         self, tile: np.ndarray, thresholds: np.ndarray, axis: int
@@ -255,12 +251,8 @@ class TorchBackend:
         tile += torch.as_tensor(_f32(b_sq), device=self.device)[None, :]
         return tile
 
-    def mask_diagonal(self, tile: Any, row_start: int, col_start: int) -> None:
-        first = max(row_start, col_start)
-        last = min(row_start + tile.shape[0], col_start + tile.shape[1])
-        if first < last:
-            positions = self._torch.arange(first, last, device=self.device)
-            tile[positions - row_start, positions - col_start] = float("inf")
+    def mask_entries(self, tile: Any, rows: np.ndarray, cols: np.ndarray) -> None:
+        tile[self._index(rows), self._index(cols)] = float("inf")
 
     def pairs_below(
         self, tile: Any, thresholds: np.ndarray, axis: int

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rarity_score.engine.backend import Backend
 from rarity_score.engine.plan import plan_blocks
 from rarity_score.engine.points import PointSet
 from rarity_score.engine.tiles import Tile
@@ -74,9 +75,9 @@ def sweep(
                 cols.norms[active] ** 2,
                 rows.norms[row_start:row_stop] ** 2,
             )
-            if same_set and row_index == col_index:
-                backend.mask_diagonal(values, col_start, row_start)
             row_positions = np.arange(row_start, row_stop)
+            if same_set:
+                _mask_self_pairs(backend, values, active, row_positions)
             tile = Tile(rows, cols, row_positions, active, values, row_radii, col_radii, True)
             _feed(reducers, tile)
             done += 1
@@ -113,22 +114,30 @@ def _symmetric_sweep(
             points.norms[row_start:row_stop] ** 2,
             points.norms[col_start:col_stop] ** 2,
         )
-        if i == j:
-            points.backend.mask_diagonal(values, row_start, col_start)
-        tile = Tile(
-            points,
-            points,
+        row_positions, col_positions = (
             np.arange(row_start, row_stop),
             np.arange(col_start, col_stop),
-            values,
-            radii,
-            radii,
         )
+        if i == j:
+            _mask_self_pairs(points.backend, values, row_positions, col_positions)
+        tile = Tile(points, points, row_positions, col_positions, values, radii, radii)
         _feed(reducers, tile)
         if i != j:
             _feed(reducers, tile.transposed())
         if progress is not None:
             progress(done, len(pairs))
+
+
+def _mask_self_pairs(
+    backend: Backend, values: Any, stored_rows: np.ndarray, stored_cols: np.ndarray
+) -> None:
+    """+inf where a stored row and a stored column are the same point (positions of one set):
+    never its own neighbour, never inside its own sphere."""
+    _, rows, cols = np.intersect1d(
+        stored_rows, stored_cols, assume_unique=True, return_indices=True
+    )
+    if len(rows):
+        backend.mask_entries(values, rows, cols)
 
 
 def _feed(reducers: Sequence[Reducer], tile: Tile) -> None:
