@@ -1,5 +1,5 @@
-"""The ``rarity`` command: score images or feature files, extract features, list the extractors,
-run the offline demo.
+"""The ``rarity`` command: score images or feature files, compare generated sets or datasets,
+rebuild reports, extract features, list the extractors, run the offline demo.
 
 Thin by design: parse the arguments, call the Python API, print. No maths here.
 
@@ -18,11 +18,15 @@ import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from rarity_score import __version__, defaults
 from rarity_score.io.features import features_fingerprint, load_features, save_features
 from rarity_score.results import Evaluation, format_summary
+
+if TYPE_CHECKING:
+    from rarity_score.features.pipeline import CacheDir, FeatureSet
+    from rarity_score.manifold import RealManifold
 
 __all__ = ["main"]
 
@@ -89,16 +93,57 @@ folder and prints the same summary as `rarity score`, plus a breakdown by group.
 """
 
 
+_RESULTS_LAYOUT = """\
+The results directory DIR holds run.json (what was run: extractor, k, the sets, counts,
+package version, command line), summary.csv / .json / .md (one row per set), sets/NAME.csv
+and sets/NAME.npz (one row per sample, with the names of the sample, of the sample whose
+sphere gave the score and of the nearest one) and the report (report/index.html, which opens
+from disk, and histogram.png). DIR is written into a temporary folder and moved into place when
+complete; an earlier results directory there is replaced, any other non-empty folder refused.
+"""
+
+_COMPARE_DESCRIPTION = f"""\
+Score several generated sets (models, truncation settings, ...) against one real set. The real
+manifold (the union of the real samples' k-NN spheres) is built once and every generated set
+is scored against it. Prints one row per set: samples, how many lie in the real manifold, the
+mean / median / 10th / 90th percentile rarity over those, precision, recall, density and
+coverage. The real set's own rarity (each real sample against the other real samples'
+spheres, leave-one-out) is saved as the reference curve of the histograms.
+
+Inputs are images or features as for `rarity score`; all sets go through one extractor.
+
+{_RESULTS_LAYOUT}
+{textwrap.fill(_COMPARABILITY, width=92)}
+"""
+
+_DATASETS_DESCRIPTION = f"""\
+Compare the rarity of datasets that share a concept (the paper's dataset comparison): each
+dataset is scored against ITS OWN manifold, leave-one-out (each sample against the k-NN spheres
+of the other samples of the same dataset), all in one feature space. The more diverse dataset's
+histogram sits to the right. There is no reference set, so the table has no precision, recall,
+density or coverage, and neighbours come from the same dataset.
+
+{_RESULTS_LAYOUT}"""
+
+_REPORT_DESCRIPTION = """\
+Rebuild the report (report/index.html, histogram.png) of a results directory written by
+`rarity compare`, `rarity datasets` or `rarity score --report`, from the saved results: nothing
+is recomputed. Prints the summary table.
+"""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rarity`` command line with ``argv`` (default: ``sys.argv[1:]``); return the
     exit status instead of exiting."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error (already printed)
         return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     args.verbose = getattr(args, "verbose", 0)
     args.quiet = getattr(args, "quiet", False)
+    args.command_line = ["rarity", *argv]  # recorded in results directories (run.json)
     _configure_logging(args.verbose, args.quiet)
     try:
         with warnings.catch_warnings():
@@ -134,6 +179,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     _check_output_folder(args.out)
     _check_output_folder(args.json)
+    if args.report is not None:
+        from rarity_score.compare import check_output_dir
+
+        check_output_dir(args.report)
     # Feature files are read first (once): the extractor they record decides the images' one.
     given = {"real": _read_if_features(args.real), "fake": _read_if_features(args.fake)}
     extractor = _choose_extractor(args, given)
@@ -157,9 +206,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
             extra[f"{side}_skipped"] = [
                 {"name": name, "reason": reason} for name, reason in features.skipped
             ]
-    evaluation = _evaluate(args, real.features, fake.features, extra, real_label=str(args.real))
+    evaluation, manifold = _evaluate(
+        args, real.features, fake.features, extra, real_label=str(args.real)
+    )
     names = fake.names if fake.has_names else None
     written = _write_outputs(evaluation, args.out, args.json, extra, names=names)
+    if args.report is not None:
+        written.append(_write_score_results(args, real, fake, evaluation, manifold))
     if not args.quiet:
         inputs = dict(
             [
@@ -190,6 +243,49 @@ def _cmd_features(args: argparse.Namespace) -> int:
             f"{args.input}{skipped}"
         )
         _print_written([path])
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from rarity_score.compare import compare
+
+    fakes = _named_sources(args.fake, "generated set", "--fake ")
+    path = compare(
+        args.real,
+        fakes,
+        args.out,
+        k=args.k,
+        metrics=args.metrics,
+        report=args.report,
+        command=args.command_line,
+        **_run_options(args),
+    )
+    _print_results(args, path)
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from rarity_score.compare import compare_datasets
+
+    datasets = _named_sources(args.datasets, "dataset", "")
+    path = compare_datasets(
+        datasets,
+        args.out,
+        k=args.k,
+        report=args.report,
+        command=args.command_line,
+        **_run_options(args),
+    )
+    _print_results(args, path)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rarity_score.compare import build_results_report
+
+    index = build_results_report(args.results_dir)
+    logger.info("wrote %s", index)
+    _print_results(args, Path(args.results_dir), computed=False)
     return 0
 
 
@@ -247,7 +343,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "fake_features": str(fake_path),
         "demo": {"n_real": args.n_real, "n_fake": args.n_fake, "dim": args.dim, "seed": args.seed},
     }
-    evaluation = _evaluate(args, real, fake, extra, real_label=str(real_path))
+    evaluation, _ = _evaluate(args, real, fake, extra, real_label=str(real_path))
     written = [real_path, fake_path]
     written += _write_outputs(
         evaluation, out / "per_sample.csv", out / "summary.json", extra, names=data.names
@@ -290,6 +386,143 @@ def _extraction_options(args: argparse.Namespace) -> dict[str, Any]:
         "shard_size": args.shard_size,
         "input_size": args.input_size,
     }
+
+
+class _RunOptions(TypedDict):
+    """The extraction and engine keyword arguments of ``compare`` / ``compare_datasets``."""
+
+    extractor: str | None
+    device: str | None
+    batch_size: int
+    workers: int
+    weights: str | None
+    cache_dir: CacheDir
+    strict: bool
+    progress: bool
+    shard_size: int
+    input_size: int | None
+    backend: str
+    memory_budget: int
+
+
+def _run_options(args: argparse.Namespace) -> _RunOptions:
+    """The options of `rarity compare` / `rarity datasets` for the Python API."""
+    if args.no_cache and args.cache_dir is not None:
+        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
+    return _RunOptions(
+        extractor=args.extractor,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        weights=args.weights,
+        cache_dir=False if args.no_cache else args.cache_dir,
+        strict=args.strict,
+        progress=not args.quiet,
+        shard_size=args.shard_size,
+        input_size=args.input_size,
+        backend=args.backend,
+        memory_budget=_memory_budget(args),
+    )
+
+
+def _named_sources(given: Sequence[str], what: str, option: str) -> dict[str, str]:
+    """``NAME=PATH`` arguments as an ordered name -> path mapping; refuses a missing ``=``, an
+    empty name or path, and a name given twice."""
+    out: dict[str, str] = {}
+    for text in given:
+        name, path = _split_named(text, what, option)
+        if name in out:
+            raise ValueError(
+                f"duplicate {what} name {name!r} ({option}{name}={out[name]} and "
+                f"{option}{text}); give each set its own name"
+            )
+        out[name] = path
+    return out
+
+
+def _split_named(text: str, what: str, option: str) -> tuple[str, str]:
+    """Split ``NAME=PATH``. Names may hold ``=`` (``psi=0.7=samples/psi0.7``): the first split
+    whose path exists wins, else the first ``=``."""
+    from rarity_score.io.features import split_key
+
+    example = f"{option}psi0.7=samples/psi0.7"
+    if "=" not in text:
+        raise ValueError(f"{what} {text!r}: expected NAME=PATH (e.g. {example})")
+    splits = [i for i, char in enumerate(text) if char == "="]
+    chosen = splits[0]
+    for i in splits:
+        path = text[i + 1 :]
+        if text[:i].strip() and path and (Path(path).exists() or split_key(path)[0].exists()):
+            chosen = i
+            break
+    name, path = text[:chosen], text[chosen + 1 :]
+    if not name.strip() or not path:
+        raise ValueError(
+            f"{what} {text!r}: both NAME and PATH must be given in NAME=PATH (e.g. {example})"
+        )
+    return name, path
+
+
+def _write_score_results(
+    args: argparse.Namespace,
+    real: FeatureSet,
+    fake: FeatureSet,
+    evaluation: Evaluation,
+    manifold: RealManifold,
+) -> Path:
+    """`rarity score --report DIR`: the one generated set as a results directory and report."""
+    from rarity_score.compare import InputSet, write_results
+    from rarity_score.io.features import split_key
+
+    logger.info("leave-one-out rarity of the real set (the reference curve of the report)")
+    name = split_key(str(args.fake))[0].stem or "generated"
+    return write_results(
+        args.report,
+        mode="score",
+        k=manifold.k,
+        real=InputSet.describe("real", args.real, real),
+        sets=[InputSet.describe(name, args.fake, fake)],
+        evaluations=[evaluation],
+        reference=manifold.leave_one_out(),
+        command=args.command_line,
+        report=True,
+    )
+
+
+def _print_results(args: argparse.Namespace, path: Path, *, computed: bool = True) -> None:
+    """Print the summary table of a results directory and the files it holds."""
+    from rarity_score.compare import format_table, read_run, read_summary
+
+    if args.quiet:
+        return
+    run = read_run(path)
+    extractor = run.get("extractor") or {}
+    print(f"Method: {run['method']}")
+    print(
+        f"k = {run['k']}; feature extractor: "
+        f"{extractor.get('name') or 'unknown (precomputed features)'} ({run['dim']}-d)"
+    )
+    if run.get("real"):
+        print(f"Real set: {run['real']['source']} ({run['real']['n']} samples)")
+    print()
+    print(format_table(read_summary(path), str(run["mode"])), end="")
+    print()
+    note = (
+        "Rarity statistics are over in-manifold samples only; a sample in no sphere has no "
+        "score and counts as out of the manifold. "
+    )
+    if run["mode"] == "datasets":
+        note += (
+            "Each dataset is scored against its own manifold with its own sphere left out "
+            "(leave-one-out), so precision, recall, density and coverage do not apply. "
+        )
+    print(textwrap.fill(note + _COMPARABILITY, width=_WIDTH))
+    report = [p for p in (path / "report" / "index.html", path / "histogram.png") if p.exists()]
+    if computed:
+        tables = [path / name for name in ("summary.csv", "summary.json", "summary.md", "sets")]
+        _print_written([path, *tables, *report])
+    elif report:
+        _print_written(report)
 
 
 def _read_if_features(given: str) -> Any:
@@ -342,8 +575,10 @@ def _evaluate(
     extra: dict[str, Any],
     *,
     real_label: str,
-) -> Evaluation:
-    from rarity_score import evaluate
+) -> tuple[Evaluation, RealManifold]:
+    """Evaluate ``fake`` against ``real``; also return the real manifold (built once), which
+    ``--report`` reuses for the real set's leave-one-out reference curve."""
+    from rarity_score.manifold import RealManifold
 
     if real.shape[1] != fake.shape[1]:
         raise ValueError(
@@ -365,17 +600,29 @@ def _evaluate(
         real.shape[1],
         args.k,
     )
-    options: dict[str, Any] = {"metrics": args.metrics, "backend": args.backend}
-    if args.device is not None and args.backend != "numpy":
-        # --device also places the feature extractor; with --backend numpy the sweep stays on
-        # the CPU whatever the extractor's device.
-        options["device"] = args.device
-    if args.memory_budget is not None:
-        options["memory_budget"] = int(args.memory_budget * _MIB)
     extra["requested_backend"] = args.backend
     if args.device is not None:
         extra["requested_device"] = args.device
-    return evaluate(real, fake, args.k, **options)
+    manifold = RealManifold(
+        real,
+        args.k,
+        backend=args.backend,
+        device=_sweep_device(args),
+        memory_budget=_memory_budget(args),
+    )
+    return manifold.evaluate(fake, metrics=args.metrics), manifold
+
+
+def _sweep_device(args: argparse.Namespace) -> str | None:
+    """--device also places the feature extractor; with --backend numpy the sweep stays on the
+    CPU whatever the extractor's device."""
+    return args.device if args.backend != "numpy" else None
+
+
+def _memory_budget(args: argparse.Namespace) -> int:
+    if args.memory_budget is None:
+        return defaults.MEMORY_BUDGET
+    return int(args.memory_budget * _MIB)
 
 
 def _check_output_folder(path: str | None) -> None:
@@ -467,55 +714,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print no summary and no progress bar; log errors only",
     )
 
-    engine = argparse.ArgumentParser(add_help=False)
-    options = engine.add_argument_group("metric options")
-    options.add_argument(
-        "-k",
-        type=_positive_int,
-        default=defaults.K,
-        help=(
-            "neighbourhood size: each real sample's sphere reaches to its k-th nearest other real "
-            "sample (1 <= k <= number of real samples - 1; default %(default)s, as in the paper). "
-            "Larger k gives larger spheres, more samples in the manifold and larger scores"
-        ),
-    )
-    options.add_argument(
-        "--metrics",
-        type=_metric_list,
-        default=None,
-        metavar="LIST",
-        help=(
-            "comma-separated metrics to compute, from: "
-            f"{', '.join(defaults.METRICS)} (default: all)"
-        ),
-    )
-    compute = engine.add_argument_group("computation (results do not depend on these)")
-    compute.add_argument(
-        "--backend",
-        choices=("auto", "numpy", "torch"),
-        default=defaults.BACKEND,
-        help="array library for the distance sweep (default: %(default)s; torch is optional)",
-    )
-    compute.add_argument(
-        "--device",
-        default=None,
-        metavar="DEVICE",
-        help=(
-            "torch device: cpu, cuda or cuda:N. It runs the feature extractor (image inputs) and "
-            "the distance sweep, which it moves to the torch backend unless --backend numpy "
-            "(default: extractor on cpu, sweep where --backend puts it)"
-        ),
-    )
-    compute.add_argument(
-        "--memory-budget",
-        type=_positive_float,
-        default=None,
-        metavar="MiB",
-        help=(
-            "memory one tile of the distance sweep may use, in MiB (at least 1; "
-            f"default: {defaults.MEMORY_BUDGET // _MIB})"
-        ),
-    )
+    engine = _engine_parent(with_metrics=True)
 
     extraction = argparse.ArgumentParser(add_help=False)
     _add_extraction_options(extraction.add_argument_group("feature extraction (image inputs)"))
@@ -573,7 +772,74 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help="write settings and summary as JSON (missing values are null)",
     )
+    files.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help=(
+            "also write a results directory (run.json, summary, per-sample tables, the real "
+            "set's leave-one-out rarity) with the HTML report, as `rarity compare` does"
+        ),
+    )
     score.set_defaults(handler=_cmd_score)
+
+    compare = commands.add_parser(
+        "compare",
+        parents=[verbosity, engine, extraction],
+        help="score several generated sets against one real set; table, results and report",
+        description=_COMPARE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    files = compare.add_argument_group("inputs and outputs")
+    files.add_argument(
+        "--real",
+        required=True,
+        metavar="REAL",
+        help="the real reference set: images or features, as for `rarity score`",
+    )
+    files.add_argument(
+        "--fake",
+        action="append",
+        required=True,
+        metavar="NAME=PATH",
+        help=(
+            "a generated set and its name (repeat for each set; names must differ): images or "
+            "features from the same extractor as REAL"
+        ),
+    )
+    _add_results_options(files)
+    compare.set_defaults(handler=_cmd_compare)
+
+    datasets = commands.add_parser(
+        "datasets",
+        parents=[verbosity, _engine_parent(with_metrics=False), extraction],
+        help="compare the rarity of datasets, each against its own manifold (leave-one-out)",
+        description=_DATASETS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    files = datasets.add_argument_group("inputs and outputs")
+    files.add_argument(
+        "datasets",
+        nargs="+",
+        metavar="NAME=PATH",
+        help="a dataset and its name: images or features (all in one feature space)",
+    )
+    _add_results_options(files)
+    datasets.set_defaults(handler=_cmd_datasets)
+
+    report = commands.add_parser(
+        "report",
+        parents=[verbosity],
+        help="rebuild the report of a results directory (nothing is recomputed)",
+        description=_REPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument(
+        "results_dir",
+        metavar="RESULTS_DIR",
+        help="a folder written by rarity compare, rarity datasets or rarity score --report",
+    )
+    report.set_defaults(handler=_cmd_report)
 
     features = commands.add_parser(
         "features",
@@ -632,6 +898,80 @@ def _build_parser() -> argparse.ArgumentParser:
     # No parser.set_defaults(verbose=...) here: the flag actions are shared with the subparsers
     # (argparse parents), so that would overwrite a flag given before the subcommand.
     return parser
+
+
+def _engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
+    """-k, --metrics (when asked) and the computation options, shared by the commands."""
+    engine = argparse.ArgumentParser(add_help=False)
+    options = engine.add_argument_group("metric options")
+    options.add_argument(
+        "-k",
+        type=_positive_int,
+        default=defaults.K,
+        help=(
+            "neighbourhood size: each real sample's sphere reaches to its k-th nearest other real "
+            "sample (1 <= k <= number of real samples - 1; default %(default)s, as in the paper). "
+            "Larger k gives larger spheres, more samples in the manifold and larger scores"
+        ),
+    )
+    if with_metrics:
+        options.add_argument(
+            "--metrics",
+            type=_metric_list,
+            default=None,
+            metavar="LIST",
+            help=(
+                "comma-separated metrics to compute, from: "
+                f"{', '.join(defaults.METRICS)} (default: all)"
+            ),
+        )
+    compute = engine.add_argument_group("computation (results do not depend on these)")
+    compute.add_argument(
+        "--backend",
+        choices=("auto", "numpy", "torch"),
+        default=defaults.BACKEND,
+        help="array library for the distance sweep (default: %(default)s; torch is optional)",
+    )
+    compute.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help=(
+            "torch device: cpu, cuda or cuda:N. It runs the feature extractor (image inputs) and "
+            "the distance sweep, which it moves to the torch backend unless --backend numpy "
+            "(default: extractor on cpu, sweep where --backend puts it)"
+        ),
+    )
+    compute.add_argument(
+        "--memory-budget",
+        type=_positive_float,
+        default=None,
+        metavar="MiB",
+        help=(
+            "memory one tile of the distance sweep may use, in MiB (at least 1; "
+            f"default: {defaults.MEMORY_BUDGET // _MIB})"
+        ),
+    )
+    return engine
+
+
+def _add_results_options(group: Any) -> None:
+    """--out DIR and --report/--no-report of `rarity compare` and `rarity datasets`."""
+    group.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help=(
+            "results directory: created, or replaced when it holds earlier results (any other "
+            "non-empty folder is refused); written completely or not at all"
+        ),
+    )
+    group.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="build the HTML report and histogram.png in DIR (default: yes)",
+    )
 
 
 def _add_extraction_options(group: Any) -> None:

@@ -1,0 +1,1014 @@
+"""Compare several generated sets against one real set, or several datasets with each other, and
+write a self-describing results directory (``docs/dev/report-contract.md``).
+
+Two methods
+    * :func:`compare`: the real manifold is built **once** and every generated set is scored
+      against it (one sweep per set). The real set's own leave-one-out rarity is saved beside the
+      scores as the reference curve of the histograms (``reference_loo.npz``).
+    * :func:`compare_datasets`: the paper's dataset comparison. Each dataset is scored against
+      **its own** manifold with its own sphere left out (leave-one-out,
+      :meth:`~rarity_score.manifold.RealManifold.leave_one_out`), all in one feature space; there is
+      no real reference set, so precision, recall, density and coverage do not apply.
+
+Scores are distances in the feature space: they are comparable only within one feature extractor,
+one real reference set and one k. Every results directory records all three in ``run.json``.
+
+The results directory
+    ``run.json``, ``summary.csv`` / ``.json`` / ``.md`` (one row per set), ``sets/<slug>.csv`` and
+    ``sets/<slug>.npz`` (per sample, with the names of the samples, of the sphere that gave the
+    score and of the nearest real sample), ``reference_loo.npz`` (compare and score modes), then
+    the report (``report/index.html``, ``histogram.png``) when :mod:`rarity_score.report` is
+    installed. A run writes everything into a temporary sibling folder and renames it into place
+    only when complete: a results directory is never half-written. An existing results directory
+    at the same place is replaced; any other non-empty folder there is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rarity_score import defaults
+from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
+from rarity_score.io.features import features_fingerprint
+from rarity_score.manifold import RealManifold
+from rarity_score.results import Evaluation
+
+if TYPE_CHECKING:
+    from rarity_score.features.info import FeatureExtractor
+    from rarity_score.features.pipeline import CacheDir, FeatureSet
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "METHODS",
+    "SUMMARY_COLUMNS",
+    "InputSet",
+    "build_results_report",
+    "check_output_dir",
+    "compare",
+    "compare_datasets",
+    "format_table",
+    "is_results_dir",
+    "read_run",
+    "read_summary",
+    "write_results",
+]
+
+logger = logging.getLogger(__name__)
+
+#: ``run.json["format"]`` of a results directory, and the version of its layout.
+FORMAT = "rarity-score/results"
+FORMAT_VERSION = 1
+
+#: ``run.json["method"]`` of each mode, in words.
+METHODS: dict[str, str] = {
+    "compare": "generated sets scored against the real manifold",
+    "score": "generated sets scored against the real manifold",
+    "datasets": "each dataset scored against its own manifold, leave-one-out",
+}
+
+#: Columns of ``summary.csv`` (and keys of each row of ``summary.json``), in order.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "name",
+    "n",
+    "n_in_manifold",
+    "fraction_in_manifold",
+    "n_out_of_manifold",
+    "rarity_mean",
+    "rarity_median",
+    "rarity_q10",
+    "rarity_q90",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+)
+
+#: Input kinds whose images can be opened again from ``source`` (by the report's galleries).
+_IMAGE_KINDS = ("folder", "archive", "list", "image")
+
+_NOTES: dict[str, str] = {
+    "rarity": (
+        "a sample outside every k-NN sphere of its reference has no rarity score (NaN in .npz, "
+        "empty in CSV, null in JSON) and is counted as out of the manifold; rarity statistics "
+        "are over in-manifold samples only"
+    ),
+    "comparability": (
+        "scores are distances in the feature space: comparable only within one feature "
+        "extractor, one real reference set and one k"
+    ),
+    "leave-one-out": (
+        "each sample of a set is scored against the k-NN spheres of the other samples of the "
+        "same set (its own sphere left out; the other samples' radii are those of the full set)"
+    ),
+}
+
+
+# ---------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """One named input of a run: its features and where they came from.
+
+    Attributes:
+        name: the set's name as the user gave it (``"psi=0.7"``).
+        source: the input as a string: an absolute path for files and folders (``file.npz:key``
+            keeps its key), a description for arrays.
+        kind: ``"folder"``, ``"archive"``, ``"list"``, ``"image"`` (one image file),
+            ``"paths"`` (a sequence of image paths), ``"array"`` (images in memory) or
+            ``"features"`` (a feature file or array).
+        features: the :class:`~rarity_score.features.pipeline.FeatureSet` (rows, names, skipped).
+    """
+
+    name: str
+    source: str
+    kind: str
+    features: FeatureSet = field(repr=False)
+
+    @classmethod
+    def describe(cls, name: str, given: Any, features: FeatureSet) -> InputSet:
+        """The record of ``features``, loaded from ``given`` (anything ``load_or_extract`` reads).
+
+        >>> import numpy as np
+        >>> from rarity_score.features.pipeline import load_or_extract
+        >>> s = InputSet.describe("a", np.zeros((2, 3)), load_or_extract(np.zeros((2, 3))))
+        >>> s.kind, s.has_images, s.source
+        ('features', False, 'ndarray (2, 3)')
+        """
+        return cls(
+            name=name, source=_source_text(given, features), kind=_kind(given), features=features
+        )
+
+    @property
+    def has_images(self) -> bool:
+        """Whether the per-sample names are images that ``open_images(source)`` opens again."""
+        return self.kind in _IMAGE_KINDS
+
+    def describe_for_run(self) -> dict[str, Any]:
+        """The set's entry in ``run.json`` (without the per-set file names)."""
+        features = self.features
+        return {
+            "name": self.name,
+            "source": self.source,
+            "kind": self.kind,
+            "n": len(features),
+            "n_skipped": len(features.skipped),
+            "skipped": [{"name": n, "reason": r} for n, r in features.skipped],
+            "has_images": self.has_images,
+            "fingerprint": features_fingerprint(np.asarray(features.features)),
+        }
+
+
+@dataclass(frozen=True)
+class _Extraction:
+    """How image inputs become features (the arguments of ``extract_features``)."""
+
+    extractor: str | FeatureExtractor | None
+    device: str
+    batch_size: int
+    workers: int
+    weights: str | os.PathLike[str] | None
+    cache_dir: CacheDir
+    strict: bool
+    progress: bool
+    shard_size: int
+    input_size: int | None
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """How the sweep runs (results never depend on it)."""
+
+    backend: str
+    device: str | None
+    memory_budget: int
+
+    def manifold(self, features: Any, k: int) -> RealManifold:
+        return RealManifold(
+            features, k, backend=self.backend, device=self.device, memory_budget=self.memory_budget
+        )
+
+
+def _kind(given: Any) -> str:
+    from rarity_score.features.pipeline import FeatureSet
+    from rarity_score.io.images import (
+        ARCHIVE_EXTENSIONS,
+        IMAGE_EXTENSIONS,
+        ImageCollection,
+        is_feature_file,
+    )
+
+    if isinstance(given, FeatureSet):
+        return "features"
+    if isinstance(given, ImageCollection):
+        return "image" if given.kind == "paths" and len(given) == 1 else given.kind
+    if isinstance(given, (str, os.PathLike)):
+        if is_feature_file(given):
+            return "features"
+        path = Path(given)
+        if path.is_dir():
+            return "folder"
+        lower = path.name.lower()
+        if lower.endswith(ARCHIVE_EXTENSIONS):
+            return "archive"
+        if lower.endswith(".txt"):
+            return "list"
+        if lower.endswith(IMAGE_EXTENSIONS):
+            return "image"
+        return "paths"
+    shape = getattr(given, "shape", None)
+    if shape is not None:
+        return "features" if len(shape) == 2 else "array"
+    return "paths"
+
+
+def _source_text(given: Any, features: FeatureSet) -> str:
+    if isinstance(given, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(given))
+    from rarity_score.io.images import ImageCollection
+
+    if isinstance(given, ImageCollection) and given.kind in ("folder", "archive", "list"):
+        return os.path.abspath(given.source)
+    return features.source or type(given).__name__
+
+
+def _load_inputs(
+    entries: Sequence[tuple[str, str, Any]], extraction: _Extraction
+) -> list[InputSet]:
+    """Load ``(label, name, source)`` entries: feature inputs first, then images with the one
+    extractor they all share (the given one, else the one recorded in the feature files, else the
+    default). Errors name the set."""
+    from rarity_score.features.pipeline import FeatureSet, load_or_extract
+    from rarity_score.io.images import is_feature_file
+
+    def is_features(source: Any) -> bool:
+        shape = getattr(source, "shape", None)
+        return (
+            isinstance(source, FeatureSet)
+            or is_feature_file(source)
+            or (shape is not None and hasattr(source, "dtype") and len(shape) == 2)
+        )
+
+    loaded: dict[int, InputSet] = {}
+    for i, (label, name, source) in enumerate(entries):
+        if is_features(source):
+            with _naming(label):
+                loaded[i] = InputSet.describe(name, source, load_or_extract(source))
+    extractor = _choose_extractor(
+        extraction.extractor, [(entries[i][0], s) for i, s in loaded.items()]
+    )
+    for i, (label, name, source) in enumerate(entries):
+        if i in loaded:
+            continue
+        with _naming(label):
+            features = load_or_extract(
+                source,
+                extractor=extractor,
+                device=extraction.device,
+                batch_size=extraction.batch_size,
+                workers=extraction.workers,
+                weights=extraction.weights,
+                cache_dir=extraction.cache_dir,
+                strict=extraction.strict,
+                progress=extraction.progress,
+                shard_size=extraction.shard_size,
+                input_size=extraction.input_size,
+            )
+            loaded[i] = InputSet.describe(name, source, features)
+    sets = [loaded[i] for i in range(len(entries))]
+    _check_one_space([(entries[i][0], s) for i, s in enumerate(sets)])
+    return sets
+
+
+@contextlib.contextmanager
+def _naming(label: str) -> Iterator[None]:
+    """Prefix the message of a ValueError (bad input) with the set it concerns."""
+    try:
+        yield
+    except ValueError as error:
+        if str(error).startswith(label):
+            raise
+        raise ValueError(f"{label}: {error}") from error
+
+
+def _choose_extractor(
+    given: str | FeatureExtractor | None, loaded: Sequence[tuple[str, InputSet]]
+) -> str | FeatureExtractor:
+    recorded = {label: s.features.extractor for label, s in loaded if s.features.extractor}
+    wanted = given if isinstance(given, str) or given is None else given.info.name
+    if wanted is not None:
+        for label, name in recorded.items():
+            if name != wanted:
+                raise ValueError(
+                    f"{label} holds {name} features, but the extractor {wanted} was asked for; "
+                    "scores are comparable only within one feature extractor"
+                )
+    if len(set(recorded.values())) > 1:
+        described = ", ".join(f"{label}: {name}" for label, name in recorded.items())
+        raise ValueError(
+            f"the feature files come from different extractors ({described}); use one "
+            "feature extractor for every set"
+        )
+    if given is not None:
+        return given
+    return next(iter(recorded.values()), defaults.EXTRACTOR)
+
+
+def _check_one_space(sets: Sequence[tuple[str, InputSet]]) -> None:
+    """Every set non-empty, with one dimension, from one recorded extractor and preprocessing."""
+    for label, s in sets:
+        if len(s.features) == 0:
+            raise ValueError(f"{label} ({s.source}) is empty (0 samples); give at least one sample")
+    first_label, first = sets[0]
+    for label, s in sets[1:]:
+        if s.features.dim != first.features.dim:
+            raise ValueError(
+                f"{label} ({s.source}) has {s.features.dim}-dimensional features but "
+                f"{first_label} has "
+                f"{first.features.dim}-dimensional ones; every set must come from the same "
+                "feature extractor"
+            )
+    for attribute, what in (("extractor", "extractors"), ("preprocessing", "preprocessings")):
+        seen = {
+            label: getattr(s.features, attribute)
+            for label, s in sets
+            if getattr(s.features, attribute)
+        }
+        if len(set(seen.values())) > 1:
+            described = "; ".join(f"{label}: {value}" for label, value in seen.items())
+            raise ValueError(
+                f"the sets' features come from different {what} ({described}); every set must "
+                "be in one feature space"
+            )
+
+
+def _check_names(names: Iterable[str], what: str) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"every {what} needs a non-empty name, got {name!r}")
+        if name in out:
+            raise ValueError(f"duplicate {what} name {name!r}: each set needs its own name")
+        out.append(name)
+    if not out:
+        raise ValueError(f"give at least one {what}")
+    return out
+
+
+def _check_k(k: int, sets: Sequence[tuple[str, InputSet]]) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    for label, s in sets:
+        n = len(s.features)
+        if n < k + 1:
+            raise ValueError(
+                f"{label} has {n} samples; k={k} needs at least k + 1 = {k + 1} to build "
+                "k-NN spheres"
+            )
+
+
+# ---------------------------------------------------------------------- the two methods
+
+
+def compare(
+    real: Any,
+    fakes: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    k: int = defaults.K,
+    metrics: Iterable[str] | None = None,
+    extractor: str | FeatureExtractor | None = None,
+    device: str | None = None,
+    batch_size: int = defaults.BATCH_SIZE,
+    workers: int = defaults.WORKERS,
+    weights: str | os.PathLike[str] | None = None,
+    cache_dir: CacheDir = None,
+    strict: bool = False,
+    progress: bool = True,
+    shard_size: int = defaults.SHARD_SIZE,
+    input_size: int | None = None,
+    backend: str = defaults.BACKEND,
+    memory_budget: int = defaults.MEMORY_BUDGET,
+    report: bool = True,
+    command: Sequence[str] | None = None,
+) -> Path:
+    """Score several generated sets against one real set and write a results directory.
+
+    The real manifold is built once; each generated set is scored against it in one sweep
+    (:meth:`~rarity_score.manifold.RealManifold.evaluate`), and the real set's own leave-one-out
+    rarity is saved as ``reference_loo.npz``. See the module documentation for the layout.
+
+    Args:
+        real: the real reference set: an image folder, a ``.zip`` / ``.tar`` archive, a ``.txt``
+            list, a feature file (``.npy``, ``.npz[:name]``, ``.pt``), a 2-D feature array, a
+            :class:`~rarity_score.features.pipeline.FeatureSet`: anything
+            :func:`~rarity_score.features.pipeline.load_or_extract` accepts.
+        fakes: set name -> generated set (same kinds of sources), in the order of the outputs.
+        out_dir: the results directory; created, or replaced if it holds an earlier results
+            directory; any other non-empty folder is refused.
+        k: neighbourhood size of the k-NN spheres.
+        metrics: the metrics of :func:`~rarity_score.evaluate` to compute (None: all).
+        extractor: feature extractor for image inputs (a registry name or an extractor object);
+            None: the one recorded in the feature files given, else the default (the paper's).
+        device: torch device; it runs the extractor (default cpu) and the sweep (unless
+            ``backend="numpy"``).
+        batch_size, workers, weights, cache_dir, strict, progress, shard_size, input_size: as
+            for :func:`~rarity_score.features.pipeline.extract_features`.
+        backend, memory_budget: as for :class:`~rarity_score.manifold.RealManifold`.
+        report: build the report (``report/index.html``, ``histogram.png``) when
+            :mod:`rarity_score.report` is available.
+        command: the command line to record in ``run.json`` (the CLI passes its own).
+
+    Returns:
+        The results directory.
+
+    Raises:
+        ValueError: bad input, naming the set: an empty set, features of another dimension or
+            feature space than the real set, duplicate names, an output folder that cannot be
+            used. Nothing is written then.
+
+    Example:
+        >>> import json, tempfile, pathlib
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> real = rng.normal(size=(200, 8))
+        >>> fakes = {"wide": 1.5 * rng.normal(size=(50, 8)),
+        ...          "narrow": 0.5 * rng.normal(size=(50, 8))}
+        >>> out = compare(real, fakes, pathlib.Path(tempfile.mkdtemp()) / "run", k=3,
+        ...               report=False, progress=False)
+        >>> sorted(p.name for p in out.iterdir())
+        ['reference_loo.npz', 'run.json', 'sets', 'summary.csv', 'summary.json', 'summary.md']
+        >>> [row["name"] for row in read_summary(out)]
+        ['wide', 'narrow']
+        >>> json.loads((out / "run.json").read_text())["mode"]
+        'compare'
+    """
+    names = _check_names(fakes.keys(), "generated set")
+    target = check_output_dir(out_dir)
+    extraction = _Extraction(
+        extractor, device or "cpu", batch_size, workers, weights, cache_dir, strict, progress,
+        shard_size, input_size,
+    )  # fmt: skip
+    engine = _Engine(backend, device if backend != "numpy" else None, memory_budget)
+    entries = [("the real set", "real", real)] + [
+        (f"generated set {name!r}", name, fakes[name]) for name in names
+    ]
+    loaded = _load_inputs(entries, extraction)
+    labelled = list(zip([label for label, _, _ in entries], loaded, strict=True))
+    _check_k(k, labelled[:1])
+    real_set, sets = loaded[0], loaded[1:]
+
+    manifold = engine.manifold(real_set.features.features, k)
+    evaluations = []
+    for s in sets:
+        logger.info("scoring %r (%d samples) against the real manifold", s.name, len(s.features))
+        evaluations.append(manifold.evaluate(s.features.features, metrics=metrics))
+    logger.info("leave-one-out rarity of the real set (the reference curve)")
+    reference = manifold.leave_one_out()
+    return write_results(
+        target,
+        mode="compare",
+        k=manifold.k,
+        sets=sets,
+        evaluations=evaluations,
+        real=real_set,
+        reference=reference,
+        command=command,
+        report=report,
+    )
+
+
+def compare_datasets(
+    datasets: Mapping[str, Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    k: int = defaults.K,
+    extractor: str | FeatureExtractor | None = None,
+    device: str | None = None,
+    batch_size: int = defaults.BATCH_SIZE,
+    workers: int = defaults.WORKERS,
+    weights: str | os.PathLike[str] | None = None,
+    cache_dir: CacheDir = None,
+    strict: bool = False,
+    progress: bool = True,
+    shard_size: int = defaults.SHARD_SIZE,
+    input_size: int | None = None,
+    backend: str = defaults.BACKEND,
+    memory_budget: int = defaults.MEMORY_BUDGET,
+    report: bool = True,
+    command: Sequence[str] | None = None,
+) -> Path:
+    """The paper's dataset comparison: each dataset scored against its own manifold,
+    leave-one-out, in one feature space; written as a results directory (mode ``"datasets"``).
+
+    Each sample gets the radius of the smallest sphere of the *other* samples of its own dataset
+    that contains it (:meth:`~rarity_score.manifold.RealManifold.leave_one_out`). Compare the
+    histograms: the more diverse dataset sits to the right. All datasets must be in one feature
+    space (one extractor; feature files of other dimensions or recorded extractors are refused).
+    Summary rows have no precision / recall / density / coverage (there is no reference set), and
+    each set's ``sphere_index`` refers to rows of that same set. Arguments as for
+    :func:`compare`.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(1)
+        >>> data = {"narrow": 0.5 * rng.normal(size=(100, 4)), "wide": rng.normal(size=(100, 4))}
+        >>> out = compare_datasets(data, pathlib.Path(tempfile.mkdtemp()) / "ds", report=False)
+        >>> rows = {row["name"]: row for row in read_summary(out)}
+        >>> rows["narrow"]["rarity_median"] < rows["wide"]["rarity_median"]
+        True
+        >>> rows["wide"]["precision"] is None
+        True
+    """
+    names = _check_names(datasets.keys(), "dataset")
+    target = check_output_dir(out_dir)
+    extraction = _Extraction(
+        extractor, device or "cpu", batch_size, workers, weights, cache_dir, strict, progress,
+        shard_size, input_size,
+    )  # fmt: skip
+    engine = _Engine(backend, device if backend != "numpy" else None, memory_budget)
+    entries = [(f"dataset {name!r}", name, datasets[name]) for name in names]
+    sets = _load_inputs(entries, extraction)
+    labelled = list(zip([label for label, _, _ in entries], sets, strict=True))
+    _check_k(k, labelled)
+    evaluations = []
+    for s in sets:
+        logger.info("leave-one-out rarity of %r (%d samples)", s.name, len(s.features))
+        evaluations.append(engine.manifold(s.features.features, k).leave_one_out())
+    return write_results(
+        target,
+        mode="datasets",
+        k=int(k),
+        sets=sets,
+        evaluations=evaluations,
+        command=command,
+        report=report,
+    )
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def write_results(
+    out_dir: str | os.PathLike[str],
+    *,
+    mode: str,
+    k: int,
+    sets: Sequence[InputSet],
+    evaluations: Sequence[Evaluation],
+    real: InputSet | None = None,
+    reference: Evaluation | None = None,
+    command: Sequence[str] | None = None,
+    report: bool = True,
+) -> Path:
+    """Write computed evaluations as a results directory, atomically (a temporary sibling folder
+    renamed into place), then the report; return the directory.
+
+    ``mode`` is ``"compare"`` or ``"score"`` (``real`` given; ``evaluations[i]`` of ``sets[i]``
+    against it; ``reference`` its leave-one-out evaluation) or ``"datasets"`` (no ``real``; each
+    evaluation is the set's own leave-one-out one). :func:`compare` and :func:`compare_datasets`
+    call it; ``rarity score --report`` too.
+    """
+    if mode not in METHODS:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(METHODS)}")
+    if (real is None) != (mode == "datasets"):
+        raise ValueError(f"mode {mode!r} {'takes no' if real is not None else 'needs a'} real set")
+    if len(sets) != len(evaluations):
+        raise ValueError(f"{len(sets)} sets for {len(evaluations)} evaluations")
+    _check_names([s.name for s in sets], "set")
+    target = check_output_dir(out_dir)
+    slugs = _slugs([s.name for s in sets])
+    run = _run_record(mode, k, sets, slugs, real, command)
+
+    def write(folder: Path) -> None:
+        (folder / "sets").mkdir()
+        rows = []
+        for s, slug, evaluation in zip(sets, slugs, evaluations, strict=True):
+            reference_names = s.features.names if real is None else real.features.names
+            _write_set(folder, slug, s.features.names, reference_names, evaluation)
+            rows.append(_summary_row(s.name, evaluation))
+        if reference is not None and real is not None:
+            _write_npz(
+                folder / "reference_loo.npz",
+                rarity=np.asarray(reference.rarity, dtype=np.float64),
+                in_manifold=np.asarray(reference.in_manifold, dtype=bool),
+                sphere_index=np.asarray(reference.sphere_index, dtype=np.int64),
+                names=_str_array(real.features.names),
+            )
+        _write_summary(folder, rows, run)
+        atomic_write_text(folder / "run.json", json.dumps(run, indent=2, allow_nan=False) + "\n")
+
+    return _publish(target, write, report=report)
+
+
+def _run_record(
+    mode: str,
+    k: int,
+    sets: Sequence[InputSet],
+    slugs: Sequence[str],
+    real: InputSet | None,
+    command: Sequence[str] | None,
+) -> dict[str, Any]:
+    from rarity_score import __version__
+
+    everything = ([real] if real is not None else []) + list(sets)
+    named = next((s.features for s in everything if s.features.extractor), None)
+    dim = everything[0].features.dim
+    extractor = (
+        None
+        if named is None
+        else {
+            "name": named.extractor,
+            "preprocessing": named.preprocessing,
+            "weights_id": named.weights_id,
+            "dim": dim,
+        }
+    )
+    entries = []
+    for s, slug in zip(sets, slugs, strict=True):
+        entry = s.describe_for_run()
+        entry["slug"] = slug
+        entry["table"] = f"sets/{slug}.csv"
+        entry["arrays"] = f"sets/{slug}.npz"
+        entries.append(entry)
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mode": mode,
+        "method": METHODS[mode],
+        "command": None if command is None else [str(part) for part in command],
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "k": int(k),
+        "dim": dim,
+        "extractor": extractor,
+        "real": None if real is None else real.describe_for_run(),
+        "sets": entries,
+        "real_has_images": real.has_images if real is not None else False,
+        "reference_loo": "reference_loo.npz" if real is not None else None,
+        "notes": {
+            key: text
+            for key, text in _NOTES.items()
+            if key != "leave-one-out" or mode == "datasets" or real is not None
+        },
+    }
+
+
+def _slugs(names: Sequence[str]) -> list[str]:
+    """File-safe, unique (also ignoring case) slugs: ``"psi=0.7" -> "psi_0.7"``."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for name in names:
+        base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "set"
+        slug, i = base, 2
+        while slug.lower() in taken:
+            slug, i = f"{base}-{i}", i + 1
+        taken.add(slug.lower())
+        out.append(slug)
+    return out
+
+
+def _summary_row(name: str, evaluation: Evaluation) -> dict[str, Any]:
+    summary = evaluation.summary()
+    n = int(summary["n_fake"])
+    n_in = int(summary["n_in_manifold"])
+    rarity = summary["rarity"] or {}
+    return {
+        "name": name,
+        "n": n,
+        "n_in_manifold": n_in,
+        "fraction_in_manifold": n_in / n if n else None,
+        "n_out_of_manifold": n - n_in,
+        "rarity_mean": rarity.get("mean"),
+        "rarity_median": rarity.get("median"),
+        "rarity_q10": rarity.get("q10"),
+        "rarity_q90": rarity.get("q90"),
+        "precision": summary["precision"],
+        "recall": summary["recall"],
+        "density": summary["density"],
+        "coverage": summary["coverage"],
+    }
+
+
+def _write_set(
+    folder: Path,
+    slug: str,
+    names: Sequence[str],
+    reference_names: Sequence[str],
+    evaluation: Evaluation,
+) -> None:
+    in_manifold = np.asarray(evaluation.in_manifold, dtype=bool)
+    sphere = np.asarray(evaluation.sphere_index, dtype=np.int64)
+    nearest = evaluation.nearest_real_index
+    # Arrays of metrics that were not computed are left out (never filled with made-up values);
+    # ``metrics`` lists what was computed.
+    arrays: dict[str, np.ndarray] = {
+        "rarity": np.asarray(evaluation.rarity, dtype=np.float64),
+        "in_manifold": in_manifold,
+        "sphere_index": sphere,
+    }
+    for key, values, dtype in (
+        ("nearest_real_index", nearest, np.int64),
+        ("nearest_real_distance", evaluation.nearest_real_distance, np.float64),
+        ("realism", evaluation.realism, np.float64),
+        ("sphere_count", evaluation.sphere_count, np.int64),
+    ):
+        if values is not None:
+            arrays[key] = np.asarray(values, dtype=dtype)
+    arrays["names"] = _str_array(names)
+    arrays["metrics"] = _str_array(evaluation.metrics)
+    _write_npz(folder / "sets" / f"{slug}.npz", **arrays)
+
+    header = ["index", "name", *evaluation.per_sample_columns(), "sphere_name", "nearest_real_name"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for i, row in enumerate(evaluation.per_sample_rows(names)):
+        row["sphere_name"] = reference_names[sphere[i]] if in_manifold[i] else ""
+        row["nearest_real_name"] = (
+            reference_names[int(nearest[i])] if nearest is not None and nearest[i] >= 0 else ""
+        )
+        writer.writerow(row)
+    atomic_write_text(folder / "sets" / f"{slug}.csv", buffer.getvalue())
+
+
+def _write_summary(folder: Path, rows: list[dict[str, Any]], run: Mapping[str, Any]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(SUMMARY_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _csv_cell(row[key]) for key in SUMMARY_COLUMNS})
+    atomic_write_text(folder / "summary.csv", buffer.getvalue())
+    atomic_write_text(folder / "summary.json", json.dumps(rows, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(folder / "summary.md", _markdown(rows, run))
+
+
+def _markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> str:
+    extractor = run.get("extractor") or {}
+    lines = [
+        "# Rarity score: summary",
+        "",
+        f"- method: {run['method']}",
+        f"- k: {run['k']}",
+        f"- feature extractor: {extractor.get('name') or 'unknown (precomputed features)'}"
+        f" ({run['dim']}-d)",
+    ]
+    if run.get("real"):
+        lines.append(
+            f"- real set: {_md_escape(run['real']['source'])} ({run['real']['n']} samples)"
+        )
+    lines += [
+        "- rarity statistics are over in-manifold samples only",
+        "",
+    ]
+    columns = _table_columns(str(run["mode"]))
+    lines.append("| " + " | ".join(title for _, title in columns) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|")
+    for row in rows:
+        cells = [_md_escape(str(row["name"]))] + [_format_value(key, row) for key, _ in columns[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>|])", r"\\\1", text)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _str_array(values: Sequence[str]) -> np.ndarray:
+    return (
+        np.array([str(v) for v in values], dtype=str) if len(values) else np.zeros(0, dtype="<U1")
+    )
+
+
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+# ---------------------------------------------------------------------- the output directory
+
+
+def is_results_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a results directory (it holds a ``run.json`` of this format)."""
+    try:
+        run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(run, dict) and run.get("format") == FORMAT
+
+
+def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Refuse, before any work, an output directory that cannot be used; return it as a Path.
+
+    Usable: a path that does not exist yet in a writable folder, an empty folder, or an earlier
+    results directory (replaced at the end of the run). Raises ValueError otherwise.
+    """
+    target = Path(out_dir)
+    if target.exists() or target.is_symlink():
+        if not target.is_dir():
+            raise ValueError(f"cannot write results to {target}: it exists and is not a folder")
+        if any(target.iterdir()) and not is_results_dir(target):
+            raise ValueError(
+                f"cannot write results to {target}: the folder is not empty and is not a "
+                "results directory (no run.json of rarity-score); give a new folder"
+            )
+    parent = target.absolute().parent
+    if not parent.is_dir():
+        problem = "is not a folder" if parent.exists() else "does not exist"
+        raise ValueError(f"cannot write results to {target}: {parent} {problem}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write results to {target}: folder {parent} is not writable")
+    return target
+
+
+def _publish(target: Path, write: Callable[[Path], None], *, report: bool) -> Path:
+    """Write into a temporary sibling folder, build the report there, then move it into place."""
+    check_output_dir(target)
+    parent = target.absolute().parent
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    except OSError as error:
+        raise ValueError(f"cannot write results to {target}: {error.strerror or error}") from error
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
+        write(staging)
+        if report:
+            _try_report(staging)
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("wrote results to %s", target)
+    return target
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    if not (target.exists() or target.is_symlink()):
+        os.rename(staging, target)
+        return
+    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
+        target.rmdir()
+        os.rename(staging, target)
+        return
+    old = target.absolute().parent / f".{target.name}.{secrets.token_hex(4)}.old"
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    if old.is_symlink() or not old.is_dir():
+        old.unlink()
+    else:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _try_report(folder: Path) -> None:
+    """Build the report into ``folder``; a missing or failing report module leaves a log note
+    (the results stay; ``rarity report DIR`` rebuilds it)."""
+    try:
+        build_results_report(folder)
+    except ImportError as error:
+        logger.warning("report not built (%s); the results are complete without it", error)
+    except Exception as error:  # the results matter more than their presentation
+        logger.debug("report failure", exc_info=True)
+        logger.warning(
+            "the report could not be built (%s); the results are saved, rebuild it with "
+            "`rarity report DIR`",
+            error,
+        )
+
+
+# ---------------------------------------------------------------------- reading back
+
+
+def read_run(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run.json`` of a results directory; ValueError when ``results_dir`` is not one."""
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a results directory: no such folder")
+    if not is_results_dir(folder):
+        raise ValueError(
+            f"{folder} is not a results directory (no run.json written by rarity compare, "
+            "rarity datasets or rarity score --report)"
+        )
+    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    assert isinstance(run, dict)
+    return run
+
+
+def read_summary(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The summary rows of a results directory (``summary.json``), one per set, in run order."""
+    read_run(results_dir)
+    rows = json.loads((Path(results_dir) / "summary.json").read_text(encoding="utf-8"))
+    if not isinstance(rows, list):
+        raise ValueError(f"{results_dir}/summary.json is damaged: expected a list of rows")
+    return rows
+
+
+def build_results_report(results_dir: str | os.PathLike[str]) -> Path:
+    """(Re)build the report of a results directory from its saved files, recomputing nothing.
+
+    Calls :func:`rarity_score.report.build_report` (and ``plot_histograms`` when it left no
+    ``histogram.png``); returns the path of ``report/index.html``. Raises ValueError when
+    ``results_dir`` is not a results directory, ImportError when the report module is missing.
+    """
+    read_run(results_dir)
+    import importlib
+
+    module = importlib.import_module("rarity_score.report")
+    build_report = getattr(module, "build_report", None)
+    if build_report is None:  # a namespace package: the report part is not installed yet
+        raise ImportError("rarity_score.report has no build_report (the report is not available)")
+    index = Path(build_report(results_dir))
+    png = Path(results_dir) / "histogram.png"
+    if not png.exists() and hasattr(module, "plot_histograms"):
+        module.plot_histograms(results_dir, png)
+    return index
+
+
+# ---------------------------------------------------------------------- the printed table
+
+
+def _table_columns(mode: str) -> list[tuple[str, str]]:
+    columns = [
+        ("name", "set"),
+        ("n", "n"),
+        ("n_in_manifold", "in manifold"),
+        ("fraction_in_manifold", "fraction in"),
+        ("rarity_mean", "mean"),
+        ("rarity_median", "median"),
+        ("rarity_q10", "q10"),
+        ("rarity_q90", "q90"),
+    ]
+    if mode != "datasets":
+        columns += [
+            ("precision", "precision"),
+            ("recall", "recall"),
+            ("density", "density"),
+            ("coverage", "coverage"),
+        ]
+    return columns
+
+
+def _format_value(key: str, row: Mapping[str, Any]) -> str:
+    value = row.get(key)
+    if value is None:
+        return "n/a"
+    if key in ("n", "n_in_manifold", "n_out_of_manifold"):
+        return str(int(value))
+    if key == "fraction_in_manifold":
+        return f"{100 * float(value):.1f} %"
+    return f"{float(value):.4g}"
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], mode: str = "compare") -> str:
+    """The summary rows as an aligned text table (what ``rarity compare`` prints); rarity
+    statistics are over in-manifold samples; ``datasets`` mode has no precision .. coverage.
+
+    >>> rows = [{"name": "a", "n": 4, "n_in_manifold": 3, "fraction_in_manifold": 0.75,
+    ...          "rarity_mean": 1.5, "rarity_median": 1.25, "rarity_q10": 1.0, "rarity_q90": 2.0}]
+    >>> print(format_table(rows, "datasets"), end="")
+    set  n  in manifold  fraction in  mean  median  q10  q90
+    a    4            3       75.0 %   1.5    1.25    1    2
+    """
+    columns = _table_columns(mode)
+    table = [[title for _, title in columns]]
+    for row in rows:
+        table.append([str(row["name"])] + [_format_value(key, row) for key, _ in columns[1:]])
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = []
+    for line in table:
+        cells = [line[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,647 @@
+"""Build the HTML report of a results directory (``docs/dev/report-contract.md``, part D).
+
+The report is a folder ``RESULTS_DIR/report/`` that opens straight from disk (``file://``):
+``index.html`` with the settings, the summary table, the histogram and the galleries; beside it
+``report.css`` and ``report.js`` (copied from this package), ``histogram.png``, ``thumbs/``
+(thumbnails of the shown images only) and ``data/`` (one JavaScript file per set holding the
+per-image table, loaded by the page only when that set's table is opened; ``fetch`` of local files
+is blocked on ``file://``, a ``<script>`` is not).
+
+Every name from the results (set names, file names, paths, the command) is HTML-escaped here, and
+written into the data files as JSON strings that the page puts into the DOM as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import secrets
+import shlex
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import numpy as np
+
+from rarity_score.features.errors import MissingDependency
+from rarity_score.io.atomic import atomic_write_bytes
+from rarity_score.report.load import (
+    SUMMARY_COLUMNS,
+    ReportError,
+    Results,
+    SetResult,
+    load_results,
+)
+from rarity_score.report.plots import histogram_png
+from rarity_score.report.thumbnails import Thumb, ThumbnailMaker
+
+__all__ = ["build_report"]
+
+logger = logging.getLogger(__name__)
+
+_STATIC_FILES = ("report.css", "report.js")
+_REAL_GROUP = "real"  # thumbs/real/ holds the real set's thumbnails (set slugs get "set-")
+_OUT_SAMPLE_SEED = 0  # the out-of-manifold sample is the same on every rebuild
+
+_SUMMARY_HEADINGS: dict[str, str] = {
+    "name": "set",
+    "n": "n",
+    "n_in_manifold": "in manifold",
+    "fraction_in_manifold": "fraction in",
+    "n_out_of_manifold": "out of manifold",
+    "rarity_mean": "rarity mean",
+    "rarity_median": "median",
+    "rarity_q10": "10th pct",
+    "rarity_q90": "90th pct",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+}
+
+
+def build_report(
+    results_dir: str | os.PathLike[str],
+    *,
+    gallery_size: int = 12,
+    out_of_manifold_sample: int = 12,
+    page_size: int = 500,
+) -> Path:
+    """Build ``RESULTS_DIR/report/`` from a saved results directory; return its ``index.html``.
+
+    Reads only what the directory holds (``run.json``, the summary, the per-set arrays, the
+    leave-one-out reference) and the images its sources point to, for thumbnails of the shown
+    images. Also writes ``RESULTS_DIR/histogram.png``. The report folder is built beside the old
+    one and swapped in when complete, so a reader never sees half a report.
+
+    Args:
+        results_dir: a results directory as written by ``rarity compare`` / ``rarity datasets``.
+        gallery_size: images in each of the "rarest" and "most common" galleries of a set.
+        out_of_manifold_sample: out-of-manifold images shown per set (a fixed random sample).
+        page_size: rows per page of the per-image table.
+
+    Raises:
+        ReportError: the directory is not a readable results directory, or cannot be written.
+    """
+    if gallery_size < 0 or out_of_manifold_sample < 0 or page_size < 1:
+        raise ValueError("gallery_size and out_of_manifold_sample must be >= 0, page_size >= 1")
+    results = load_results(results_dir)
+    root = results.root
+    token = secrets.token_hex(4)
+    staging = root / f".report.tmp-{token}"
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise ReportError(f"cannot write the report into {root}: {error}") from error
+    try:
+        png = _write_report(
+            results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
+        )
+        if png is not None:
+            atomic_write_bytes(root / "histogram.png", png)
+        _swap_into_place(staging, root / "report", token)
+    except OSError as error:
+        raise ReportError(f"cannot write the report into {root}: {error}") from error
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return root / "report" / "index.html"
+
+
+def _swap_into_place(staging: Path, target: Path, token: str) -> None:
+    old = target.parent / f".report.old-{token}"
+    if target.exists():
+        os.replace(target, old)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        if old.exists():  # put the previous report back rather than leave none
+            os.replace(old, target)
+        raise
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_report(
+    results: Results, folder: Path, gallery_size: int, out_sample: int, page_size: int
+) -> bytes | None:
+    """Write every file of the report into ``folder``; return the histogram PNG (or None)."""
+    static = resources.files("rarity_score.report") / "static"
+    for name in _STATIC_FILES:
+        (folder / name).write_bytes((static / name).read_bytes())
+
+    png: bytes | None = None
+    try:
+        png = histogram_png(results)
+    except MissingDependency as error:
+        # The rest of the report is still useful; say what is missing where the plot would be.
+        logger.warning("report without histogram: %s", error)
+        histogram = f'  <p class="note warning">No histogram: {_e(str(error))}.</p>'
+    else:
+        (folder / "histogram.png").write_bytes(png)
+        histogram = (
+            '  <figure class="histogram"><img src="histogram.png" id="histogram-img" '
+            'alt="Overlaid rarity histograms of all sets"><figcaption>'
+            f"{_e(_histogram_caption(results))} Also saved as <code>histogram.png</code> in the "
+            "results directory.</figcaption></figure>"
+        )
+
+    thumbs = ThumbnailMaker(folder)
+    plans = [
+        _plan_galleries(results, item, thumbs, gallery_size, out_sample) for item in results.sets
+    ]
+    thumbs.make()
+    galleries = "\n".join(
+        _render_set(results, item, plan, thumbs)
+        for item, plan in zip(results.sets, plans, strict=True)
+    )
+
+    (folder / "data").mkdir()
+    tabs = []
+    real_file = ""
+    if not results.datasets_mode and results.real_names is not None:
+        real_file = "data/real-names.js"
+        _write_js(
+            folder / real_file,
+            "window.RARITY_REPORT_REAL_NAMES = " + _js_strings(results.real_names) + ";\n",
+        )
+    for item in results.sets:
+        file = f"data/set-{item.slug}.js"
+        _write_js(folder / file, _set_data_js(results, item))
+        tabs.append(
+            _template("tab.html")
+            .substitute(
+                slug=_e(item.slug),
+                file=_e(file),
+                ref_file=_e(real_file),
+                n=item.n,
+                name=_e(item.name),
+                count=_e(f"{item.n:,}"),
+            )
+            .rstrip("\n")
+        )
+    table = _template("table.html").substitute(page_size=page_size, tabs="\n".join(tabs))
+
+    page = _template("index.html").substitute(
+        version=_e(str(results.run.get("package_version") or _package_version())),
+        title=_e(_title(results)),
+        lede=_e(_lede(results)),
+        settings=_render_settings(results),
+        summary_head="".join(
+            f'<th scope="col" data-col="{key}">{_e(_SUMMARY_HEADINGS[key])}</th>'
+            for key in SUMMARY_COLUMNS
+        ),
+        summary_rows=_render_summary(results),
+        histogram=histogram,
+        gallery_note=_e(_gallery_note(results)),
+        galleries=galleries,
+        table=table,
+        results_dir=_e(str(results.root)),
+    )
+    (folder / "index.html").write_text(page, encoding="utf-8")
+    return png
+
+
+# ------------------------------------------------------------------------------------------
+# Text
+
+
+def _e(text: object) -> str:
+    """HTML-escape ``text`` for element content and quoted attributes."""
+    return html.escape(str(text), quote=True)
+
+
+def _template(name: str) -> Template:
+    source = resources.files("rarity_score.report") / "templates" / name
+    return Template(source.read_text(encoding="utf-8"))
+
+
+def _package_version() -> str:
+    from rarity_score import __version__
+
+    return __version__
+
+
+def _title(results: Results) -> str:
+    if results.datasets_mode:
+        return "Rarity report: " + " vs ".join(item.name for item in results.sets)
+    real = _real(results).get("name") or "real"
+    return (
+        f"Rarity report: {len(results.sets)} set{'s' if len(results.sets) != 1 else ''} vs {real}"
+    )
+
+
+def _lede(results: Results) -> str:
+    if results.datasets_mode:
+        return (
+            f"{len(results.sets)} datasets, each scored against its own manifold with its own "
+            "k-NN sphere left out (leave-one-out), in one feature space. The dataset whose "
+            "histogram sits further right is the more diverse."
+        )
+    real = _real(results)
+    n_real = real.get("n")
+    of = f" ({int(n_real):,} samples)" if isinstance(n_real, (int, float)) else ""
+    return (
+        f"{len(results.sets)} generated set{'s' if len(results.sets) != 1 else ''} scored against "
+        f"the real manifold of {real.get('name') or 'the real set'}{of}. A set whose histogram "
+        "sits further right makes rarer images."
+    )
+
+
+def _real(results: Results) -> dict[str, Any]:
+    real = results.run.get("real")
+    return real if isinstance(real, dict) else {}
+
+
+def _method(results: Results) -> str:
+    method = str(results.run.get("method") or "")
+    if results.datasets_mode:
+        if not method:
+            method = "each dataset scored against its own manifold"
+        if "leave-one-out" not in method:  # the method must say it, whatever run.json holds
+            method += ", leave-one-out"
+    elif not method:
+        method = "generated sets scored against the real manifold"
+    return method
+
+
+def _histogram_caption(results: Results) -> str:
+    text = (
+        "Density-normalised histograms on common bins, over the in-manifold samples of each "
+        "set (the legend gives how many)."
+    )
+    if results.reference_rarity is not None and not results.datasets_mode:
+        text += (
+            " Dashed: the real set's own rarity, each real sample scored against the other real "
+            "samples' spheres (leave-one-out), as a reference."
+        )
+    return text
+
+
+def _gallery_note(results: Results) -> str:
+    if not any(item.has_images for item in results.sets):
+        return (
+            "No galleries: the sets were given as features, without image paths. Every score is "
+            "in the per-image table."
+        )
+    if results.datasets_mode:
+        return (
+            "Each image is shown beside its nearest other image of the same dataset and the "
+            "image whose k-NN sphere gave its score (the smallest sphere that holds it, its own "
+            "left out)."
+        )
+    return (
+        "Each generated image is shown beside its nearest real image and the real image whose "
+        "k-NN sphere gave its score (the smallest real sphere that holds it)."
+    )
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or isinstance(value, bool):
+        return "—" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if math.isinf(value):
+            return "∞" if value > 0 else "-∞"
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------
+# Settings and summary
+
+
+def _row(label: str, value_html: str) -> str:
+    return f'      <tr><th scope="row">{_e(label)}</th><td>{value_html}</td></tr>'
+
+
+def _render_settings(results: Results) -> str:
+    run = results.run
+    rows = [
+        _row("mode", f"<strong>{_e(results.mode)}</strong>"),
+        _row("method", _e(_method(results))),
+        _row("k", _e(run.get("k", "—"))),
+    ]
+    extractor = run.get("extractor")
+    if isinstance(extractor, dict):
+        parts = [
+            f"<strong>{_e(extractor.get('name') or 'unnamed')}</strong>",
+            *(
+                f"{_e(label)}: <code>{_e(extractor[key])}</code>"
+                for key, label in (
+                    ("preprocessing", "preprocessing"),
+                    ("weights_id", "weights"),
+                    ("dim", "dimension"),
+                )
+                if extractor.get(key) is not None
+            ),
+        ]
+        rows.append(_row("feature extractor", "<br>".join(parts)))
+    else:
+        rows.append(_row("feature extractor", "none recorded (features were given as files)"))
+    real = _real(results)
+    if real:
+        rows.append(_row("real set", _describe_source(real)))
+    elif results.datasets_mode:
+        rows.append(_row("reference", "each dataset is its own reference (no separate real set)"))
+    for item in results.sets:
+        entry = next(
+            (e for e in run["sets"] if isinstance(e, dict) and e.get("name") == item.name), {}
+        )
+        label = "dataset" if results.datasets_mode else "generated set"
+        rows.append(_row(f"{label} {item.name}", _describe_source({**entry, "n": item.n})))
+    rows.append(_row("package version", _e(run.get("package_version") or _package_version())))
+    command = run.get("command")
+    if isinstance(command, list):
+        command = shlex.join(str(part) for part in command)
+    if command:
+        rows.append(_row("command", f"<code>{_e(command)}</code>"))
+    if run.get("created"):
+        rows.append(_row("created", _e(run["created"])))
+    return "\n".join(rows)
+
+
+def _describe_source(entry: Mapping[str, Any]) -> str:
+    parts = []
+    if entry.get("name") is not None:
+        parts.append(f"<strong>{_e(entry['name'])}</strong>")
+    if entry.get("n") is not None:
+        text = f"{_number(entry['n'])} samples"
+        if entry.get("n_skipped"):
+            text += f" ({_number(entry['n_skipped'])} unreadable, skipped)"
+        parts.append(_e(text))
+    if entry.get("source") is not None:
+        kind = f" ({entry['kind']})" if entry.get("kind") else ""
+        parts.append(f"<code>{_e(entry['source'])}</code>{_e(kind)}")
+    if entry.get("fingerprint"):
+        fingerprint = str(entry["fingerprint"])
+        parts.append(f'fingerprint <code title="{_e(fingerprint)}">{_e(fingerprint[:12])}</code>')
+    return " · ".join(parts)
+
+
+def _render_summary(results: Results) -> str:
+    lines = []
+    for row in results.summary:
+        cells = []
+        for key in SUMMARY_COLUMNS:
+            value = row.get(key)
+            if key == "name":
+                cells.append(f'<th scope="row">{_e(value if value is not None else "")}</th>')
+                continue
+            if key == "fraction_in_manifold" and isinstance(value, (int, float)):
+                text = f"{100 * value:.1f} %"
+            else:
+                text = _number(value)
+            title = ' title="not applicable"' if value is None else ""
+            cells.append(f'<td class="num"{title}>{_e(text)}</td>')
+        lines.append("      <tr>" + "".join(cells) + "</tr>")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Galleries
+
+
+_Plan = list[tuple[str, str, str, list[int]]]  # (kind, heading, counts, rows)
+
+
+def _plan_galleries(
+    results: Results, item: SetResult, thumbs: ThumbnailMaker, size: int, out_sample: int
+) -> _Plan:
+    """Choose the rows each gallery shows and ask for their thumbnails."""
+    if not item.has_images or not item.source or item.n == 0:
+        return []
+    inside = np.flatnonzero(item.in_manifold & np.isfinite(item.rarity))
+    # Stable sorts: equal scores keep row order, so the galleries are the same on every build.
+    by_rarity = inside[np.argsort(item.rarity[inside], kind="stable")]
+    rarest = by_rarity[::-1][:size].tolist() if size else []
+    rarest_set = set(rarest)
+    common = [row for row in by_rarity[:size].tolist() if row not in rarest_set] if size else []
+    outside = np.flatnonzero(~item.in_manifold)
+    if outside.size > out_sample:
+        rng = np.random.default_rng(_OUT_SAMPLE_SEED)
+        outside = np.sort(rng.choice(outside, size=out_sample, replace=False))
+    sample = outside.tolist() if out_sample else []
+    n_out = int((~item.in_manifold).sum())
+
+    plan: _Plan = [
+        (
+            "rarest",
+            "Rarest in-manifold images",
+            f"highest rarity first · {len(rarest)} of {inside.size:,} in manifold",
+            rarest,
+        ),
+        (
+            "common",
+            "Most common images",
+            f"lowest rarity first · {len(common)} of {inside.size:,} in manifold",
+            common,
+        ),
+        (
+            "out",
+            "Out of the manifold",
+            f"no rarity score · a fixed sample of {len(sample)} of {n_out:,}",
+            sample,
+        ),
+    ]
+    group = f"set-{item.slug}"
+    ref_source, ref_group = _reference(results, item)
+    ref_names = results.reference_names(item)
+    for _, _, _, rows in plan:
+        for row in rows:
+            thumbs.request(group, item.source, item.names[row], row)
+            if ref_source is None or ref_names is None:
+                continue
+            for index in _neighbours(item, row):
+                if 0 <= index < len(ref_names) and ref_names[index]:
+                    thumbs.request(ref_group, ref_source, ref_names[index], index)
+    return plan
+
+
+def _reference(results: Results, item: SetResult) -> tuple[str | None, str]:
+    """The image source the neighbour indices of ``item`` refer to, and its thumbnail group."""
+    if results.datasets_mode:
+        return item.source, f"set-{item.slug}"
+    real = _real(results)
+    if not results.run.get("real_has_images", False) or not real.get("source"):
+        return None, _REAL_GROUP
+    return str(real["source"]), _REAL_GROUP
+
+
+def _neighbours(item: SetResult, row: int) -> list[int]:
+    found = []
+    if item.nearest_real_index is not None:
+        found.append(int(item.nearest_real_index[row]))
+    if item.sphere_index is not None and item.in_manifold[row]:
+        found.append(int(item.sphere_index[row]))
+    return found
+
+
+def _render_set(results: Results, item: SetResult, plan: _Plan, thumbs: ThumbnailMaker) -> str:
+    n_in = int(item.in_manifold.sum())
+    counts = f"{item.n:,} samples · {n_in:,} in manifold · {item.n - n_in:,} out"
+    if item.n == 0:
+        body = '  <p class="note">This set is empty.</p>'
+    elif not item.has_images or not item.source:
+        body = (
+            '  <p class="note no-images">Feature-only set: no image paths were saved with it, so '
+            "there are no galleries. Every score is in the per-image table below.</p>"
+        )
+    else:
+        body = "\n".join(
+            _template("gallery.html")
+            .substitute(
+                kind=kind,
+                heading=_e(heading),
+                counts=_e(count_text),
+                cards="\n".join(_render_card(results, item, row, thumbs) for row in rows)
+                or '      <p class="note">None.</p>',
+            )
+            .rstrip("\n")
+            for kind, heading, count_text, rows in plan
+        )
+    return (
+        _template("set.html")
+        .substitute(slug=_e(item.slug), name=_e(item.name), counts=_e(counts), body=body)
+        .rstrip("\n")
+    )
+
+
+def _render_card(results: Results, item: SetResult, row: int, thumbs: ThumbnailMaker) -> str:
+    group = f"set-{item.slug}"
+    inside = bool(item.in_manifold[row])
+    slots = [
+        _slot(
+            thumbs.get(thumbs.request(group, item.source or "", item.names[row], row)),
+            "generated" if not results.datasets_mode else "image",
+            "subject",
+            item.names[row],
+        )
+    ]
+    ref_source, ref_group = _reference(results, item)
+    ref_names = results.reference_names(item)
+    where = "same dataset" if results.datasets_mode else "real"
+    neighbours: list[tuple[str, str, int | None]] = []
+    if item.nearest_real_index is not None:
+        nearest_role = "nearest other image" if results.datasets_mode else "nearest real image"
+        neighbours.append((nearest_role, "nearest", int(item.nearest_real_index[row])))
+    if item.sphere_index is not None:
+        index = int(item.sphere_index[row]) if inside else None
+        neighbours.append((f"sphere that gave the score ({where})", "sphere", index))
+    for role, role_class, index in neighbours:
+        if index is None or index < 0:
+            slots.append(_slot(Thumb(error="in no sphere"), role, role_class, "—"))
+            continue
+        name = ref_names[index] if ref_names is not None and index < len(ref_names) else ""
+        label = name or f"row {index}"
+        if ref_source is None:
+            why = "reference given as features, no image"
+            slots.append(_slot(Thumb(error=why), role, role_class, label))
+        elif not name:
+            slots.append(_slot(Thumb(error="name not saved"), role, role_class, label))
+        else:
+            thumb = thumbs.get(thumbs.request(ref_group, ref_source, name, index))
+            slots.append(_slot(thumb, role, role_class, label))
+
+    values = [("rarity", _number(float(item.rarity[row]), 5) if inside else "out of manifold")]
+    if item.nearest_real_distance is not None:
+        values.append(("nearest distance", _number(float(item.nearest_real_distance[row]), 5)))
+    if item.realism is not None and not math.isnan(float(item.realism[row])):
+        values.append(("realism", _number(float(item.realism[row]), 5)))
+    if item.sphere_count is not None:
+        values.append(("spheres holding it", _number(int(item.sphere_count[row]))))
+    values.append(("row", str(row)))
+    return (
+        _template("card.html")
+        .substitute(
+            state="inside" if inside else "outside",
+            row=row,
+            slots="\n".join(slots),
+            values="".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in values),
+        )
+        .rstrip("\n")
+    )
+
+
+def _slot(thumb: Thumb, role: str, role_class: str, name: str) -> str:
+    if thumb.path is not None:
+        picture = (
+            f'<img src="{_e(thumb.path)}" width="{thumb.width}" height="{thumb.height}" '
+            f'alt="{_e(role)}: {_e(name)}" decoding="async">'
+        )
+    else:
+        picture = f'<span class="missing" title="{_e(thumb.error)}">{_e(thumb.error)}</span>'
+    return (
+        _template("slot.html")
+        .substitute(picture=picture, role=_e(role), role_class=role_class, name=_e(name))
+        .rstrip("\n")
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Data files of the per-image table
+
+
+def _write_js(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def _js_strings(values: Sequence[str]) -> str:
+    # JSON strings are JavaScript strings; "<" is escaped too so that the text stays inert even
+    # if someone pastes it into an inline <script>.
+    return json.dumps(list(values), ensure_ascii=True).replace("<", "\\u003c")
+
+
+def _js_floats(values: np.ndarray) -> str:
+    """A JavaScript array literal of floats, 7 significant digits (enough to sort and show)."""
+    return "[" + ",".join(map(_js_float, values.tolist())) + "]"
+
+
+def _js_float(value: float) -> str:
+    if math.isfinite(value):
+        return f"{value:.7g}"
+    if math.isnan(value):
+        return "null"
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+def _js_ints(values: Iterable[int]) -> str:
+    return "[" + ",".join(str(int(value)) for value in values) + "]"
+
+
+def _set_data_js(results: Results, item: SetResult) -> str:
+    columns: dict[str, str] = {
+        "name": _js_strings(item.names),
+        "in_manifold": _js_ints(item.in_manifold.astype(np.int8).tolist()),
+        "rarity": _js_floats(np.where(item.in_manifold, item.rarity, np.nan)),
+    }
+    if item.nearest_real_distance is not None:
+        columns["nearest_real_distance"] = _js_floats(item.nearest_real_distance)
+    if item.realism is not None and not np.isnan(item.realism).all():
+        columns["realism"] = _js_floats(item.realism)
+    if item.sphere_count is not None:
+        columns["sphere_count"] = _js_ints(item.sphere_count.tolist())
+    if item.sphere_index is not None:
+        columns["sphere_index"] = _js_ints(
+            np.where(item.in_manifold, item.sphere_index, -1).tolist()
+        )
+    if item.nearest_real_index is not None:
+        columns["nearest_real_index"] = _js_ints(item.nearest_real_index.tolist())
+    reference = "self" if results.datasets_mode else ("real" if results.real_names else "none")
+    body = ",\n".join(f"{json.dumps(key)}: {value}" for key, value in columns.items())
+    slug = json.dumps(item.slug)
+    return (
+        "// Per-image rows of one set, for the report's table (loaded on demand).\n"
+        "window.RARITY_REPORT_DATA = window.RARITY_REPORT_DATA || {};\n"
+        f"window.RARITY_REPORT_DATA[{slug}] = {{\n"
+        f'"n": {item.n}, "reference": {json.dumps(reference)}, "columns": {{\n{body}\n}}}};\n'
+    )
