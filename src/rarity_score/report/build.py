@@ -202,7 +202,6 @@ def _write_report(
         gallery_note=_e(_gallery_note(results)),
         galleries=galleries,
         table=table,
-        results_dir=_e(str(results.root)),
     )
     (folder / "index.html").write_text(page, encoding="utf-8")
     return png
