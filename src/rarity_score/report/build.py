@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from rarity_score.compare import SUMMARY_COLUMNS
 from rarity_score.features.errors import MissingDependency
 from rarity_score.io.atomic import atomic_write_bytes
 from rarity_score.report.load import (
-    SUMMARY_COLUMNS,
     ReportError,
     Results,
     SetResult,

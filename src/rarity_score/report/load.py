@@ -18,23 +18,6 @@ import numpy as np
 
 __all__ = ["ReportError", "Results", "SetResult", "load_results"]
 
-#: Summary columns, in the contract's order.
-SUMMARY_COLUMNS: tuple[str, ...] = (
-    "name",
-    "n",
-    "n_in_manifold",
-    "fraction_in_manifold",
-    "n_out_of_manifold",
-    "rarity_mean",
-    "rarity_median",
-    "rarity_q10",
-    "rarity_q90",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-)
-
 _FLOAT_ARRAYS = ("rarity", "nearest_real_distance", "realism")
 _INT_ARRAYS = ("sphere_index", "nearest_real_index", "sphere_count")
 
