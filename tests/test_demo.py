@@ -1,0 +1,200 @@
+"""The offline demo (``rarity demo``, docs/demo.md): its data functions, and the paper's findings
+measured by the same pipeline as ``make demo`` at a reduced size.
+
+The orderings asserted are those measured (docs/demo.md lists the numbers); no threshold is a
+magic number of the scores themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from rarity_score.compare import read_summary
+from rarity_score.demo import (
+    DEMO_MARKER,
+    DemoConfig,
+    balanced_subset,
+    check_demo_dir,
+    digits_to_mnist,
+    fit_digit_model,
+    from_logits,
+    kmeans,
+    sample_digits,
+    to_logits,
+    truncate,
+)
+
+# ---------------------------------------------------------------------- pure functions
+
+
+def _toy_model(temperature: float = 1.0):
+    rng = np.random.default_rng(4)
+    images = rng.uniform(0, 255, size=(90, 8, 8))
+    return fit_digit_model(
+        images, np.arange(90) % 3, n_components=6, cluster_size=10, temperature=temperature
+    )
+
+
+def test_digits_to_mnist_format_and_polarity():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    digits = sklearn.load_digits()
+    out = digits_to_mnist(digits.images[:50])
+    assert out.shape == (50, 28, 28) and out.dtype == np.uint8
+    # Ink high on a black frame, like MNIST: the 4-pixel border outside the 20x20 box is empty
+    # on at least two opposite sides, and the ink reaches full intensity.
+    assert out[:, :, :2].max() == 0 and out[:, :2, :].max() == 0
+    assert out.max() == 255 and np.median(out) == 0
+    # Centred by centre of mass, as MNIST was made (within a pixel).
+    rows = np.arange(28)
+    for image in out.astype(float):
+        centre = (rows @ image.sum(axis=1) / image.sum(), rows @ image.sum(axis=0) / image.sum())
+        assert np.allclose(centre, 13.5, atol=1.0)
+
+
+def test_balanced_subset_is_balanced_and_deterministic():
+    labels = np.repeat(np.arange(10), 50)
+    chosen = balanced_subset(labels, 120)
+    assert len(set(chosen.tolist())) == 120
+    assert np.bincount(labels[chosen]).tolist() == [12] * 10
+    assert np.array_equal(chosen, balanced_subset(labels, 120))
+    assert np.array_equal(balanced_subset(labels, 10_000), np.arange(500))
+
+
+def test_logits_round_trip():
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
+    assert np.array_equal(from_logits(to_logits(pixels)).reshape(1, 16, 16), pixels)
+
+
+def test_kmeans_is_deterministic_and_separates_clusters():
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.normal(0, 0.1, (20, 2)), rng.normal(5, 0.1, (20, 2))])
+    labels = kmeans(points, 2, seed=1)
+    assert np.array_equal(labels, kmeans(points, 2, seed=1))
+    assert len(set(labels[:20])) == 1 and len(set(labels[20:])) == 1 and labels[0] != labels[-1]
+
+
+def test_model_sampling_is_deterministic_and_truncation_pulls_to_the_mean():
+    model = _toy_model()
+    a, la = sample_digits(model, 40, psi=1.0, seed=7)
+    b, lb = sample_digits(model, 40, psi=1.0, seed=7)
+    assert np.array_equal(a, b) and np.array_equal(la, lb)
+    assert not np.array_equal(a, sample_digits(model, 40, psi=1.0, seed=8)[0])
+    # psi = 0 gives each sample's component mean; lower psi is closer to it, in logit space.
+    zero, lz = sample_digits(model, 40, psi=0.0, seed=7)
+    assert np.array_equal(lz, la)
+    centres = to_logits(zero)
+    gaps = [
+        np.linalg.norm(to_logits(sample_digits(model, 40, psi=psi, seed=7)[0]) - centres)
+        for psi in (1.0, 0.7, 0.4)
+    ]
+    assert gaps[0] > gaps[1] > gaps[2]
+    assert set(np.unique(la)) <= set(model.labels.tolist())
+
+
+def test_truncate_and_config_validation():
+    assert truncate(np.array([4.0]), 0.25, mean=2.0).tolist() == [2.5]
+    with pytest.raises(ValueError, match="psi"):
+        truncate(np.zeros(2), 1.5)
+    with pytest.raises(ValueError):
+        DemoConfig(psi=(1.0, 1.0))
+    with pytest.raises(ValueError):
+        DemoConfig(samples_per_level=0)
+
+
+def test_check_demo_dir(tmp_path):
+    assert check_demo_dir(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(ValueError, match="not an earlier demo output"):
+        check_demo_dir(tmp_path)
+    (tmp_path / DEMO_MARKER).write_text("{}")
+    assert check_demo_dir(tmp_path) == tmp_path
+
+
+# ---------------------------------------------------------------------- the findings
+
+#: The CI size: the same pipeline as `make demo` (5000 real, 1000 per level, 1797 per dataset),
+#: smaller; about 25 s on 2 cores including the feature extraction.
+CI_CONFIG = DemoConfig(n_real=2000, samples_per_level=500, n_dataset=600)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    for module in ("mlxtend", "sklearn", "torch", "PIL", "matplotlib"):
+        pytest.importorskip(module)
+    from rarity_score.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return run_demo(out, CI_CONFIG, progress=False)
+
+
+def _rows(path):
+    return {row["name"]: row for row in read_summary(path)}
+
+
+def test_demo_writes_both_comparisons(demo_run):
+    assert [row["name"] for row in read_summary(demo_run.truncation)] == [
+        "psi=1.0",
+        "psi=0.7",
+        "psi=0.4",
+    ]
+    assert sorted(_rows(demo_run.datasets)) == ["MNIST", "sklearn-digits"]
+    for folder in (demo_run.truncation, demo_run.datasets):
+        assert (folder / "report" / "index.html").is_file()
+        assert (folder / "histogram.png").is_file()
+    assert len(demo_run.histograms) == 2 and len(demo_run.reports) == 2
+    run = json.loads((demo_run.truncation / "run.json").read_text())
+    assert run["extractor"]["name"] == "efficientnet-lite0"
+    assert "64" in run["extractor"]["preprocessing"]
+    assert run["real"]["n"] == CI_CONFIG.n_real
+    assert run["sets"][0]["has_images"]  # the report shows the generated digits
+    datasets = json.loads((demo_run.datasets / "run.json").read_text())
+    assert datasets["mode"] == "datasets"
+    assert [s["n"] for s in datasets["sets"]] == [CI_CONFIG.n_dataset] * 2
+
+
+def test_rarity_falls_as_psi_falls(demo_run):
+    rows = read_summary(demo_run.truncation)
+    means = [row["rarity_mean"] for row in rows]
+    medians = [row["rarity_median"] for row in rows]
+    assert means[0] > means[1] > means[2], means
+    assert medians[0] > medians[1] > medians[2], medians
+
+
+def test_precision_rises_and_recall_falls_as_psi_falls(demo_run):
+    """The paper's reading of truncation: fidelity up (more samples in the real manifold),
+    diversity down (fewer real samples covered by the generated manifold)."""
+    rows = read_summary(demo_run.truncation)
+    precision = [row["precision"] for row in rows]
+    recall = [row["recall"] for row in rows]
+    assert precision[2] > precision[0], precision
+    assert [row["fraction_in_manifold"] for row in rows] == precision  # the same thing here
+    assert recall[0] > recall[1] > recall[2], recall
+
+
+def test_dataset_ordering(demo_run):
+    """MNIST (28x28, many writers) sits to the right of scikit-learn's digits (8x8, upsampled)
+    in this feature space, by a clear margin."""
+    rows = _rows(demo_run.datasets)
+    mnist, sk = rows["MNIST"], rows["sklearn-digits"]
+    assert mnist["rarity_median"] > 1.1 * sk["rarity_median"]
+    assert mnist["rarity_mean"] > 1.1 * sk["rarity_mean"]
+    record = json.loads((demo_run.out_dir / DEMO_MARKER).read_text())
+    assert record["findings"]["datasets"]["right"] == "MNIST"
+    assert record["findings"]["truncation"]["trend"]["rarity_median"]["as_psi_falls"] == "falls"
+
+
+def test_second_run_is_identical_and_reuses_the_images(demo_run):
+    from rarity_score.demo import run_demo
+
+    pngs = sorted((demo_run.images / "psi1.0").iterdir())[:20]
+    stamps = [os.stat(p).st_mtime_ns for p in pngs]
+    before = {name: read_summary(getattr(demo_run, name)) for name in ("truncation", "datasets")}
+    again = run_demo(demo_run.out_dir, CI_CONFIG, progress=False, report=False)
+    # The images are regenerated byte for byte (so not rewritten: the cache key holds).
+    assert [os.stat(p).st_mtime_ns for p in pngs] == stamps
+    for name, rows in before.items():
+        assert read_summary(getattr(again, name)) == rows
