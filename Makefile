@@ -13,18 +13,22 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 all: test
 
-$(STAMP): pyproject.toml
+# $(call install,EXTRAS): the virtual environment with torch and the package's EXTRAS.
+define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,lint]"
+	$(PY) -m pip install --quiet -e ".[$(1)]"
+endef
+
+TEST_EXTRAS := test,lint
+
+$(STAMP): pyproject.toml
+	$(call install,$(TEST_EXTRAS))
 	touch $(STAMP) $(DEMO_STAMP)
 
 $(DEMO_STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[demo]"
+	$(call install,demo)
 	touch $(DEMO_STAMP)
 
 venv: $(STAMP)
