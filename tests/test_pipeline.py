@@ -22,6 +22,7 @@ from pipeline_helpers import (
 )
 
 from rarity_score.features.pipeline import (
+    ExtractionOptions,
     FeatureSet,
     extract_features,
     load_or_extract,
@@ -177,7 +178,7 @@ def test_feature_inputs_pass_straight_through(tmp_path):
         (array, array),
         (torch.from_numpy(array), array),
     ):
-        result = load_or_extract(source, extractor="never-used")
+        result = load_or_extract(source, ExtractionOptions(extractor="never-used"))
         np.testing.assert_array_equal(result.features, expected)
         assert result.names == [f"#{i}" for i in range(len(expected))]
         assert not result.has_names and result.extractor == ""

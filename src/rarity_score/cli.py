@@ -17,6 +17,7 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
@@ -25,7 +26,7 @@ from rarity_score.io.features import features_fingerprint
 from rarity_score.results import Evaluation, format_summary
 
 if TYPE_CHECKING:
-    from rarity_score.features.pipeline import CacheDir, FeatureSet
+    from rarity_score.features.pipeline import CacheDir, ExtractionOptions, FeatureSet
     from rarity_score.manifold import RealManifold
 
 __all__ = ["main"]
@@ -196,9 +197,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     # Feature files are read first (once): the extractor they record decides the images' one.
     given = {"real": _read_if_features(args.real), "fake": _read_if_features(args.fake)}
     extractor = _choose_extractor(args, given)
-    options = _extraction_options(args)
-    real = given["real"] or load_or_extract(args.real, extractor=extractor, **options)
-    fake = given["fake"] or load_or_extract(args.fake, extractor=extractor, **options)
+    options = replace(_extraction_options(args), extractor=extractor)
+    real = given["real"] or load_or_extract(args.real, options)
+    fake = given["fake"] or load_or_extract(args.fake, options)
     label = args.extractor or real.extractor or fake.extractor or None
     extra: dict[str, Any] = {
         "feature_extractor": label,
@@ -236,14 +237,12 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from rarity_score.features.pipeline import extract_features, save_feature_set
+    from rarity_score.features.pipeline import save_feature_set
 
     _check_output_folder(args.out)
     if Path(args.out).suffix.lower() not in (".npz", ".npy"):
         raise ValueError(f"cannot write {args.out}: give an .npz file (or .npy, without names)")
-    features = extract_features(
-        args.input, args.extractor or defaults.EXTRACTOR, **_extraction_options(args)
-    )
+    features = _extraction_options(args).extract(args.input)
     path = save_feature_set(args.out, features)
     logger.info("wrote %s", path)
     if not args.quiet:
@@ -394,22 +393,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- shared steps
 
 
-def _extraction_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of extract_features given on the command line."""
+def _extraction_options(args: argparse.Namespace) -> ExtractionOptions:
+    """How images become features, as given on the command line."""
+    from rarity_score.features.pipeline import ExtractionOptions
+
     if args.no_cache and args.cache_dir is not None:
         raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
-    cache_dir: Any = False if args.no_cache else args.cache_dir
-    return {
-        "device": args.device or "cpu",
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "weights": args.weights,
-        "cache_dir": cache_dir,
-        "strict": args.strict,
-        "progress": not args.quiet,
-        "shard_size": args.shard_size,
-        "input_size": args.input_size,
-    }
+    return ExtractionOptions(
+        extractor=args.extractor,
+        device=args.device or "cpu",
+        batch_size=args.batch_size,
+        workers=args.workers,
+        weights=args.weights,
+        cache_dir=False if args.no_cache else args.cache_dir,
+        strict=args.strict,
+        progress=not args.quiet,
+        shard_size=args.shard_size,
+        input_size=args.input_size,
+    )
 
 
 class _RunOptions(TypedDict):

@@ -36,7 +36,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rarity_score import defaults
+from rarity_score.features.pipeline import ExtractionOptions
 from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
 from rarity_score.io.features import features_fingerprint
 from rarity_score.manifold import RealManifold
@@ -177,22 +178,6 @@ class InputSet:
 
 
 @dataclass(frozen=True)
-class _Extraction:
-    """How image inputs become features (the arguments of ``extract_features``)."""
-
-    extractor: str | FeatureExtractor | None
-    device: str
-    batch_size: int
-    workers: int
-    weights: str | os.PathLike[str] | None
-    cache_dir: CacheDir
-    strict: bool
-    progress: bool
-    shard_size: int
-    input_size: int | None
-
-
-@dataclass(frozen=True)
 class _Engine:
     """How the sweep runs (results never depend on it)."""
 
@@ -250,7 +235,7 @@ def _source_text(given: Any, features: FeatureSet) -> str:
 
 
 def _load_inputs(
-    entries: Sequence[tuple[str, str, Any]], extraction: _Extraction
+    entries: Sequence[tuple[str, str, Any]], extraction: ExtractionOptions
 ) -> list[InputSet]:
     """Load ``(label, name, source)`` entries: feature inputs first, then images with the one
     extractor they all share (the given one, else the one recorded in the feature files, else the
@@ -278,19 +263,7 @@ def _load_inputs(
         if i in loaded:
             continue
         with _naming(label):
-            features = load_or_extract(
-                source,
-                extractor=extractor,
-                device=extraction.device,
-                batch_size=extraction.batch_size,
-                workers=extraction.workers,
-                weights=extraction.weights,
-                cache_dir=extraction.cache_dir,
-                strict=extraction.strict,
-                progress=extraction.progress,
-                shard_size=extraction.shard_size,
-                input_size=extraction.input_size,
-            )
+            features = load_or_extract(source, replace(extraction, extractor=extractor))
             loaded[i] = InputSet.describe(name, source, features)
     sets = [loaded[i] for i in range(len(entries))]
     _check_one_space([(entries[i][0], s) for i, s in enumerate(sets)])
@@ -462,7 +435,7 @@ def compare(
     """
     names = _check_names(fakes.keys(), "generated set")
     target = check_output_dir(out_dir)
-    extraction = _Extraction(
+    extraction = ExtractionOptions(
         extractor, device or "cpu", batch_size, workers, weights, cache_dir, strict, progress,
         shard_size, input_size,
     )  # fmt: skip
@@ -540,7 +513,7 @@ def compare_datasets(
     """
     names = _check_names(datasets.keys(), "dataset")
     target = check_output_dir(out_dir)
-    extraction = _Extraction(
+    extraction = ExtractionOptions(
         extractor, device or "cpu", batch_size, workers, weights, cache_dir, strict, progress,
         shard_size, input_size,
     )  # fmt: skip

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from rarity_score.features.info import FeatureExtractor
 
 __all__ = [
+    "ExtractionOptions",
     "FeatureSet",
     "extract_features",
     "load_or_extract",
@@ -208,10 +209,46 @@ def extract_features(
     return result
 
 
-def load_or_extract(source: Any, **options: Any) -> FeatureSet:
-    """Features of ``source``, which may be images (extracted by :func:`extract_features` with
-    ``options``) or features already: a :class:`FeatureSet`, a feature file (``.npy``, ``.npz``,
-    ``.pt``, ``.pth``, ``file.npz:name``) or a 2-D array (samples x features).
+@dataclass(frozen=True)
+class ExtractionOptions:
+    """How images become features: everything :func:`extract_features` takes besides the images.
+
+    One value shared by :func:`load_or_extract`, :mod:`rarity_score.compare` and the command line.
+    ``extractor=None`` means ``defaults.EXTRACTOR``.
+    """
+
+    extractor: str | FeatureExtractor | None = None
+    device: str = "cpu"
+    batch_size: int = defaults.BATCH_SIZE
+    workers: int = defaults.WORKERS
+    weights: str | os.PathLike[str] | None = None
+    cache_dir: CacheDir = None
+    strict: bool = False
+    progress: bool = True
+    shard_size: int = defaults.SHARD_SIZE
+    input_size: int | None = None
+
+    def extract(self, source: Any) -> FeatureSet:
+        """:func:`extract_features` of ``source`` with these options."""
+        return extract_features(
+            source,
+            self.extractor or defaults.EXTRACTOR,
+            device=self.device,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            weights=self.weights,
+            cache_dir=self.cache_dir,
+            strict=self.strict,
+            progress=self.progress,
+            shard_size=self.shard_size,
+            input_size=self.input_size,
+        )
+
+
+def load_or_extract(source: Any, options: ExtractionOptions | None = None) -> FeatureSet:
+    """Features of ``source``, which may be images (extracted with ``options``, default
+    :class:`ExtractionOptions`) or features already: a :class:`FeatureSet`, a feature file
+    (``.npy``, ``.npz``, ``.pt``, ``.pth``, ``file.npz:name``) or a 2-D array (samples x features).
 
     Features pass straight through, named ``"#i"`` unless the file was written by
     :func:`save_feature_set` (``rarity features``), which stores the names and the extractor.
@@ -227,7 +264,7 @@ def load_or_extract(source: Any, **options: Any) -> FeatureSet:
             names=[f"#{i}" for i in range(array.shape[0])],
             source=f"{type(source).__name__} {tuple(array.shape)}",
         )
-    return extract_features(source, **options)
+    return (options or ExtractionOptions()).extract(source)
 
 
 def save_feature_set(path: str | os.PathLike[str], features: FeatureSet) -> Path:
