@@ -70,11 +70,13 @@ def histogram_png(results: Results) -> bytes:
             transform=axes.transAxes,
         )
     else:
-        # Common bins over every curve, so heights are comparable across sets.
+        # Common bins over every curve, so heights are comparable across sets; as many as the
+        # smallest curve can fill (sqrt rule), so no curve is drawn as noise.
         low, high = float(everything.min()), float(everything.max())
         if high <= low:
             low, high = low - 0.5, high + 0.5
-        bins = np.linspace(low, high, min(_MAX_BINS, max(10, int(np.sqrt(everything.size)))) + 1)
+        smallest = min(scores.size for _, scores, _, _ in curves if scores.size)
+        bins = np.linspace(low, high, min(_MAX_BINS, max(10, int(np.sqrt(smallest)))) + 1)
         for label, scores, colour, dashed in curves:
             if scores.size == 0:
                 axes.plot([], [], label=label, color=colour, linestyle="--" if dashed else "-")
