@@ -300,3 +300,23 @@ def test_console_script_demo_and_error(tmp_path):
     assert failed.returncode == 2
     assert failed.stderr.count("\n") == 1 and failed.stderr.startswith("rarity: error: ")
     assert "Traceback" not in failed.stderr
+
+
+def test_machine_failures_are_one_line_not_tracebacks(monkeypatch, capsys, tmp_path):
+    # Out of memory or a failing device is not bad input: exit 1, still one line.
+    import rarity_score.manifold
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(rarity_score.manifold.RealManifold, "__init__", fail)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "real.npy", rng.normal(size=(20, 4)))
+    np.save(tmp_path / "fake.npy", rng.normal(size=(10, 4)))
+    code = main(
+        ["score", "--real", str(tmp_path / "real.npy"), "--fake", str(tmp_path / "fake.npy")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err and "out of memory" in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1

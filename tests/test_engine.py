@@ -160,3 +160,53 @@ def test_leave_one_out_rarity_matches_brute_force(tile_size, engine_options):
     np.testing.assert_array_equal(got.sphere_index, first)
     np.testing.assert_array_equal(got.in_manifold, ~np.isnan(want))
     assert got.extra["method"] == "leave-one-out"
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_clusters_below_float32_normal_range_are_decided_exactly(k):
+    # Distances of 1e-22 within a set spread over ~1: their float32 squares are subnormal, where
+    # rounding is absolute, not relative; such entries must go to the float64 re-decision.
+    rng = np.random.default_rng(21)
+    real = np.concatenate([rng.normal(size=(30, 4)), 1e-22 * rng.normal(size=(20, 4))])
+    fake = np.concatenate([rng.normal(size=(20, 4)), 1e-22 * rng.normal(size=(40, 4)) * 1.5])
+    reference = reference_evaluation(real, fake, k)
+    assert 0 < reference.in_manifold[20:].sum() < 40
+    assert_matches_reference(evaluate(real, fake, k, tile_size=16), reference)
+
+
+def test_realism_with_tiny_spheres():
+    # 1 / rad^2 of spheres of radius 1e-23 overflows float32: the weights are rescaled exactly.
+    rng = np.random.default_rng(8)
+    real, fake = 1e-23 * rng.normal(size=(60, 5)), 1e-23 * rng.normal(size=(30, 5))
+    assert_matches_reference(evaluate(real, fake, 3), reference_evaluation(real, fake, 3))
+
+
+def test_features_beyond_float32_reach_are_refused():
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(40, 8)), rng.normal(size=(5, 8))
+    fake[0] = 1e20
+    with pytest.raises(ValueError, match="1e18 times"):
+        evaluate(real, fake, 3)
+
+
+def test_torch_low_precision_settings_are_overridden_and_restored():
+    # Users may allow TF32 / bf16 GEMMs (newer torch: fp32_precision); the float32 error bound
+    # needs true float32, and reading the legacy flag then raises: neither may break a run.
+    torch = pytest.importorskip("torch")
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip("this torch has only the legacy allow_tf32 switch")
+    saved = (matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision)
+    try:
+        matmul.fp32_precision = "tf32"
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+        rng = np.random.default_rng(4)
+        real, fake = rng.normal(size=(60, 16)), rng.normal(size=(30, 16))
+        got = evaluate(torch.as_tensor(real), torch.as_tensor(fake), 3, backend="torch")
+        assert_matches_reference(got, reference_evaluation(real, fake, 3))
+        assert (matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision) == (
+            "tf32",
+            "bf16",
+        )
+    finally:
+        matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision = saved

@@ -5,7 +5,8 @@ Thin by design: parse the arguments, call the Python API, print. No maths here.
 
 Logging goes to stderr: warnings only by default, ``-v`` adds progress (INFO), ``-vv`` adds
 details (DEBUG), ``-q`` keeps errors only and prints no summary. Exit status: 0 on success,
-2 on bad input or usage (one line ``rarity: error: ...`` on stderr), 130 when interrupted.
+2 on bad input or usage (one line ``rarity: error: ...`` on stderr), 1 when the machine fails
+(out of memory, a device error: one line too), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -168,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"rarity: error: {message}", file=sys.stderr)
         return 2
+    except (RuntimeError, MemoryError) as error:  # out of memory, a device failing: not the input
+        logger.debug("error details", exc_info=True)
+        message = " ".join(str(error).split()) or type(error).__name__
+        hint = "" if args.verbose else " (run with -vv for the details)"
+        print(f"rarity: error: {type(error).__name__}: {message}{hint}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("rarity: interrupted", file=sys.stderr)
         return 130

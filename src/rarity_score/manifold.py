@@ -40,7 +40,9 @@ class RealManifold:
         k: neighbourhood size; a radius is the distance to the k-th nearest other real sample.
         backend: "numpy", "torch", or "auto" (torch for torch tensors, numpy otherwise).
         device: torch device ("cpu", "cuda", "cuda:1"); implies the torch backend.
-        memory_budget: bytes one tile may use; also bounds the float32 blocks kept for reuse.
+        memory_budget: bytes one tile may use. Each feature set in use (the real set, a generated
+            set) also keeps up to this many bytes of float32 blocks for reuse, so the peak extra
+            memory is about three budgets.
         tile_size: force the tile edge (for tests); results never depend on it.
 
     Example:

@@ -189,16 +189,9 @@ class TorchBackend:
         self._torch = torch
         self.device = torch.device(device or "cpu")
 
-    @contextlib.contextmanager
-    def full_precision(self) -> Iterator[None]:
-        """Run GEMMs in true float32, restoring the caller's setting afterwards."""
-        matmul = self._torch.backends.cuda.matmul
-        previous = matmul.allow_tf32
-        matmul.allow_tf32 = False
-        try:
-            yield
-        finally:
-            matmul.allow_tf32 = previous
+    def full_precision(self) -> contextlib.AbstractContextManager[None]:
+        """Run GEMMs in true float32, restoring the caller's settings afterwards."""
+        return true_float32(self._torch)
 
     def asarray(self, x: Any) -> Any:
         torch = self._torch
@@ -287,6 +280,44 @@ class TorchBackend:
             ].to(torch.float64)
             out[start:stop] = self.to_numpy((diff * diff).sum(dim=1))
         return out
+
+
+@contextlib.contextmanager
+def true_float32(torch: Any, convolutions: bool = False) -> Iterator[None]:
+    """Run float32 matrix products (and convolutions, if asked) in true float32: no TF32 on CUDA,
+    no bf16 on CPUs that have it, whatever the caller set; the caller's settings come back after.
+    """
+    switches = _precision_switches(torch, convolutions)
+    previous = [getattr(holder, name) for holder, name, _ in switches]
+    for holder, name, exact in switches:
+        setattr(holder, name, exact)
+    try:
+        yield
+    finally:
+        for (holder, name, _), value in zip(switches, previous, strict=True):
+            setattr(holder, name, value)
+
+
+def _precision_switches(torch: Any, convolutions: bool) -> list[tuple[Any, str, Any]]:
+    """``(holder, attribute, full-precision value)`` of each setting that lets float32 work run
+    in lower precision. Newer torch has per-backend ``fp32_precision`` (reading the legacy
+    ``allow_tf32`` then raises); older torch only ``allow_tf32``."""
+    backends = torch.backends
+    kinds = ("matmul", "conv") if convolutions else ("matmul",)
+    holders = [getattr(backends.cuda, "matmul", None)]
+    for family in (getattr(backends, "mkldnn", None), getattr(backends, "cudnn", None)):
+        holders += [getattr(family, kind, None) for kind in kinds]
+    switches = [
+        (holder, "fp32_precision", "ieee")
+        for holder in holders
+        if holder is not None and hasattr(holder, "fp32_precision")
+    ]
+    if switches:
+        return switches
+    legacy = [(backends.cuda.matmul, "allow_tf32", False)]
+    if convolutions:
+        legacy.append((backends.cudnn, "allow_tf32", False))
+    return legacy
 
 
 def _is_torch_tensor(x: Any) -> bool:

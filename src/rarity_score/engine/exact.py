@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from rarity_score.engine.points import PointSet, error_coefficient
+from rarity_score.engine.points import ABSOLUTE_ERROR, PointSet, error_bound
 from rarity_score.engine.sweep import NeverSettles, sweep
 from rarity_score.engine.tiles import Tile
 
@@ -67,7 +67,7 @@ class Smallest(NeverSettles):
         all_queries = np.concatenate([np.repeat(touched, self.count), queries])
         all_values = np.concatenate([self.values[touched].ravel(), values.astype(np.float32)])
         all_refs = np.concatenate([self.index[touched].ravel(), refs])
-        order = np.argsort(_query_value_key(all_queries, all_values), kind="stable")
+        order = np.argsort(_query_value_key(all_queries, all_values, all_refs < 0), kind="stable")
         sorted_queries = all_queries[order]
         starts = np.searchsorted(sorted_queries, touched)
         counts = np.diff(np.append(starts, len(sorted_queries)))
@@ -93,9 +93,9 @@ class Smallest(NeverSettles):
         valid = self.index >= 0
         slot_refs = np.where(valid, self.index, 0)
         weights = np.ones(len(refs)) if self.weights is None else self.weights
-        coefficient = error_coefficient(queries.dim)
-        error = coefficient * (queries.norms[:, None] + refs.norms[slot_refs]) ** 2
-        error *= weights[slot_refs]
+        # Weighted float32 products can be subnormal too: the absolute term is added unweighted.
+        error = error_bound(queries.dim, queries.norms[:, None] + refs.norms[slot_refs])
+        error = error * weights[slot_refs] + ABSOLUTE_ERROR
         values = self.values.astype(np.float64)
         upper = np.where(valid, values + error, np.inf)
         lower = np.where(valid, values - error, np.inf)
@@ -114,8 +114,8 @@ class Smallest(NeverSettles):
 
         # Anything dropped was at least the count-th value kept, less its error bound.
         lo, hi = self.refs_in or (0, len(refs))
-        largest_error = coefficient * (queries.norms + refs.norms[lo:hi].max()) ** 2
-        largest_error *= weights[lo:hi].max()
+        largest_error = error_bound(queries.dim, queries.norms + refs.norms[lo:hi].max())
+        largest_error = largest_error * weights[lo:hi].max() + ABSOLUTE_ERROR
         dropped_floor = np.maximum(0.0, values.max(axis=1) - largest_error)
         nothing_dropped = ~valid.all(axis=1)
         certain = result < dropped_floor if need_index else result <= dropped_floor
@@ -133,12 +133,13 @@ class Smallest(NeverSettles):
         return result, best
 
 
-def _query_value_key(queries: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """One uint64 per entry that sorts by query, then by float32 value (a single argsort is many
-    times faster than lexsort on two keys)."""
+def _query_value_key(queries: np.ndarray, values: np.ndarray, empty: np.ndarray) -> np.ndarray:
+    """One uint64 per entry that sorts by query, then by float32 value, with ``empty`` slots after
+    every value, +inf included (a single argsort is many times faster than lexsort)."""
     bits = values.astype(np.float32).view(np.int32)
     # Negative floats order backwards as integers: flip their magnitude bits.
     ordered = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64) + 2**31
+    ordered[empty] = 2**32 - 1
     return (queries.astype(np.uint64) << np.uint64(32)) | ordered.astype(np.uint64)
 
 

@@ -53,18 +53,36 @@ class Frame:
 
 def error_coefficient(dim: int) -> float:
     """c such that a float32 tile entry is within ``c * (|a| + |b|)^2`` of the exact squared
-    distance.
+    distance, as long as no intermediate is subnormal (see :func:`error_bound`).
 
     Terms: the GEMM's dot product (at most gamma_D |a||b| <= gamma_D (|a|+|b|)^2 / 4, doubled), the
     rounding of the inputs to float32 (2u (|a|+|b|)^2), of the norms (u) and of the two additions
-    (2u); a 25 % margin on top. gamma_D = D u / (1 - D u) holds for any summation order, so it
-    covers every BLAS and GPU kernel that accumulates in float32.
+    (2u); a 25 % margin on top (the realism weights' float32 product needs 2u of it). gamma_D =
+    D u / (1 - D u) holds for any summation order, so it covers every BLAS and GPU kernel that
+    accumulates in float32.
     """
     u = _FLOAT32_UNIT_ROUNDOFF
     if dim * u >= 0.5:
         raise ValueError(f"feature dimension {dim} is too large for float32 accumulation")
     gamma = dim * u / (1.0 - dim * u)
     return 1.25 * (gamma / 2.0 + 6.0 * u)
+
+
+#: Subnormal float32 results round with an absolute error up to 2^-150 each, which no relative
+#: bound covers: 2D + 8 such roundings are at most (2D + 8) 2^-150 < 2^-100 for any D float32
+#: can accumulate. Entries this close to a boundary are always re-decided in float64.
+ABSOLUTE_ERROR = 2.0**-100
+
+
+#: Largest norm of a float32 copy (frame units): squared distances up to (2 MAX_NORM)^2 = 2^122
+#: stay finite in float32 with room for the GEMM's intermediate sums.
+MAX_NORM = 2.0**60
+
+
+def error_bound(dim: int, norm_sum: np.ndarray | float) -> np.ndarray:
+    """Bound on the float32 error of tile entries whose two points have norms summing to
+    ``norm_sum`` (frame units)."""
+    return error_coefficient(dim) * np.square(norm_sum) + ABSOLUTE_ERROR
 
 
 @dataclass
@@ -97,6 +115,13 @@ class PointSet:
         points = cls(backend, data, frame, order, np.empty(n, dtype=np.float64), cache_bytes)
         for start, stop in plan_blocks(n, edge):
             points.norms[start:stop] = np.sqrt(backend.squared_norms(points.block(start, stop)))
+        far = np.flatnonzero(~(points.norms <= MAX_NORM))
+        if len(far):
+            raise ValueError(
+                f"{len(far)} rows (first: row {order[far[0]]}) lie some 1e18 times or more "
+                "farther out than the reference features spread; float32 tiles cannot hold such "
+                "distances. Check that both sets come from the same extractor and preprocessing"
+            )
         return points
 
     def __len__(self) -> int:

@@ -1,8 +1,8 @@
-"""Tiles: block sizes from a memory budget, and one (row block, column block) of distances.
+"""One tile: float32 squared distances of a row block against a column block.
 
 A :class:`Tile` holds float32 squared distances of a row block against a column block and answers,
 exactly, the questions the metrics ask of it. Float32 entries far from a decision boundary decide
-it; the few within the rounding bound of :func:`~rarity_score.engine.points.error_coefficient` are
+it; the few within the rounding bound of :func:`~rarity_score.engine.points.error_bound` are
 re-decided from float64 distances of the original features.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rarity_score.engine.points import PointSet, error_coefficient
+from rarity_score.engine.points import PointSet, error_bound
 
 
 def f32_below(x: np.ndarray) -> np.ndarray:
@@ -101,12 +101,11 @@ class Tile:
 
     def error_bounds(self, axis: int) -> np.ndarray:
         """Per row (axis=0) or column (axis=1): a bound on the float32 error of its entries."""
-        coefficient = error_coefficient(self.rows.dim)
         row_norms = self.rows.norms[self.row_positions]
         col_norms = self.cols.norms[self.col_positions]
         if axis == 0:
-            return coefficient * (row_norms + col_norms.max()) ** 2
-        return coefficient * (row_norms.max() + col_norms) ** 2
+            return error_bound(self.rows.dim, row_norms + col_norms.max())
+        return error_bound(self.rows.dim, row_norms.max() + col_norms)
 
     def inside_spheres(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``(row position, column position)`` pairs with ``d < radius``, the spheres being

@@ -4,12 +4,13 @@ preprocessing, and its weights fingerprint."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from rarity_score.engine.backend import true_float32 as engine_true_float32
 from rarity_score.features.info import ExtractorInfo
 
 if TYPE_CHECKING:
@@ -40,26 +41,14 @@ def parse_device(device: str | torch.device) -> torch.device:
     return parsed
 
 
-@contextlib.contextmanager
-def true_float32(device: torch.device) -> Iterator[None]:
-    """Run CUDA convolutions and matrix products in true float32 (TF32 off), restoring the
-    caller's settings afterwards.
+def true_float32() -> contextlib.AbstractContextManager[None]:
+    """Run convolutions and matrix products in true float32 (no TF32 on CUDA, no bf16 on CPUs
+    that have it), restoring the caller's settings afterwards.
 
     TF32 keeps a 10-bit mantissa: features would then depend on the GPU generation at the 1e-3
-    level, and the k-NN radii built on them with it. On the CPU this does nothing.
+    level, and the k-NN radii built on them with it.
     """
-    if device.type != "cuda":
-        yield
-        return
-    matmul = torch.backends.cuda.matmul
-    cudnn = torch.backends.cudnn
-    previous = (matmul.allow_tf32, cudnn.allow_tf32)
-    matmul.allow_tf32 = False
-    cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        matmul.allow_tf32, cudnn.allow_tf32 = previous
+    return engine_true_float32(torch, convolutions=True)
 
 
 class TorchExtractor:
@@ -151,7 +140,7 @@ class TorchExtractor:
             self.network.eval()
         # no_grad rather than inference_mode: callers may write into the returned tensor, which
         # inference tensors forbid outside inference mode; the speed difference is nil here.
-        with torch.no_grad(), true_float32(self.device):
+        with torch.no_grad(), true_float32():
             out = self.network(batch.to(self.device, torch.float32))
             if not isinstance(out, torch.Tensor):
                 raise RuntimeError(

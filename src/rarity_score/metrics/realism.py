@@ -9,6 +9,8 @@ score is 0. The search minimises ``d^2 / rad^2``, which shares the maximiser.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from rarity_score.engine.exact import EXTRA_CANDIDATES, Smallest
@@ -30,6 +32,10 @@ class Realism(Smallest):
         start, stop = self.taking_part
         weights = np.zeros(len(sorted_radii))
         weights[start:stop] = 1.0 / real.to_frame_units(sorted_radii[start:stop] ** 2)
+        # Scaled by a power of two (exact) so the largest weight is 1: 1 / rad^2 of tiny spheres
+        # would overflow the float32 products.
+        self.weight_scale = 2.0 ** -math.ceil(math.log2(weights.max())) if stop > start else 1.0
+        weights *= self.weight_scale
         super().__init__(
             n_fake, 1 + EXTRA_CANDIDATES, axis=0, weights=weights, refs_in=(start, stop)
         )
@@ -38,6 +44,6 @@ class Realism(Smallest):
         start, stop = self.taking_part
         if start == stop:
             return np.zeros(len(self.values))
-        ratio, _ = self.finalize(fake, real, 1)
+        scaled_ratio, _ = self.finalize(fake, real, 1)
         with np.errstate(divide="ignore"):
-            return 1.0 / np.sqrt(ratio)
+            return 1.0 / np.sqrt(scaled_ratio / self.weight_scale)
