@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 
 import pytest
@@ -43,3 +44,13 @@ def engine_options(request) -> dict:
     """Keyword arguments selecting one backend/device for evaluate, rarity_score, RealManifold."""
     backend, device = request.param
     return {"backend": backend, "device": device}
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger():
+    """The CLI's main() configures the package logger; leave it as found for the next test."""
+    package_logger = logging.getLogger("rarity_score")
+    handlers, level = list(package_logger.handlers), package_logger.level
+    yield
+    package_logger.handlers[:] = handlers
+    package_logger.setLevel(level)

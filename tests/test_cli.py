@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -22,16 +21,6 @@ REAL = RNG.standard_normal((80, 5))
 FAKE = np.vstack(
     [REAL[:20] + 0.05 * RNG.standard_normal((20, 5)), RNG.standard_normal((15, 5)) + 6]
 )
-
-
-@pytest.fixture(autouse=True)
-def _restore_package_logger():
-    """main() configures the package logger; leave it as found for other tests."""
-    package_logger = logging.getLogger("rarity_score")
-    handlers, level = list(package_logger.handlers), package_logger.level
-    yield
-    package_logger.handlers[:] = handlers
-    package_logger.setLevel(level)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import sys
 import types
 from pathlib import Path
@@ -21,16 +20,6 @@ from rarity_score.cli import main
 from rarity_score.features.pipeline import FeatureSet, save_feature_set
 
 DIM = 10
-
-
-@pytest.fixture(autouse=True)
-def _restore_package_logger():
-    """main() configures the package logger; leave it as found for other tests."""
-    package_logger = logging.getLogger("rarity_score")
-    handlers, level = list(package_logger.handlers), package_logger.level
-    yield
-    package_logger.handlers[:] = handlers
-    package_logger.setLevel(level)
 
 
 @pytest.fixture

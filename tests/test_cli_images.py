@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 import signal
 import subprocess
 import sys
@@ -35,16 +34,6 @@ from rarity_score.features.pipeline import extract_features, read_feature_set
 TESTS = Path(__file__).resolve().parent
 EFFICIENTNET = ["--extractor", "efficientnet-lite0", "--input-size", "64"]
 BAD = ("empty.png", "garbage.jpg", "truncated.png")
-
-
-@pytest.fixture(autouse=True)
-def _restore_package_logger():
-    """main() configures the package logger; leave it as found for other tests."""
-    package_logger = logging.getLogger("rarity_score")
-    handlers, level = list(package_logger.handlers), package_logger.level
-    yield
-    package_logger.handlers[:] = handlers
-    package_logger.setLevel(level)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import os
 import sys
 import textwrap
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -1184,34 +1184,26 @@ def _log_warning(
     logger.warning("%s", message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+def _number_at_least(
+    convert: Callable[[str], Any], lowest: float, strict: bool, kind: str, wanted: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)``, refused unless above ``lowest`` (or at least it)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if not (value > lowest if strict else value >= lowest):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
+_positive_int = _number_at_least(int, 1, False, "a whole number", "a positive number")
+_non_negative_int = _number_at_least(int, 0, False, "a whole number", "0 or more")
+_positive_float = _number_at_least(float, 0, True, "a number", "a positive number")
 
 
 def _metric_list(text: str) -> tuple[str, ...] | None:
