@@ -343,8 +343,6 @@ def _cmd_extractors(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rarity_score.demo import DemoConfig, describe_findings, findings, run_demo
 
-    if args.no_cache and args.cache_dir is not None:
-        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
     config = DemoConfig(
         n_real=args.n_real,
         samples_per_level=args.samples_per_level,
@@ -361,7 +359,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     result = run_demo(
         args.out,
         config,
-        cache_dir=False if args.no_cache else args.cache_dir,
+        cache_dir=_cache_dir(args),
         device=args.device,
         batch_size=args.batch_size,
         workers=args.workers,
@@ -400,19 +398,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- shared steps
 
 
+def _cache_dir(args: argparse.Namespace) -> CacheDir:
+    """--cache-dir, or False for --no-cache (the two exclude each other)."""
+    if args.no_cache and args.cache_dir is not None:
+        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
+    return False if args.no_cache else args.cache_dir
+
+
 def _extraction_options(args: argparse.Namespace) -> ExtractionOptions:
     """How images become features, as given on the command line."""
     from rarity_score.features.pipeline import ExtractionOptions
 
-    if args.no_cache and args.cache_dir is not None:
-        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
     return ExtractionOptions(
         extractor=args.extractor,
         device=args.device or "cpu",
         batch_size=args.batch_size,
         workers=args.workers,
         weights=args.weights,
-        cache_dir=False if args.no_cache else args.cache_dir,
+        cache_dir=_cache_dir(args),
         strict=args.strict,
         progress=not args.quiet,
         shard_size=args.shard_size,
@@ -439,15 +442,13 @@ class _RunOptions(TypedDict):
 
 def _run_options(args: argparse.Namespace) -> _RunOptions:
     """The options of `rarity compare` / `rarity datasets` for the Python API."""
-    if args.no_cache and args.cache_dir is not None:
-        raise ValueError("--no-cache and --cache-dir exclude each other; give one of them")
     return _RunOptions(
         extractor=args.extractor,
         device=args.device,
         batch_size=args.batch_size,
         workers=args.workers,
         weights=args.weights,
-        cache_dir=False if args.no_cache else args.cache_dir,
+        cache_dir=_cache_dir(args),
         strict=args.strict,
         progress=not args.quiet,
         shard_size=args.shard_size,
@@ -571,27 +572,16 @@ def _read_if_features(given: str) -> Any:
 
 
 def _choose_extractor(args: argparse.Namespace, given: dict[str, Any]) -> str:
-    """The extractor for image inputs: --extractor, else the one recorded in a feature file
-    given for the other side (so images are scored in the same space), else the default.
-    Refuses inputs whose recorded extractors disagree with each other or with --extractor."""
+    """The extractor for image inputs (see :func:`rarity_score.compare.choose_extractor`), the
+    feature files given for either side being the recorded ones."""
+    from rarity_score.compare import choose_extractor
+
     recorded = {
         str(args.real if side == "real" else args.fake): features.extractor
         for side, features in given.items()
         if features is not None and features.extractor
     }
-    for path, name in recorded.items():
-        if args.extractor and name != args.extractor:
-            raise ValueError(
-                f"{path} holds {name} features, but --extractor {args.extractor} was given; "
-                "scores are comparable only within one feature extractor"
-            )
-    if len(set(recorded.values())) > 1:
-        described = ", ".join(f"{path}: {name}" for path, name in recorded.items())
-        raise ValueError(
-            f"the feature files come from different extractors ({described}); use one extractor "
-            "for real and generated samples"
-        )
-    return str(args.extractor or next(iter(recorded.values()), defaults.EXTRACTOR))
+    return str(choose_extractor(args.extractor, recorded, asked_as="--extractor"))
 
 
 def _describe_input(side: str, given: str, features: Any) -> tuple[str, str]:

@@ -62,6 +62,7 @@ __all__ = [
     "InputSet",
     "build_results_report",
     "check_output_dir",
+    "choose_extractor",
     "compare",
     "compare_datasets",
     "format_table",
@@ -256,9 +257,10 @@ def _load_inputs(
         if is_features(source):
             with _naming(label):
                 loaded[i] = InputSet.describe(name, source, load_or_extract(source))
-    extractor = _choose_extractor(
-        extraction.extractor, [(entries[i][0], s) for i, s in loaded.items()]
-    )
+    recorded = {
+        entries[i][0]: s.features.extractor for i, s in loaded.items() if s.features.extractor
+    }
+    extractor = choose_extractor(extraction.extractor, recorded)
     for i, (label, name, source) in enumerate(entries):
         if i in loaded:
             continue
@@ -281,16 +283,23 @@ def _naming(label: str) -> Iterator[None]:
         raise ValueError(f"{label}: {error}") from error
 
 
-def _choose_extractor(
-    given: str | FeatureExtractor | None, loaded: Sequence[tuple[str, InputSet]]
+def choose_extractor(
+    given: str | FeatureExtractor | None,
+    recorded: Mapping[str, str],
+    *,
+    asked_as: str = "the extractor",
 ) -> str | FeatureExtractor:
-    recorded = {label: s.features.extractor for label, s in loaded if s.features.extractor}
+    """The extractor for image inputs: ``given``, else the one the feature inputs recorded (so
+    images land in the same space), else the default. ``recorded`` maps each feature input's label
+    to the extractor it records; disagreements, among them or with ``given``, are refused.
+    ``asked_as`` names how ``given`` was asked for in the message (e.g. ``"--extractor"``).
+    """
     wanted = given if isinstance(given, str) or given is None else given.info.name
     if wanted is not None:
         for label, name in recorded.items():
             if name != wanted:
                 raise ValueError(
-                    f"{label} holds {name} features, but the extractor {wanted} was asked for; "
+                    f"{label} holds {name} features, but {asked_as} {wanted} was asked for; "
                     "scores are comparable only within one feature extractor"
                 )
     if len(set(recorded.values())) > 1:
