@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 from rarity_score import __version__, evaluate
 from rarity_score.cli import main
@@ -30,30 +31,13 @@ def files(tmp_path):
     return tmp_path / "real.npy", tmp_path / "fake.npy"
 
 
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rarity: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-
-
 # ---------------------------------------------------------------------- success
 
 
 def test_score_prints_summary_and_writes_outputs(capsys, files, tmp_path):
     real, fake = files
     out_csv, out_json = tmp_path / "per_sample.csv", tmp_path / "summary.json"
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "score", "--real", real, "--fake", fake, "--out", out_csv, "--json", out_json
     )
     assert code == 0, err
@@ -93,7 +77,7 @@ def test_score_prints_summary_and_writes_outputs(capsys, files, tmp_path):
 def test_score_options_reach_the_engine(capsys, files, tmp_path):
     real, fake = files
     out_csv = tmp_path / "s.csv"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys,
         "score",
         "--real", real,
@@ -116,9 +100,9 @@ def test_score_options_reach_the_engine(capsys, files, tmp_path):
 
 def test_quiet_prints_nothing_and_verbose_logs(capsys, files):
     real, fake = files
-    code, out, err = _run(capsys, "score", "--real", real, "--fake", fake, "-q")
+    code, out, err = run_cli(capsys, "score", "--real", real, "--fake", fake, "-q")
     assert code == 0 and out == "" and err == ""
-    code, out, err = _run(capsys, "-v", "score", "--real", real, "--fake", fake)
+    code, out, err = run_cli(capsys, "-v", "score", "--real", real, "--fake", fake)
     assert code == 0 and "Settings" in out
     assert "rarity: INFO: evaluating" in err
 
@@ -126,7 +110,7 @@ def test_quiet_prints_nothing_and_verbose_logs(capsys, files):
 def test_npz_key_syntax(capsys, tmp_path):
     np.savez(tmp_path / "both.npz", real=REAL, fake=FAKE)
     both = tmp_path / "both.npz"
-    code, out, err = _run(capsys, "score", "--real", f"{both}:real", "--fake", f"{both}:fake")
+    code, out, err = run_cli(capsys, "score", "--real", f"{both}:real", "--fake", f"{both}:fake")
     assert code == 0, err
     assert f"{len(FAKE)}" in out
 
@@ -134,7 +118,7 @@ def test_npz_key_syntax(capsys, tmp_path):
 def test_library_warnings_become_log_lines(capsys, tmp_path):
     np.save(tmp_path / "real.npy", REAL)
     np.save(tmp_path / "fake.npy", FAKE[:3])  # recall needs more than k generated samples
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "score", "--real", tmp_path / "real.npy", "--fake", tmp_path / "fake.npy"
     )
     assert code == 0
@@ -143,12 +127,12 @@ def test_library_warnings_become_log_lines(capsys, tmp_path):
 
 
 def test_version(capsys):
-    code, out, _ = _run(capsys, "--version")
+    code, out, _ = run_cli(capsys, "--version")
     assert code == 0 and __version__ in out
 
 
 def test_help_explains_the_terms(capsys):
-    code, out, _ = _run(capsys, "score", "--help")
+    code, out, _ = run_cli(capsys, "score", "--help")
     assert code == 0
     text = " ".join(out.split())
     for fragment in ("k-th nearest", "out of the manifold", "same feature extractor", "same k"):
@@ -160,51 +144,51 @@ def test_help_explains_the_terms(capsys):
 
 def test_missing_file(capsys, files, tmp_path):
     _, fake = files
-    result = _run(capsys, "score", "--real", tmp_path / "nope.npy", "--fake", fake)
-    _assert_one_line_error(*result, "not found", "nope.npy")
+    result = run_cli(capsys, "score", "--real", tmp_path / "nope.npy", "--fake", fake)
+    assert_one_line_error(*result, "not found", "nope.npy")
 
 
 def test_mismatched_dimensions(capsys, files, tmp_path):
     real, _ = files
     np.save(tmp_path / "narrow.npy", FAKE[:, :3])
-    result = _run(capsys, "score", "--real", real, "--fake", tmp_path / "narrow.npy")
-    _assert_one_line_error(*result, "dimensions differ", "5", "3")
+    result = run_cli(capsys, "score", "--real", real, "--fake", tmp_path / "narrow.npy")
+    assert_one_line_error(*result, "dimensions differ", "5", "3")
 
 
 def test_k_too_large(capsys, files):
     real, fake = files
-    result = _run(capsys, "score", "--real", real, "--fake", fake, "-k", str(len(REAL)))
-    _assert_one_line_error(*result, f"k={len(REAL)}", str(len(REAL) - 1))
+    result = run_cli(capsys, "score", "--real", real, "--fake", fake, "-k", str(len(REAL)))
+    assert_one_line_error(*result, f"k={len(REAL)}", str(len(REAL) - 1))
 
 
 def test_npz_with_several_arrays_and_no_key(capsys, files, tmp_path):
     _, fake = files
     np.savez(tmp_path / "many.npz", a=REAL, b=REAL)
-    result = _run(capsys, "score", "--real", tmp_path / "many.npz", "--fake", fake)
-    _assert_one_line_error(*result, "several arrays", "a, b", "many.npz:")
+    result = run_cli(capsys, "score", "--real", tmp_path / "many.npz", "--fake", fake)
+    assert_one_line_error(*result, "several arrays", "a, b", "many.npz:")
 
 
 def test_not_two_dimensional(capsys, files, tmp_path):
     real, _ = files
     np.save(tmp_path / "flat.npy", FAKE[0])
-    result = _run(capsys, "score", "--real", real, "--fake", tmp_path / "flat.npy")
-    _assert_one_line_error(*result, "flat.npy", "2-D")
+    result = run_cli(capsys, "score", "--real", real, "--fake", tmp_path / "flat.npy")
+    assert_one_line_error(*result, "flat.npy", "2-D")
 
 
 def test_output_folder_missing_fails_before_computing(capsys, files, tmp_path):
     real, fake = files
     target = tmp_path / "no" / "out.csv"
-    result = _run(capsys, "score", "--real", real, "--fake", fake, "--out", target)
-    _assert_one_line_error(*result, "does not exist")
+    result = run_cli(capsys, "score", "--real", real, "--fake", fake, "--out", target)
+    assert_one_line_error(*result, "does not exist")
 
 
 def test_usage_errors_exit_2(capsys, files):
     real, fake = files
-    code, _, err = _run(capsys, "score", "--real", real, "--fake", fake, "--metrics", "bogus")
+    code, _, err = run_cli(capsys, "score", "--real", real, "--fake", fake, "--metrics", "bogus")
     assert code == 2 and "bogus" in err and "Traceback" not in err
-    code, _, err = _run(capsys, "score", "--real", real)
+    code, _, err = run_cli(capsys, "score", "--real", real)
     assert code == 2 and "--fake" in err
-    code, _, err = _run(capsys)
+    code, _, err = run_cli(capsys)
     assert code == 2
 
 
@@ -224,7 +208,7 @@ def _needs_demo_extras() -> None:
 def test_demo_in_process(capsys, tmp_path):
     _needs_demo_extras()
     out = tmp_path / "demo"
-    code, stdout, err = _run(capsys, "demo", "--out", out, *_DEMO_SMALL, "--no-report")
+    code, stdout, err = run_cli(capsys, "demo", "--out", out, *_DEMO_SMALL, "--no-report")
     assert code == 0, err
     assert {"demo.json", "images", "truncation", "datasets", "cache"} <= {
         p.name for p in out.iterdir()
@@ -247,7 +231,7 @@ def test_demo_in_process(capsys, tmp_path):
 
 def test_demo_refuses_a_foreign_folder(capsys, tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
-    code, stdout, err = _run(capsys, "demo", "--out", tmp_path, *_DEMO_SMALL)
+    code, stdout, err = run_cli(capsys, "demo", "--out", tmp_path, *_DEMO_SMALL)
     assert code == 2 and "not an earlier demo output" in err and stdout == ""
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error, run_cli
 
 import rarity_score.compare as compare_module
 import rarity_score.manifold as manifold_module
 from rarity_score import RealManifold, evaluate
-from rarity_score.cli import main
 from rarity_score.features.pipeline import FeatureSet, save_feature_set
 
 DIM = 10
@@ -60,22 +60,6 @@ def feats(tmp_path: Path) -> dict[str, Path]:
     }
 
 
-def _run(capsys, *argv: object) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rarity: error: ") and "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-
-
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -85,7 +69,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def test_compare_prints_the_table_and_writes_results(capsys, feats, tmp_path, report_calls):
     out = tmp_path / "results"
-    code, printed, err = _run(
+    code, printed, err = run_cli(
         capsys, "compare", "--real", feats["real"], "--fake", f"psi=0.7={feats['a']}",
         "--fake", f"b={feats['b']}", "--out", out, "-k", "4",
     )  # fmt: skip
@@ -110,7 +94,7 @@ def test_compare_prints_the_table_and_writes_results(capsys, feats, tmp_path, re
 
 def test_no_report(capsys, feats, tmp_path, report_calls):
     out = tmp_path / "results"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "compare", "--real", feats["real"], "--fake", f"a={feats['a']}", "--out", out,
         "--no-report", "-q",
     )  # fmt: skip
@@ -120,7 +104,7 @@ def test_no_report(capsys, feats, tmp_path, report_calls):
 
 def test_datasets_says_leave_one_out(capsys, feats, tmp_path, report_calls):
     out = tmp_path / "ds"
-    code, printed, err = _run(
+    code, printed, err = run_cli(
         capsys, "datasets", f"a={feats['a']}", f"b={feats['b']}", "--out", out
     )
     assert code == 0, err
@@ -136,7 +120,7 @@ def test_datasets_says_leave_one_out(capsys, feats, tmp_path, report_calls):
 
 def test_score_report(capsys, feats, tmp_path, report_calls):
     out, scores = tmp_path / "scored", tmp_path / "scores.csv"
-    code, printed, err = _run(
+    code, printed, err = run_cli(
         capsys, "score", "--real", feats["real"], "--fake", feats["a"], "--out", scores,
         "--report", out,
     )  # fmt: skip
@@ -154,7 +138,7 @@ def test_score_report(capsys, feats, tmp_path, report_calls):
 
 def test_report_rebuilds_without_the_engine(capsys, feats, tmp_path, report_calls, monkeypatch):
     out = tmp_path / "results"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "compare", "--real", feats["real"], "--fake", f"a={feats['a']}", "--out", out,
         "--no-report",
     )  # fmt: skip
@@ -167,7 +151,7 @@ def test_report_rebuilds_without_the_engine(capsys, feats, tmp_path, report_call
     for module in (compare_module, manifold_module):
         monkeypatch.setattr(module, "RealManifold", refuse)
     monkeypatch.setattr(manifold_module, "evaluate", refuse)
-    code, printed, err = _run(capsys, "report", out)
+    code, printed, err = run_cli(capsys, "report", out)
     assert code == 0, err
     assert report_calls == [out] and str(out / "report" / "index.html") in printed
     assert sum(line.startswith("a ") for line in printed.splitlines()) == 1  # the table row
@@ -176,8 +160,8 @@ def test_report_rebuilds_without_the_engine(capsys, feats, tmp_path, report_call
 
 def test_report_of_a_folder_that_is_not_results(capsys, tmp_path, report_calls):
     (tmp_path / "x").mkdir()
-    _assert_one_line_error(*_run(capsys, "report", tmp_path / "x"), "not a results directory")
-    _assert_one_line_error(*_run(capsys, "report", tmp_path / "nope"), "not a results directory")
+    assert_one_line_error(*run_cli(capsys, "report", tmp_path / "x"), "not a results directory")
+    assert_one_line_error(*run_cli(capsys, "report", tmp_path / "nope"), "not a results directory")
     assert report_calls == []
 
 
@@ -186,7 +170,7 @@ def test_report_of_a_folder_that_is_not_results(capsys, tmp_path, report_calls):
 
 def _compare(capsys, feats, out, *fakes: str) -> tuple[int, str, str]:
     args = [arg for fake in fakes for arg in ("--fake", fake)]
-    return _run(capsys, "compare", "--real", feats["real"], *args, "--out", out)
+    return run_cli(capsys, "compare", "--real", feats["real"], *args, "--out", out)
 
 
 def test_bad_input_is_one_line_and_writes_nothing(capsys, feats, tmp_path, report_calls):
@@ -210,10 +194,12 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, feats, tmp_path, repor
         ((a, f"m={tmp_path / 'missing'}"), ("generated set 'm'", "missing")),
     ]
     for fakes, fragments in cases:
-        _assert_one_line_error(*_compare(capsys, feats, out, *fakes), *fragments)
+        assert_one_line_error(*_compare(capsys, feats, out, *fakes), *fragments)
         assert not out.exists()
-    code, _, err = _run(capsys, "datasets", "a=" + str(feats["a"]), f"w={other_dim}", "--out", out)
-    _assert_one_line_error(code, "", err, "dataset 'w'", "12-dimensional")
+    code, _, err = run_cli(
+        capsys, "datasets", "a=" + str(feats["a"]), f"w={other_dim}", "--out", out
+    )
+    assert_one_line_error(code, "", err, "dataset 'w'", "12-dimensional")
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name[0] == ".") == []
     assert report_calls == []
 
@@ -221,15 +207,15 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, feats, tmp_path, repor
 def test_unusable_output_directory(capsys, feats, tmp_path, report_calls):
     a = f"a={feats['a']}"
     under_file = feats["real"] / "out"
-    _assert_one_line_error(*_compare(capsys, feats, under_file, a), "cannot write results")
+    assert_one_line_error(*_compare(capsys, feats, under_file, a), "cannot write results")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    _assert_one_line_error(*_compare(capsys, feats, mine, a), str(mine), "not a results directory")
+    assert_one_line_error(*_compare(capsys, feats, mine, a), str(mine), "not a results directory")
     assert _snapshot(mine) == {"thesis.tex": b"precious"}
-    code, _, err = _run(capsys, "score", "--real", feats["real"], "--fake", feats["a"],
+    code, _, err = run_cli(capsys, "score", "--real", feats["real"], "--fake", feats["a"],
                         "--report", mine)  # fmt: skip
-    _assert_one_line_error(code, "", err, "not a results directory")
+    assert_one_line_error(code, "", err, "not a results directory")
 
 
 def test_a_failed_run_leaves_the_previous_results(capsys, feats, tmp_path, report_calls):
@@ -238,7 +224,7 @@ def test_a_failed_run_leaves_the_previous_results(capsys, feats, tmp_path, repor
     saved = _snapshot(out)
     wide = tmp_path / "wide.npy"
     np.save(wide, _array(20, 1.0, 3, dim=DIM + 2))
-    _assert_one_line_error(*_compare(capsys, feats, out, f"w={wide}"), "generated set 'w'")
+    assert_one_line_error(*_compare(capsys, feats, out, f"w={wide}"), "generated set 'w'")
     assert _snapshot(out) == saved
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -259,7 +245,7 @@ def test_compare_images_end_to_end(capsys, tmp_path):
     write_images(fake_b, 6, size=24, seed=3, prefix="other")
     write_bad_images(fake_b)
     out, cache = tmp_path / "results", tmp_path / "cache"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "compare", "--real", real, "--fake", f"a={fake_a}", "--fake", f"b={fake_b}",
         "--out", out, "--extractor", "efficientnet-lite0", "--input-size", "64",
         "--cache-dir", cache, "-q",

@@ -18,6 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("PIL")
 pytest.importorskip("tqdm")
 
+from cli_helpers import assert_one_line_error, run_cli
 from pipeline_helpers import (
     TinyExtractor,
     assert_same_features,
@@ -27,7 +28,6 @@ from pipeline_helpers import (
 
 import rarity_score.features as features_module
 from rarity_score import evaluate
-from rarity_score.cli import main
 from rarity_score.features import MissingDependency
 from rarity_score.features.pipeline import extract_features, read_feature_set
 
@@ -53,23 +53,6 @@ def tiny(monkeypatch) -> TinyExtractor:
     return extractor
 
 
-def _run(capsys, *argv: object) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2, err
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rarity: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
-
-
 def _csv_rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
@@ -83,7 +66,7 @@ def test_score_images_end_to_end(capsys, images, tmp_path):
     real, fake = images
     cache = tmp_path / "cache"
     out_csv, out_json = tmp_path / "scores.csv", tmp_path / "summary.json"
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys,
         "score", "--real", real, "--fake", fake, *EFFICIENTNET,
         "--cache-dir", cache, "--out", out_csv, "--json", out_json,
@@ -116,7 +99,7 @@ def test_score_images_end_to_end(capsys, images, tmp_path):
     assert "real_skipped" not in settings
 
     # Second run: both sides come from the cache.
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "-v", "score", "--real", real, "--fake", fake, *EFFICIENTNET,
         "--cache-dir", cache, "--out", out_csv,
     )  # fmt: skip
@@ -127,7 +110,7 @@ def test_score_images_end_to_end(capsys, images, tmp_path):
     # `rarity features` writes names; `rarity score` reads them back, and extracts the real
     # images with the extractor recorded in the file.
     feats = tmp_path / "fake.npz"
-    code, out, err = _run(
+    code, out, err = run_cli(
         capsys, "features", fake, "-o", feats, *EFFICIENTNET, "--cache-dir", cache
     )
     assert code == 0, err
@@ -136,7 +119,7 @@ def test_score_images_end_to_end(capsys, images, tmp_path):
     assert stored.names == fake_set.names and [n for n, _ in stored.skipped] == list(BAD)
     np.testing.assert_array_equal(stored.features, fake_set.features)
     again_csv = tmp_path / "again.csv"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "score", "--real", real, "--fake", feats, "--input-size", "64",
         "--cache-dir", cache, "--out", again_csv, "-q",
     )  # fmt: skip
@@ -146,14 +129,14 @@ def test_score_images_end_to_end(capsys, images, tmp_path):
 
 def test_features_file_names_and_quiet(capsys, images, tmp_path, tiny):
     _, fake = images
-    code, out, err = _run(capsys, "features", fake, "-o", tmp_path / "f.npz", "--no-cache", "-q")
+    code, out, err = run_cli(capsys, "features", fake, "-o", tmp_path / "f.npz", "--no-cache", "-q")
     assert code == 0 and out == "" and err == ""
     stored = read_feature_set(tmp_path / "f.npz")
     assert stored.extractor == "tiny" and len(stored.names) == 12
     # Score two feature files written by `rarity features`: the CSV carries the image names.
-    code, _, err = _run(capsys, "features", fake, "-o", tmp_path / "r.npz", "--no-cache", "-q")
+    code, _, err = run_cli(capsys, "features", fake, "-o", tmp_path / "r.npz", "--no-cache", "-q")
     out_csv = tmp_path / "s.csv"
-    code, _, err = _run(
+    code, _, err = run_cli(
         capsys, "score", "--real", tmp_path / "r.npz", "--fake", tmp_path / "f.npz",
         "--out", out_csv, "-q", "-k", "2",
     )  # fmt: skip
@@ -162,7 +145,7 @@ def test_features_file_names_and_quiet(capsys, images, tmp_path, tiny):
 
 
 def test_extractors_table(capsys):
-    code, out, _ = _run(capsys, "extractors")
+    code, out, _ = run_cli(capsys, "extractors")
     assert code == 0
     lines = out.splitlines()
     (default,) = [line for line in lines if line.startswith("*")]
@@ -174,12 +157,12 @@ def test_extractors_table(capsys):
 
 
 def test_help_texts(capsys):
-    code, out, _ = _run(capsys, "features", "--help")
+    code, out, _ = run_cli(capsys, "features", "--help")
     text = " ".join(out.split())
     assert code == 0
     for fragment in ("--extractor", "--strict", "resumes", "RARITY_SCORE_CACHE", "--no-cache"):
         assert fragment in text, fragment
-    code, out, _ = _run(capsys, "score", "--help")
+    code, out, _ = run_cli(capsys, "score", "--help")
     text = " ".join(out.split())
     for fragment in ("folder", "archive", "--batch-size", "--workers", "--weights", "names"):
         assert fragment in text, fragment
@@ -190,34 +173,36 @@ def test_help_texts(capsys):
 
 def test_strict_names_the_unreadable_images(capsys, images, tmp_path, tiny):
     real, fake = images
-    result = _run(capsys, "score", "--real", real, "--fake", fake, "--strict", "--no-cache")
-    _assert_one_line_error(*result, "strict", "3 unreadable", *BAD)
+    result = run_cli(capsys, "score", "--real", real, "--fake", fake, "--strict", "--no-cache")
+    assert_one_line_error(*result, "strict", "3 unreadable", *BAD)
 
 
 def test_input_errors_are_one_line(capsys, images, tmp_path, tiny):
     _, fake = images
     (tmp_path / "empty").mkdir()
     out = tmp_path / "x.npz"
-    _assert_one_line_error(
-        *_run(capsys, "features", tmp_path / "empty", "-o", out), "no images", "empty"
+    assert_one_line_error(
+        *run_cli(capsys, "features", tmp_path / "empty", "-o", out), "no images", "empty"
     )
-    _assert_one_line_error(
-        *_run(capsys, "features", tmp_path / "nowhere", "-o", out), "not found", "nowhere"
+    assert_one_line_error(
+        *run_cli(capsys, "features", tmp_path / "nowhere", "-o", out), "not found", "nowhere"
     )
-    _assert_one_line_error(*_run(capsys, "features", fake, "-o", tmp_path / "x.csv"), ".npz")
-    _assert_one_line_error(
-        *_run(capsys, "features", fake, "-o", tmp_path / "no" / "x.npz"), "does not exist"
+    assert_one_line_error(*run_cli(capsys, "features", fake, "-o", tmp_path / "x.csv"), ".npz")
+    assert_one_line_error(
+        *run_cli(capsys, "features", fake, "-o", tmp_path / "no" / "x.npz"), "does not exist"
     )
     write_bad_images(tmp_path / "bad")
-    _assert_one_line_error(
-        *_run(capsys, "features", tmp_path / "bad", "-o", out, "--no-cache"), "none of the 3"
+    assert_one_line_error(
+        *run_cli(capsys, "features", tmp_path / "bad", "-o", out, "--no-cache"), "none of the 3"
     )
     np.save(tmp_path / "f.npy", np.zeros((3, 8)))
-    _assert_one_line_error(*_run(capsys, "features", tmp_path / "f.npy", "-o", out), "feature file")
-    code, _, err = _run(capsys, "features", fake, "-o", out, "--workers", "-1")
+    assert_one_line_error(
+        *run_cli(capsys, "features", tmp_path / "f.npy", "-o", out), "feature file"
+    )
+    code, _, err = run_cli(capsys, "features", fake, "-o", out, "--workers", "-1")
     assert code == 2 and "--workers" in err
-    _assert_one_line_error(
-        *_run(capsys, "features", fake, "-o", out, "--no-cache", "--cache-dir", "c"),
+    assert_one_line_error(
+        *run_cli(capsys, "features", fake, "-o", out, "--no-cache", "--cache-dir", "c"),
         "--no-cache and --cache-dir",
     )
 
@@ -225,19 +210,19 @@ def test_input_errors_are_one_line(capsys, images, tmp_path, tiny):
 def test_recorded_extractor_must_match(capsys, images, tmp_path, tiny):
     real, fake = images
     feats = tmp_path / "f.npz"
-    assert _run(capsys, "features", fake, "-o", feats, "--no-cache", "-q")[0] == 0
-    result = _run(capsys, "score", "--real", real, "--fake", feats, "--extractor", "vgg16-fc2")
-    _assert_one_line_error(*result, "tiny features", "--extractor vgg16-fc2")
+    assert run_cli(capsys, "features", fake, "-o", feats, "--no-cache", "-q")[0] == 0
+    result = run_cli(capsys, "score", "--real", real, "--fake", feats, "--extractor", "vgg16-fc2")
+    assert_one_line_error(*result, "tiny features", "--extractor vgg16-fc2")
 
 
 def test_weights_unavailable_is_one_line(capsys, images, tmp_path):
     _, fake = images
     missing = tmp_path / "vgg16.pth"
-    result = _run(
+    result = run_cli(
         capsys, "features", fake, "-o", tmp_path / "x.npz", "--extractor", "vgg16-fc2",
         "--weights", missing,
     )  # fmt: skip
-    _assert_one_line_error(*result, "vgg16-fc2", str(missing))
+    assert_one_line_error(*result, "vgg16-fc2", str(missing))
 
 
 def test_missing_dependency_is_one_line(capsys, images, tmp_path, monkeypatch):
@@ -247,8 +232,10 @@ def test_missing_dependency_is_one_line(capsys, images, tmp_path, monkeypatch):
         raise MissingDependency(f"{name} needs open_clip_torch: pip install 'rarity-score[clip]'")
 
     monkeypatch.setattr(features_module, "get_extractor", missing)
-    result = _run(capsys, "features", fake, "-o", tmp_path / "x.npz", "--extractor", "clip-vit-b32")
-    _assert_one_line_error(*result, "open_clip_torch", "rarity-score[clip]")
+    result = run_cli(
+        capsys, "features", fake, "-o", tmp_path / "x.npz", "--extractor", "clip-vit-b32"
+    )
+    assert_one_line_error(*result, "open_clip_torch", "rarity-score[clip]")
 
 
 # ---------------------------------------------------------------------- kill and resume
