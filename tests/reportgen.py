@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from rarity_score import RealManifold, evaluate
+from rarity_score.io.images import open_images
 
 K = 3
 
@@ -49,6 +50,11 @@ def picture(features: np.ndarray, size: int = 48) -> Image.Image:
     r = 6 + min(16.0, 5 * radius)
     draw.ellipse([size / 2 - r, size / 2 - r, size / 2 + r, size / 2 + r], fill=colour)
     return image
+
+
+def images_fingerprint(source: Path | str) -> str:
+    """What a run records as ``images_fingerprint`` of an image source."""
+    return open_images(source).fingerprint()
 
 
 def _write_images(folder: Path, names: Sequence[str], features: np.ndarray) -> None:
@@ -222,6 +228,7 @@ def make_compare(
                 "has_images": has_images,
                 "table": f"sets/{slug}.csv",
                 "arrays": f"sets/{slug}.npz",
+                "images_fingerprint": images_fingerprint(folder) if has_images else None,
             }
         )
     loo = RealManifold(real, k=K).leave_one_out()
@@ -245,6 +252,7 @@ def make_compare(
             "n": n_real,
             "n_skipped": 0,
             "fingerprint": "f" * 64,
+            "images_fingerprint": images_fingerprint(real_dir) if real_has_images else None,
         },
         sets=entries,
         real_has_images=real_has_images,
@@ -295,6 +303,7 @@ def make_datasets(
                 "has_images": True,
                 "table": f"sets/{slug}.csv",
                 "arrays": f"sets/{slug}.npz",
+                "images_fingerprint": images_fingerprint(folder),
             }
         )
     _write_summary(results, rows)

@@ -115,6 +115,8 @@ def test_offline_message(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    # The hub answers the reachability check, then the download itself fails.
+    monkeypatch.setattr(dinov2, "hub_unreachable", lambda *args: None)
     with pytest.raises(WeightsUnavailable) as caught:
         get_extractor("dinov2-vitl14")
     assert asked == [dinov2.HF_REPO]

@@ -17,6 +17,7 @@ import reportgen
 pytest.importorskip("matplotlib")
 pytest.importorskip("PIL")
 
+from rarity_score.io import publish
 from rarity_score.report import ReportError, build_report, load_results, plot_histograms
 from rarity_score.report import build as build_module
 
@@ -267,7 +268,8 @@ def test_images_in_an_archive(tmp_path: Path) -> None:
     archive = shutil.make_archive(str(tmp_path / "zipped"), "zip", folder)
     shutil.rmtree(folder)
     run = json.loads((results / "run.json").read_text())
-    run["sets"][0].update(source=archive, kind="archive")
+    fingerprint = reportgen.images_fingerprint(archive)
+    run["sets"][0].update(source=archive, kind="archive", images_fingerprint=fingerprint)
     (results / "run.json").write_text(json.dumps(run))
     page = _page(build_report(results, gallery_size=20))
     assert "no longer" not in page and "not found" not in page
@@ -277,11 +279,30 @@ def test_images_in_an_archive(tmp_path: Path) -> None:
 def test_rebuild_replaces_the_report(compare_dir: Path, tmp_path: Path) -> None:
     results = reportgen.make_compare(tmp_path)
     build_report(results, gallery_size=2)
+    # A file an earlier report wrote (listed in run.json["files"]) that this one does not write.
     (results / "report" / "stale.txt").write_text("old")
+    run = json.loads((results / "run.json").read_text())
+    run["files"]["report/stale.txt"] = publish.build_manifest(results)["report/stale.txt"]
+    (results / "run.json").write_text(json.dumps(run))
     page = _page(build_report(results, gallery_size=3))
     assert not (results / "report" / "stale.txt").exists()
+    assert "report/stale.txt" not in json.loads((results / "run.json").read_text())["files"]
     assert len(_galleries(page, "psi_0.7")["rarest"]) == 3
     assert not [p for p in results.iterdir() if p.name.startswith(".report")]
+
+
+def test_rebuild_never_deletes_a_users_file(tmp_path: Path) -> None:
+    results = reportgen.make_compare(tmp_path)
+    build_report(results)
+    (results / "report" / "my-notes.txt").write_text("mine")
+    with pytest.raises(ReportError, match=r"my-notes\.txt.*not written by rarity-score"):
+        build_report(results)
+    assert (results / "report" / "my-notes.txt").read_text() == "mine"
+    (results / "report" / "my-notes.txt").unlink()
+    (results / "histogram.png").write_bytes(b"my own figure")  # changed since the package wrote it
+    with pytest.raises(ReportError, match=r"histogram\.png"):
+        build_report(results)
+    assert (results / "histogram.png").read_bytes() == b"my own figure"
 
 
 def test_failed_build_leaves_the_old_report(tmp_path: Path, monkeypatch) -> None:

@@ -5,9 +5,35 @@ Public API: :func:`rarity_score`, :func:`evaluate`, :class:`RealManifold`, :clas
 
 from __future__ import annotations
 
-from rarity_score.manifold import RealManifold, evaluate, rarity_score
-from rarity_score.results import Evaluation
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rarity_score.manifold import RealManifold, evaluate, rarity_score
+    from rarity_score.results import Evaluation
 
 __version__ = "0.1.0"
 
 __all__ = ["Evaluation", "RealManifold", "__version__", "evaluate", "rarity_score"]
+
+# The public names load on first use (PEP 562), so that importing the package (as the `rarity`
+# command does first) imports no numpy: a Ctrl-C during start-up lands where it is caught.
+_HOMES = {
+    "RealManifold": "rarity_score.manifold",
+    "evaluate": "rarity_score.manifold",
+    "rarity_score": "rarity_score.manifold",
+    "Evaluation": "rarity_score.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'rarity_score' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,33 +14,210 @@ from rarity_score.engine.backend import Backend
 
 
 def as_features(x: Any, name: str, backend: Backend) -> Any:
-    """``x`` as a 2-D floating array on ``backend``, or a ValueError naming ``name``."""
-    array = backend.asarray(x if hasattr(x, "shape") else np.asarray(x))
+    """``x`` as a 2-D floating array on ``backend``, or a ValueError naming ``name`` (the set as
+    the user knows it, e.g. ``"real features"`` or ``"generated features fake.npz"``).
+
+    Values are never rounded on the way: integers beyond 2**53 and long doubles that float64
+    cannot hold exactly are refused (see :func:`exact_floats`)."""
+    if _is_tensor(x):
+        array = tensor_features(x, name, keep_tensor=backend.name == "torch")
+    else:
+        array = exact_floats(_as_numpy(x, name), name)
+    array = backend.asarray(array)
     shape = tuple(array.shape)
     if len(shape) != 2:
         hint = " (a single feature vector? pass x.reshape(1, -1))" if len(shape) == 1 else ""
         raise ValueError(
-            f"{name} features must be a 2-D array of shape (samples, features); "
-            f"got shape {shape}{hint}"
+            f"{name} must be a 2-D array of shape (samples, features); got shape {shape}{hint}"
         )
     if shape[0] == 0:
-        raise ValueError(f"{name} features are empty (0 samples); pass at least one row")
+        raise ValueError(f"{name} are empty (0 samples); pass at least one row")
     if shape[1] == 0:
-        raise ValueError(f"{name} features have 0 dimensions; each sample needs a feature vector")
-    kind = str(array.dtype)
-    if "complex" in kind or kind in ("object", "str", "bool", "torch.bool"):
-        raise ValueError(f"{name} features must be real numbers; got dtype {kind}")
-    if "float" not in kind:
-        # Integers are exact in float64 below 2**53; the engine needs a floating type.
-        array = backend.asarray(backend.to_numpy(array).astype(np.float64))
+        raise ValueError(f"{name} have 0 dimensions; each sample needs a feature vector")
     finite = backend.to_numpy(_finite_rows(array))
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise ValueError(
-            f"{name} features contain NaN or inf in {len(bad)} of {shape[0]} rows "
+            f"{name} contain NaN or inf in {len(bad)} of {shape[0]} rows "
             f"(first: row {bad[0]}); remove or repair those samples"
         )
     return array
+
+
+#: Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
+_EXACT_INTEGERS = 2**53
+
+
+def exact_floats(array: np.ndarray, name: str) -> np.ndarray:
+    """``array`` as float16, float32 or float64, converted without rounding, or a ValueError
+    naming ``name``.
+
+    Floating arrays up to float64 pass unchanged; integers become float64, which holds every
+    integer up to 2**53 and only some beyond, so an integer it would round is refused (it would
+    silently move samples and change decisions); long doubles become float64 when every value
+    survives the round trip. Booleans, complex numbers, objects, strings and records are refused.
+
+    >>> exact_floats(np.array([[1, 2**53]]), "x").dtype
+    dtype('float64')
+    >>> exact_floats(np.array([[2**53 + 1]]), "x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: x: 1 value cannot be converted to float64 without rounding ...
+    """
+    dtype = array.dtype
+    if dtype.kind == "f" and dtype.itemsize <= 8:
+        return array
+    if dtype.kind in "iu":
+        if dtype.itemsize > 4:
+            _refuse_rounding(array, _rounded_integers(array), name)
+        return array.astype(np.float64)
+    if dtype.kind == "f":  # long double (float96 / float128)
+        converted = array.astype(np.float64)
+        # NaN never equals itself; the finite check reports it.
+        rounded = (converted.astype(dtype) != array) & ~np.isnan(array)
+        _refuse_rounding(array, rounded, name)
+        return converted
+    raise ValueError(
+        f"{name} must be real numbers; got dtype {dtype}; convert them with "
+        "array.astype(np.float32)"
+    )
+
+
+def _rounded_integers(array: np.ndarray) -> np.ndarray:
+    """Where float64 would round 64-bit integers (a mask of ``array``'s shape)."""
+    rounded = np.zeros(array.shape, dtype=bool)
+    large = (array > _EXACT_INTEGERS) | (array < -_EXACT_INTEGERS)
+    if not large.any():
+        return rounded
+    values = array[large]
+    converted = values.astype(np.float64)
+    # Rounding may carry to 2**63 (2**64 unsigned), which does not cast back.
+    in_range = converted < float(np.iinfo(array.dtype).max)
+    back = np.where(in_range, converted, 0.0).astype(array.dtype)
+    rounded[large] = ~in_range | (back != values)
+    return rounded
+
+
+def _refuse_rounding(array: np.ndarray, rounded: np.ndarray, name: str) -> None:
+    if not rounded.any():
+        return
+    count = int(rounded.sum())
+    first = tuple(int(i) for i in np.argwhere(rounded)[0])
+    where = f"row {first[0]}, column {first[1]}" if len(first) == 2 else f"index {first}"
+    value = array[first]
+    kind = "integer" if isinstance(value, (int, np.integer)) else str(array.dtype)
+    raise ValueError(
+        f"{name}: {count} value{'s' if count > 1 else ''} cannot be converted to float64 "
+        f"without rounding (first: {where}, the {kind} {value}); the scores would "
+        "be computed on other values. Scale the features into float64's exact range (integers "
+        "up to 2**53), or round them yourself with array.astype(np.float64)"
+    )
+
+
+def _as_numpy(x: Any, name: str) -> np.ndarray:
+    """Anything array-like as a numpy array; a nested list whose numbers numpy would round while
+    choosing one dtype (big integers mixed with floats) is refused."""
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return np.asarray(x)
+    array = np.asarray(x)
+    if array.dtype.kind == "f" and array.size:
+        # Python ints and floats compare exactly, so this finds every rounded int.
+        exact = np.asarray(x, dtype=object)
+        if exact.shape == array.shape:
+            rounded = np.frompyfunc(_is_rounded, 2, 1)(exact, array).astype(bool)
+            _refuse_rounding(exact, rounded, name)
+    return array
+
+
+def _is_rounded(given: Any, converted: float) -> bool:
+    return isinstance(given, int) and not isinstance(given, bool) and given != converted
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def tensor_features(
+    tensor: Any, name: str, *, keep_tensor: bool = False, floats: bool = True
+) -> Any:
+    """A torch tensor's values as a numpy array (or, with ``keep_tensor``, a dense torch tensor
+    on its device) of a floating dtype the engine handles, converted exactly, or a ValueError
+    naming ``name``.
+
+    float8 and bfloat16 become float32 (exact); sparse tensors become dense (exact) when the
+    dense array fits in memory (else MemoryError); integers follow :func:`exact_floats`, or keep
+    their dtype with ``floats=False``. Quantized, nested and meta tensors (no values, or values
+    only up to a rounding scale) are refused, as are booleans and complex numbers."""
+    import torch
+
+    tensor = tensor.detach()
+    if getattr(tensor, "is_nested", False):
+        raise ValueError(
+            f"{name} are a nested tensor (rows of different lengths); features need one "
+            "length: save a 2-D tensor"
+        )
+    if tensor.is_meta:
+        raise ValueError(
+            f"{name} are a meta tensor, which has a shape but no values; save the tensor "
+            "itself, not one built on the meta device"
+        )
+    if tensor.is_quantized:
+        raise ValueError(
+            f"{name} are a quantized tensor ({tensor.dtype}); its values are only defined up "
+            "to its quantization scale: save tensor.dequantize() if that is what you mean"
+        )
+    if tensor.layout != torch.strided:
+        check_fits_in_memory(
+            tuple(tensor.shape), tensor.element_size(), f"{name} (a sparse tensor, made dense)"
+        )
+        tensor = tensor.to_dense()
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(
+            f"{name} must be real numbers; got dtype {tensor.dtype}; convert them with "
+            "tensor.float()"
+        )
+    exact_in_float32 = tensor.is_floating_point() and tensor.element_size() == 1  # float8
+    if exact_in_float32 or (tensor.dtype == torch.bfloat16 and not keep_tensor):
+        tensor = tensor.float()  # numpy has no float8 / bfloat16; float32 holds them exactly
+    if keep_tensor and tensor.is_floating_point():
+        return tensor
+    try:
+        array = tensor.cpu().numpy()
+    except TypeError as error:  # a dtype numpy lacks (e.g. torch's unsigned types on old torch)
+        raise ValueError(
+            f"{name} have dtype {tensor.dtype}, which cannot be read as numbers here; "
+            "convert them with tensor.float()"
+        ) from error
+    return exact_floats(array, name) if floats else array
+
+
+def check_fits_in_memory(shape: tuple[int, ...], itemsize: int, name: str) -> None:
+    """Raise a MemoryError naming ``name`` when an array of ``shape`` would not fit in this
+    machine's physical memory, before anything is allocated (a damaged header or a sparse
+    tensor can declare exabytes)."""
+    needed = math.prod(shape) * itemsize
+    available = _physical_memory()
+    if available is not None and needed > available:
+        raise MemoryError(
+            f"{name}: an array of shape {shape} needs {_bytes(needed)}, more than this machine's "
+            f"{_bytes(available)} of memory"
+        )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):  # not POSIX: let numpy try
+        return None
+
+
+def _bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if size < 1024 or unit == "PiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{count} bytes"  # pragma: no cover
 
 
 def _finite_rows(array: Any) -> Any:
@@ -65,10 +244,10 @@ def check_k(k: Any, n_real: int) -> int:
     return int(k)
 
 
-def check_same_dim(real_dim: int, fake_dim: int, fake_name: str = "fake") -> None:
+def check_same_dim(real_dim: int, fake_dim: int, fake_name: str = "fake features") -> None:
     if real_dim != fake_dim:
         raise ValueError(
-            f"{fake_name} features have {fake_dim} dimensions but the real features have "
+            f"{fake_name} have {fake_dim} dimensions but the real features have "
             f"{real_dim}; both must come from the same feature extractor"
         )
 

@@ -6,21 +6,25 @@ Thin by design: parse the arguments, call the Python API, print. No maths here.
 Logging goes to stderr: warnings only by default, ``-v`` adds progress (INFO), ``-vv`` adds
 details (DEBUG), ``-q`` keeps errors only and prints no summary. Exit status: 0 on success,
 2 on bad input or usage (one line ``rarity: error: ...`` on stderr), 1 when the machine fails
-(out of memory, a device error: one line too), 130 when interrupted.
+(out of memory, a device error: one line too), 130 when interrupted (Ctrl-C), 143 when
+terminated (SIGTERM); an interrupted run cleans up as a failed one does.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import signal
 import sys
 import textwrap
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 from rarity_score import __version__, defaults
 from rarity_score.io.features import features_fingerprint
@@ -146,38 +150,105 @@ is recomputed. Prints the summary table.
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rarity`` command line with ``argv`` (default: ``sys.argv[1:]``); return the
-    exit status instead of exiting."""
-    parser = _build_parser()
+    exit status instead of exiting.
+
+    SIGTERM (``kill``, a job scheduler's stop) is handled as Ctrl-C is: the run stops, cleans up
+    (no partial output, no staging folder) and exits with 143 (128 + SIGTERM; 130 for Ctrl-C).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    args: argparse.Namespace | None = None
+    previous = _catch_sigterm()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, --version, or a usage error (already printed)
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
-    args.verbose = getattr(args, "verbose", 0)
-    args.quiet = getattr(args, "quiet", False)
-    args.command_line = ["rarity", *argv]  # recorded in results directories (run.json)
-    _configure_logging(args.verbose, args.quiet)
-    try:
+        parser = _build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as stop:  # --help, --version, or a usage error (already printed)
+            return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+        args.verbose = getattr(args, "verbose", 0)
+        args.quiet = getattr(args, "quiet", False)
+        args.command_line = ["rarity", *argv]  # recorded in results directories (run.json)
+        _configure_logging(args.verbose, args.quiet)
         with warnings.catch_warnings():
             warnings.showwarning = _log_warning
+            _check_options(args)
             return int(args.handler(args))
     except BrokenPipeError:  # `rarity extractors | head`: the reader left; nothing to report
         _silence_stdout()
         return 0
     except (ValueError, OSError, ImportError) as error:  # FeatureFileError is a ValueError
         logger.debug("error details", exc_info=True)
-        message = " ".join(str(error).split()) or type(error).__name__
+        message = _one_line(error)
         print(f"rarity: error: {message}", file=sys.stderr)
         return 2
     except (RuntimeError, MemoryError) as error:  # out of memory, a device failing: not the input
         logger.debug("error details", exc_info=True)
-        message = " ".join(str(error).split()) or type(error).__name__
-        hint = "" if args.verbose else " (run with -vv for the details)"
+        message = _one_line(error)
+        hint = "" if args is not None and args.verbose else " (run with -vv for the details)"
         print(f"rarity: error: {type(error).__name__}: {message}{hint}", file=sys.stderr)
         return 1
+    except _Terminated:
+        print("rarity: terminated", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
     except KeyboardInterrupt:
         print("rarity: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _restore_sigterm(previous)
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line, each over-long word (a 10,000-character path or
+    name) cut to a readable length."""
+    from rarity_score.io.names import shorten
+
+    words = [shorten(word, limit=_LONGEST_WORD) for word in str(error).split()]
+    return " ".join(words) or type(error).__name__
+
+
+_LONGEST_WORD = 160  # characters of one word of a message (a path, a name) before it is cut
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (``rarity: error: ...``), like every other bad
+    input, instead of the usage block and the error."""
+
+    def error(self, message: str) -> NoReturn:
+        from rarity_score.io.names import shorten
+
+        words = " ".join(shorten(word, limit=_LONGEST_WORD) for word in message.split())
+        self.exit(2, f"rarity: error: {words} (see `{self.prog} --help`)\n")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that the cleanup of Ctrl-C runs for it too."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def _catch_sigterm() -> Any:
+    """Handle SIGTERM as Ctrl-C while the command runs; return the handler to restore (None
+    where handlers cannot be set: not the main thread, no SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - platform without it
+        return None
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Checks shared by the commands, made before any input is read: the device."""
+    if getattr(args, "device", None) is not None:
+        from rarity_score.engine.backend import check_device
+
+        check_device(args.device, option="--device")
 
 
 def _silence_stdout() -> None:
@@ -194,31 +265,38 @@ def _silence_stdout() -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from rarity_score.features.pipeline import load_or_extract
+    from rarity_score.features.space import check_one_space, describe_space
 
-    _check_output_folder(args.out)
-    _check_output_folder(args.json)
-    if args.report is not None:
-        from rarity_score.compare import check_output_dir
-
-        check_output_dir(args.report)
+    inputs = {"--real": args.real, "--fake": args.fake}
+    _check_outputs(
+        inputs, files={"--out": args.out, "--json": args.json}, folders={"--report": args.report}
+    )
     # Feature files are read first (once): the extractor they record decides the images' one.
     given = {"real": _read_if_features(args.real), "fake": _read_if_features(args.fake)}
+    labels = {"real": f"--real {args.real}", "fake": f"--fake {args.fake}"}
+    known = [(labels[side], features) for side, features in given.items() if features is not None]
+    check_one_space(known)  # two feature files: refused before any extraction
     extractor = _choose_extractor(args, given)
     options = replace(_extraction_options(args), extractor=extractor)
     real = given["real"] or load_or_extract(args.real, options)
     fake = given["fake"] or load_or_extract(args.fake, options)
+    check_one_space([(labels["real"], real), (labels["fake"], fake)])
     label = args.extractor or real.extractor or fake.extractor or None
     extra: dict[str, Any] = {
         "feature_extractor": label,
         "real_features": str(args.real),
         "fake_features": str(args.fake),
     }
+    # One space (checked above): a value recorded by either side is the space's.
     for key, value in (
         ("extractor_preprocessing", real.preprocessing or fake.preprocessing),
         ("extractor_weights_id", real.weights_id or fake.weights_id),
     ):
         if value:
             extra[key] = value
+    # What each side records of its space (null: not recorded, e.g. a plain .npy file).
+    extra["real_space"] = describe_space(real)
+    extra["fake_space"] = describe_space(fake)
     for side, features in (("real", real), ("fake", fake)):
         if features.skipped:
             extra[f"{side}_skipped"] = [
@@ -245,10 +323,18 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_features(args: argparse.Namespace) -> int:
     from rarity_score.features.pipeline import save_feature_set
+    from rarity_score.io.images import is_feature_file
 
-    _check_output_folder(args.out)
+    _check_outputs({"INPUT": args.input}, files={"-o/--out": args.out})
+    if is_feature_file(args.input):
+        raise ValueError(
+            f"INPUT {args.input} is a feature file, not images: `rarity features` extracts "
+            "features from images; give the file to `rarity score` or `rarity compare` as it is"
+        )
     if Path(args.out).suffix.lower() not in (".npz", ".npy"):
-        raise ValueError(f"cannot write {args.out}: give an .npz file (or .npy, without names)")
+        raise ValueError(
+            f"cannot write -o/--out {args.out}: give an .npz file (or .npy, without names)"
+        )
     features = _extraction_options(args).extract(args.input)
     path = save_feature_set(args.out, features)
     logger.info("wrote %s", path)
@@ -266,6 +352,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from rarity_score.compare import compare
 
     fakes = _named_sources(args.fake, "generated set", "--fake ")
+    inputs = {"--real": args.real, **{f"--fake {name}": path for name, path in fakes.items()}}
+    _check_outputs(inputs, folders={"--out": args.out})
     path = compare(
         args.real,
         fakes,
@@ -284,6 +372,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     from rarity_score.compare import compare_datasets
 
     datasets = _named_sources(args.datasets, "dataset", "")
+    _check_outputs(
+        {f"dataset {name!r}": path for name, path in datasets.items()}, folders={"--out": args.out}
+    )
     path = compare_datasets(
         datasets,
         args.out,
@@ -542,9 +633,10 @@ def _print_table(path: Path) -> None:
     run = read_run(path)
     extractor = run.get("extractor") or {}
     print(f"Method: {run['method']}")
+    dim = f" ({run['dim']}-d)" if run.get("dim") is not None else ""  # an older record: unknown
     print(
         f"k = {run['k']}; feature extractor: "
-        f"{extractor.get('name') or 'unknown (precomputed features)'} ({run['dim']}-d)"
+        f"{extractor.get('name') or 'unknown (precomputed features)'}{dim}"
     )
     if run.get("real"):
         print(f"Real set: {run['real']['source']} ({run['real']['n']} samples)")
@@ -605,6 +697,7 @@ def _evaluate(
 ) -> tuple[Evaluation, RealManifold]:
     """Evaluate ``fake`` against ``real``; also return the real manifold (built once), which
     ``--report`` reuses for the real set's leave-one-out reference curve."""
+    from rarity_score.io.names import printable
     from rarity_score.manifold import RealManifold
 
     if real.shape[1] != fake.shape[1]:
@@ -630,14 +723,17 @@ def _evaluate(
     extra["requested_backend"] = args.backend
     if args.device is not None:
         extra["requested_device"] = args.device
+    # Errors found by the engine (a row beyond float32's reach, say) name the set and its file.
     manifold = RealManifold(
         real,
         args.k,
         backend=args.backend,
         device=_sweep_device(args),
         memory_budget=_memory_budget(args),
+        label=f"real features {printable(real_label)}",
     )
-    return manifold.evaluate(fake, metrics=args.metrics), manifold
+    fake_label = f"generated features {printable(str(args.fake))}"
+    return manifold.evaluate(fake, metrics=args.metrics, label=fake_label), manifold
 
 
 def _sweep_device(args: argparse.Namespace) -> str | None:
@@ -652,15 +748,32 @@ def _memory_budget(args: argparse.Namespace) -> int:
     return int(args.memory_budget * _MIB)
 
 
-def _check_output_folder(path: str | None) -> None:
-    """Fail before the computation, not after it, when an output cannot be written."""
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise ValueError(f"cannot write {target}: it is a directory; give a file name")
-    if not target.parent.is_dir():
-        raise ValueError(f"cannot write {target}: folder {target.parent} does not exist")
+def _check_outputs(
+    inputs: dict[str, Any],
+    *,
+    files: dict[str, str | None] | None = None,
+    folders: dict[str, str | None] | None = None,
+) -> None:
+    """Fail before any work, not after it, when an output cannot be written or would overwrite
+    an input: every output file and results directory (``folders``) is checked against every
+    input (:mod:`rarity_score.io.paths`), against the other outputs, and for writability."""
+    from rarity_score.compare import check_output_dir
+    from rarity_score.io.paths import (
+        check_distinct_outputs,
+        check_not_an_input,
+        check_output_file,
+    )
+
+    files = files or {}
+    folders = folders or {}
+    check_distinct_outputs({**files, **folders}, folders=folders)
+    for option, path in files.items():
+        check_not_an_input(path, inputs, option)
+        check_output_file(path, option)
+    for option, path in folders.items():
+        if path is not None:
+            check_not_an_input(path, inputs, option, folder=True)
+            check_output_dir(path)
 
 
 def _write_outputs(
@@ -702,7 +815,7 @@ def _print_written(paths: list[Path]) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     # Verbosity flags are accepted before and after the subcommand; SUPPRESS keeps the
     # subcommand's defaults from overwriting a flag given before it.
-    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity = _Parser(add_help=False)
     group = verbosity.add_argument_group("output")
     group.add_argument(
         "-v",
@@ -721,10 +834,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     engine = _engine_parent(with_metrics=True)
 
-    extraction = argparse.ArgumentParser(add_help=False)
+    extraction = _Parser(add_help=False)
     _add_extraction_options(extraction.add_argument_group("feature extraction (image inputs)"))
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rarity",
         description=(
             "Rarity Score (Han et al., ICLR 2023) of generated samples, with improved "
@@ -867,7 +980,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--device",
         default="cpu",
         metavar="DEVICE",
-        help="torch device of the extractor: cpu, cuda or cuda:N (default: %(default)s)",
+        help="torch device of the extractor: cpu, cuda, cuda:N or mps (default: %(default)s)",
     )
     features.set_defaults(handler=_cmd_features)
 
@@ -962,7 +1075,9 @@ def _add_demo_options(demo: argparse.ArgumentParser) -> None:
         "--device",
         default=None,
         metavar="DEVICE",
-        help="torch device of the extractor and the sweep: cpu, cuda or cuda:N (default: cpu)",
+        help=(
+            "torch device of the extractor and the sweep: cpu, cuda, cuda:N or mps (default: cpu)"
+        ),
     )
     compute.add_argument(
         "--batch-size",
@@ -989,9 +1104,9 @@ def _add_demo_options(demo: argparse.ArgumentParser) -> None:
     )
 
 
-def _engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
+def _engine_parent(*, with_metrics: bool) -> _Parser:
     """-k, --metrics (when asked) and the computation options, shared by the commands."""
-    engine = argparse.ArgumentParser(add_help=False)
+    engine = _Parser(add_help=False)
     options = engine.add_argument_group("metric options")
     options.add_argument(
         "-k",
@@ -1026,14 +1141,14 @@ def _engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
         default=None,
         metavar="DEVICE",
         help=(
-            "torch device: cpu, cuda or cuda:N. It runs the feature extractor (image inputs) and "
-            "the distance sweep, which it moves to the torch backend unless --backend numpy "
+            "torch device: cpu, cuda, cuda:N or mps. It runs the feature extractor (image inputs) "
+            "and the distance sweep, which it moves to the torch backend unless --backend numpy "
             "(default: extractor on cpu, sweep where --backend puts it)"
         ),
     )
     compute.add_argument(
         "--memory-budget",
-        type=_positive_float,
+        type=_at_least_one_float,
         default=None,
         metavar="MiB",
         help=(
@@ -1177,15 +1292,19 @@ def _log_warning(
 def _number_at_least(
     convert: Callable[[str], Any], lowest: float, strict: bool, kind: str, wanted: str
 ) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, refused unless above ``lowest`` (or at least it)."""
+    """An argparse type: ``convert(text)``, refused unless finite and above ``lowest`` (or at
+    least it). The one number type of every numeric option: inf and nan are refused here."""
+    from rarity_score.io.names import shorten
 
     def parse(text: str) -> Any:
         try:
             value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {shorten(text)!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {shorten(text)}")
         if not (value > lowest if strict else value >= lowest):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {shorten(text)}")
         return value
 
     return parse
@@ -1193,7 +1312,7 @@ def _number_at_least(
 
 _positive_int = _number_at_least(int, 1, False, "a whole number", "a positive number")
 _non_negative_int = _number_at_least(int, 0, False, "a whole number", "0 or more")
-_positive_float = _number_at_least(float, 0, True, "a number", "a positive number")
+_at_least_one_float = _number_at_least(float, 1, False, "a number", "at least 1")
 
 
 def _metric_list(text: str) -> tuple[str, ...] | None:

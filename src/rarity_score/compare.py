@@ -19,22 +19,27 @@ The results directory
     score and of the nearest real sample), ``reference_loo.npz`` (compare and score modes), then
     the report (``report/index.html``, ``histogram.png``) when :mod:`rarity_score.report` is
     installed. A run writes everything into a temporary sibling folder and renames it into place
-    only when complete: a results directory is never half-written. An existing results directory
-    at the same place is replaced; any other non-empty folder there is refused.
+    only when complete: a results directory is never half-written.
+
+Replacing an earlier results directory
+    ``run.json["files"]`` lists every file the run wrote, report included (relative path ->
+    SHA-256 and size; :mod:`rarity_score.io.publish`). A folder at the output path is replaced
+    only when it is empty or holds exactly such files, unchanged (checked before any work and
+    again right before the swap); a folder with anything else in it (a note, a figure, an edited
+    table, a ``run.json`` that merely claims the format, a results directory of a version that
+    did not list its files) is refused, and nothing in it is deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
 import os
 import re
-import secrets
-import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -45,8 +50,16 @@ import numpy as np
 
 from rarity_score import defaults
 from rarity_score.features.pipeline import ExtractionOptions
-from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
+from rarity_score.io import publish
+from rarity_score.io.atomic import (
+    StorageFullError,
+    atomic_write_bytes,
+    atomic_write_text,
+    write_error,
+)
 from rarity_score.io.features import features_fingerprint
+from rarity_score.io.names import csv_cell, printable, shorten
+from rarity_score.io.run_record import FORMAT, FORMAT_VERSION, IMAGE_KINDS, METHODS
 from rarity_score.manifold import RealManifold
 from rarity_score.results import Evaluation
 
@@ -74,17 +87,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``run.json["format"]`` of a results directory, and the version of its layout.
-FORMAT = "rarity-score/results"
-FORMAT_VERSION = 1
-
-#: ``run.json["method"]`` of each mode, in words.
-METHODS: dict[str, str] = {
-    "compare": "generated sets scored against the real manifold",
-    "score": "generated sets scored against the real manifold",
-    "datasets": "each dataset scored against its own manifold, leave-one-out",
-}
-
 #: Columns of ``summary.csv`` (and keys of each row of ``summary.json``), in order.
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "name",
@@ -103,7 +105,6 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 #: Input kinds whose images can be opened again from ``source`` (by the report's galleries).
-_IMAGE_KINDS = ("folder", "archive", "list", "image")
 
 _NOTES: dict[str, str] = {
     "rarity": (
@@ -161,20 +162,26 @@ class InputSet:
     @property
     def has_images(self) -> bool:
         """Whether the per-sample names are images that ``open_images(source)`` opens again."""
-        return self.kind in _IMAGE_KINDS
+        return self.kind in IMAGE_KINDS
 
     def describe_for_run(self) -> dict[str, Any]:
         """The set's entry in ``run.json`` (without the per-set file names)."""
         features = self.features
+        # Names and paths may hold bytes that are not UTF-8 (file names): written escaped.
         return {
-            "name": self.name,
-            "source": self.source,
+            "name": printable(self.name),
+            "source": printable(self.source),
             "kind": self.kind,
             "n": len(features),
             "n_skipped": len(features.skipped),
-            "skipped": [{"name": n, "reason": r} for n, r in features.skipped],
+            "skipped": [
+                {"name": printable(str(n)), "reason": printable(str(r))}
+                for n, r in features.skipped
+            ],
             "has_images": self.has_images,
             "fingerprint": features_fingerprint(np.asarray(features.features)),
+            # What the report checks before it opens any image of this source (io.run_record).
+            "images_fingerprint": features.images_fingerprint or None,
         }
 
 
@@ -186,9 +193,14 @@ class _Engine:
     device: str | None
     memory_budget: int
 
-    def manifold(self, features: Any, k: int) -> RealManifold:
+    def manifold(self, features: Any, k: int, label: str) -> RealManifold:
         return RealManifold(
-            features, k, backend=self.backend, device=self.device, memory_budget=self.memory_budget
+            features,
+            k,
+            backend=self.backend,
+            device=self.device,
+            memory_budget=self.memory_budget,
+            label=label,
         )
 
 
@@ -314,44 +326,44 @@ def choose_extractor(
 
 
 def _check_one_space(sets: Sequence[tuple[str, InputSet]]) -> None:
-    """Every set non-empty, with one dimension, from one recorded extractor and preprocessing."""
+    """Every set non-empty and all in one feature space (the one check every command uses:
+    :func:`rarity_score.features.space.check_one_space`)."""
+    from rarity_score.features.space import check_one_space
+
     for label, s in sets:
         if len(s.features) == 0:
             raise ValueError(f"{label} ({s.source}) is empty (0 samples); give at least one sample")
-    first_label, first = sets[0]
-    for label, s in sets[1:]:
-        if s.features.dim != first.features.dim:
-            raise ValueError(
-                f"{label} ({s.source}) has {s.features.dim}-dimensional features but "
-                f"{first_label} has "
-                f"{first.features.dim}-dimensional ones; every set must come from the same "
-                "feature extractor"
-            )
-    for attribute, what in (("extractor", "extractors"), ("preprocessing", "preprocessings")):
-        seen = {
-            label: getattr(s.features, attribute)
-            for label, s in sets
-            if getattr(s.features, attribute)
-        }
-        if len(set(seen.values())) > 1:
-            described = "; ".join(f"{label}: {value}" for label, value in seen.items())
-            raise ValueError(
-                f"the sets' features come from different {what} ({described}); every set must "
-                "be in one feature space"
-            )
+    check_one_space([(f"{label} ({s.source})", s.features) for label, s in sets])
 
 
 def _check_names(names: Iterable[str], what: str) -> list[str]:
     out: list[str] = []
+    written: set[str] = set()  # the names as the outputs hold them (escaped, see io.names)
     for name in names:
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"every {what} needs a non-empty name, got {name!r}")
-        if name in out:
-            raise ValueError(f"duplicate {what} name {name!r}: each set needs its own name")
+            raise ValueError(f"every {what} needs a non-empty name, got {shorten(repr(name))}")
+        if name in out or printable(name) in written:
+            raise ValueError(
+                f"duplicate {what} name {shorten(name)!r}: each set needs its own name"
+            )
         out.append(name)
+        written.add(printable(name))
     if not out:
         raise ValueError(f"give at least one {what}")
     return out
+
+
+def _label(what: str, name: str) -> str:
+    """How messages name a set: ``generated set 'psi=0.7'`` (a long name shortened)."""
+    return f"{what} {shorten(name)!r}"
+
+
+def _refuse_inputs(target: Path, inputs: Sequence[tuple[str, Any]]) -> None:
+    """Refuse a results directory that is, lies in or holds one of the ``(label, source)``
+    inputs (replacing it would delete the input, or the next run would read it as images)."""
+    from rarity_score.io.paths import check_not_an_input
+
+    check_not_an_input(target, inputs, "the results directory", folder=True)
 
 
 def _check_k(k: int, sets: Sequence[tuple[str, InputSet]]) -> None:
@@ -403,8 +415,10 @@ def compare(
             :class:`~rarity_score.features.pipeline.FeatureSet`: anything
             :func:`~rarity_score.features.pipeline.load_or_extract` accepts.
         fakes: set name -> generated set (same kinds of sources), in the order of the outputs.
-        out_dir: the results directory; created, or replaced if it holds an earlier results
-            directory; any other non-empty folder is refused.
+        out_dir: the results directory; created, or replaced if it holds exactly an earlier
+            results directory (the files its ``run.json`` lists, unchanged); any other
+            non-empty folder is refused before any work, and nothing in it is deleted. It must
+            not be, lie in or hold an input.
         k: neighbourhood size of the k-NN spheres.
         metrics: the metrics of :func:`~rarity_score.evaluate` to compute (None: all).
         extractor: feature extractor for image inputs (a registry name or an extractor object);
@@ -450,18 +464,20 @@ def compare(
     )  # fmt: skip
     engine = _Engine(backend, device if backend != "numpy" else None, memory_budget)
     entries = [("the real set", "real", real)] + [
-        (f"generated set {name!r}", name, fakes[name]) for name in names
+        (_label("generated set", name), name, fakes[name]) for name in names
     ]
+    _refuse_inputs(target, [(label, source) for label, _, source in entries])
     loaded = _load_inputs(entries, extraction)
     labelled = list(zip([label for label, _, _ in entries], loaded, strict=True))
     _check_k(k, labelled[:1])
     real_set, sets = loaded[0], loaded[1:]
 
-    manifold = engine.manifold(real_set.features.features, k)
+    named = [f"{label} ({printable(s.source)})" for label, s in labelled]
+    manifold = engine.manifold(real_set.features.features, k, named[0])
     evaluations = []
-    for s in sets:
+    for s, label in zip(sets, named[1:], strict=True):
         logger.info("scoring %r (%d samples) against the real manifold", s.name, len(s.features))
-        evaluations.append(manifold.evaluate(s.features.features, metrics=metrics))
+        evaluations.append(manifold.evaluate(s.features.features, metrics=metrics, label=label))
     logger.info("leave-one-out rarity of the real set (the reference curve)")
     reference = manifold.leave_one_out()
     return write_results(
@@ -527,14 +543,16 @@ def compare_datasets(
         shard_size, input_size,
     )  # fmt: skip
     engine = _Engine(backend, device if backend != "numpy" else None, memory_budget)
-    entries = [(f"dataset {name!r}", name, datasets[name]) for name in names]
+    entries = [(_label("dataset", name), name, datasets[name]) for name in names]
+    _refuse_inputs(target, [(label, source) for label, _, source in entries])
     sets = _load_inputs(entries, extraction)
     labelled = list(zip([label for label, _, _ in entries], sets, strict=True))
     _check_k(k, labelled)
     evaluations = []
-    for s in sets:
+    for label, s in labelled:
         logger.info("leave-one-out rarity of %r (%d samples)", s.name, len(s.features))
-        evaluations.append(engine.manifold(s.features.features, k).leave_one_out())
+        manifold = engine.manifold(s.features.features, k, f"{label} ({printable(s.source)})")
+        evaluations.append(manifold.leave_one_out())
     return write_results(
         target,
         mode="datasets",
@@ -577,6 +595,11 @@ def write_results(
         raise ValueError(f"{len(sets)} sets for {len(evaluations)} evaluations")
     _check_names([s.name for s in sets], "set")
     target = check_output_dir(out_dir)
+    everything = ([real] if real is not None else []) + list(sets)
+    _refuse_inputs(
+        target,
+        [(_label("set", s.name), s.source) for s in everything if os.path.isabs(s.source)],
+    )
     slugs = _slugs([s.name for s in sets])
     run = _run_record(mode, k, sets, slugs, real, command)
 
@@ -586,14 +609,14 @@ def write_results(
         for s, slug, evaluation in zip(sets, slugs, evaluations, strict=True):
             reference_names = s.features.names if real is None else real.features.names
             _write_set(folder, slug, s.features.names, reference_names, evaluation)
-            rows.append(_summary_row(s.name, evaluation))
+            rows.append(_summary_row(printable(s.name), evaluation))
         if reference is not None and real is not None:
             _write_npz(
                 folder / "reference_loo.npz",
                 rarity=np.asarray(reference.rarity, dtype=np.float64),
                 in_manifold=np.asarray(reference.in_manifold, dtype=bool),
                 sphere_index=np.asarray(reference.sphere_index, dtype=np.int64),
-                names=_str_array(real.features.names),
+                names=_str_array([printable(str(name)) for name in real.features.names]),
             )
         _write_summary(folder, rows, run)
         atomic_write_text(folder / "run.json", json.dumps(run, indent=2, allow_nan=False) + "\n")
@@ -636,7 +659,7 @@ def _run_record(
         "format_version": FORMAT_VERSION,
         "mode": mode,
         "method": METHODS[mode],
-        "command": None if command is None else [str(part) for part in command],
+        "command": None if command is None else [printable(str(part)) for part in command],
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "k": int(k),
@@ -654,12 +677,34 @@ def _run_record(
     }
 
 
+#: Longest slug kept as it is; a longer one is cut and given a hash of the whole name, so that
+#: ``sets/<slug>.csv`` stays far below the 255-byte limit of a file name.
+_SLUG_LIMIT = 100
+
+#: File names Windows reserves whatever their extension.
+_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{port}{i}" for port in ("com", "lpt") for i in range(1, 10)]
+)
+
+
 def _slugs(names: Sequence[str]) -> list[str]:
-    """File-safe, unique (also ignoring case) slugs: ``"psi=0.7" -> "psi_0.7"``."""
+    """File-safe, unique (also ignoring case) slugs of at most about 110 characters:
+    ``"psi=0.7" -> "psi_0.7"``; a long name keeps its first 100 characters and a hash of all.
+
+    >>> _slugs(["psi=0.7", "PSI=0.7", "con"])
+    ['psi_0.7', 'PSI_0.7-2', '_con']
+    >>> len(_slugs(["x" * 10_000])[0])
+    111
+    """
     out: list[str] = []
     taken: set[str] = set()
     for name in names:
         base = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "set"
+        if len(base) > _SLUG_LIMIT:
+            whole = name.encode("utf-8", "surrogatepass")
+            base = f"{base[:_SLUG_LIMIT].rstrip('._-')}-{hashlib.sha256(whole).hexdigest()[:10]}"
+        if base.split(".")[0].lower() in _RESERVED:
+            base = f"_{base}"
         slug, i = base, 2
         while slug.lower() in taken:
             slug, i = f"{base}-{i}", i + 1
@@ -715,7 +760,7 @@ def _write_set(
     ):
         if values is not None:
             arrays[key] = np.asarray(values, dtype=dtype)
-    arrays["names"] = _str_array(names)
+    arrays["names"] = _str_array([printable(str(name)) for name in names])
     arrays["metrics"] = _str_array(evaluation.metrics)
     _write_npz(folder / "sets" / f"{slug}.npz", **arrays)
 
@@ -723,10 +768,12 @@ def _write_set(
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
     writer.writeheader()
-    for i, row in enumerate(evaluation.per_sample_rows(names)):
-        row["sphere_name"] = reference_names[sphere[i]] if in_manifold[i] else ""
+    for i, row in enumerate(evaluation.per_sample_rows(names)):  # names made csv_cell there
+        row["sphere_name"] = csv_cell(str(reference_names[sphere[i]])) if in_manifold[i] else ""
         row["nearest_real_name"] = (
-            reference_names[int(nearest[i])] if nearest is not None and nearest[i] >= 0 else ""
+            csv_cell(str(reference_names[int(nearest[i])]))
+            if nearest is not None and nearest[i] >= 0
+            else ""
         )
         writer.writerow(row)
     atomic_write_text(folder / "sets" / f"{slug}.csv", buffer.getvalue())
@@ -775,11 +822,15 @@ def _md_escape(text: str) -> str:
 
 
 def _csv_cell(value: Any) -> str:
+    """A summary cell: numbers as they are (``-1.5`` stays a number), text neutralised against
+    formula injection (:func:`rarity_score.io.names.csv_cell`)."""
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)
-    return str(value)
+    if isinstance(value, (bool, int, np.integer, np.floating)):
+        return str(value)
+    return csv_cell(str(value))
 
 
 def _str_array(values: Sequence[str]) -> np.ndarray:
@@ -799,79 +850,120 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def is_results_dir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a results directory (it holds a ``run.json`` of this format)."""
+    from rarity_score.io.run_record import read_json
+
     try:
-        run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        run = read_json(Path(path) / "run.json")
+    except (OSError, ValueError):  # read_json gives one ValueError for any damaged file
         return False
     return isinstance(run, dict) and run.get("format") == FORMAT
+
+
+#: The file of a results directory that holds the list of the others (``run.json["files"]``).
+_OWN = ("run.json",)
 
 
 def check_output_dir(out_dir: str | os.PathLike[str]) -> Path:
     """Refuse, before any work, an output directory that cannot be used; return it as a Path.
 
     Usable: a path that does not exist yet in a writable folder, an empty folder, or an earlier
-    results directory (replaced at the end of the run). Raises ValueError otherwise.
+    results directory that holds exactly the files it lists in ``run.json["files"]``, unchanged
+    (replaced at the end of the run). Raises ValueError otherwise, naming the folder and up to
+    three of the files that are not the project's.
+
+    First removes what runs killed while publishing left behind (only what the journal of
+    :mod:`rarity_score.io.publish` proves to be theirs; an old results directory moved aside
+    is put back in its place).
     """
+    publish.clean_stale()
     target = Path(out_dir)
-    if target.exists() or target.is_symlink():
+    shown = printable(str(target))
+    if target.is_symlink():
+        raise ValueError(
+            f"cannot write results to {shown}: it is a symbolic link; give the folder it points "
+            "to or a new folder"
+        )
+    if target.exists():
         if not target.is_dir():
-            raise ValueError(f"cannot write results to {target}: it exists and is not a folder")
-        if any(target.iterdir()) and not is_results_dir(target):
-            raise ValueError(
-                f"cannot write results to {target}: the folder is not empty and is not a "
-                "results directory (no run.json of rarity-score); give a new folder"
-            )
+            raise ValueError(f"cannot write results to {shown}: it exists and is not a folder")
+        if any(target.iterdir()):
+            manifest = _recorded_files(target)
+            foreign = publish.foreign_entries(target, manifest, own=_OWN)
+            if foreign:
+                raise ValueError(
+                    f"cannot write results to {shown}: it holds files rarity-score did not "
+                    f"write or that changed since ({publish.describe_foreign(foreign)}); move "
+                    "them elsewhere or give a new folder"
+                )
     parent = target.absolute().parent
     if not parent.is_dir():
         problem = "is not a folder" if parent.exists() else "does not exist"
-        raise ValueError(f"cannot write results to {target}: {parent} {problem}")
+        raise ValueError(f"cannot write results to {shown}: {printable(str(parent))} {problem}")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write results to {target}: folder {parent} is not writable")
+        raise ValueError(
+            f"cannot write results to {shown}: folder {printable(str(parent))} is not writable"
+        )
     return target
+
+
+def _recorded_files(target: Path) -> dict[str, dict[str, Any]]:
+    """The list of files an earlier run recorded in ``target/run.json``; ValueError when the
+    folder is not a results directory, or one that does not list its files."""
+    shown = printable(str(target))
+    if not is_results_dir(target):
+        raise ValueError(
+            f"cannot write results to {shown}: the folder is not empty and is not a results "
+            "directory (no run.json of rarity-score); move its files elsewhere or give a new "
+            "folder"
+        )
+    try:
+        run = json.loads((target / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        run = {}
+    manifest = publish.read_manifest(run.get("files") if isinstance(run, dict) else None)
+    if manifest is None:
+        raise ValueError(
+            f"cannot write results to {shown}: its run.json does not list the files it holds "
+            "(a results directory of an earlier rarity-score version, or an edited one), so "
+            "they cannot be told apart from yours; delete it yourself or give a new folder"
+        )
+    return manifest
 
 
 def _publish(target: Path, write: Callable[[Path], None], *, report: bool) -> Path:
-    """Write into a temporary sibling folder, build the report there, then move it into place."""
+    """Write into a temporary sibling folder, build the report there, record the list of files
+    in its run.json, then move it into place (see :mod:`rarity_score.io.publish`)."""
     check_output_dir(target)
-    parent = target.absolute().parent
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    except OSError as error:
-        raise ValueError(f"cannot write results to {target}: {error.strerror or error}") from error
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)
+    place = Path(os.path.abspath(target))  # a name even for "." (renamed as a whole)
+    with publish.staging_folder(place.parent, place.name, shown=target) as staging:
         write(staging)
         if report:
             _try_report(staging)
-        _move_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    logger.info("wrote results to %s", target)
+        _record_files(staging)
+        occupied = target.is_dir() and not target.is_symlink() and any(target.iterdir())
+        manifest = _recorded_files(target) if occupied else None
+        try:
+            publish.replace_folder(
+                staging, place, manifest, own=_OWN, refuse="cannot write results to"
+            )
+        except StorageFullError:
+            raise
+        except OSError as error:
+            raise write_error(target, error) from error
+    logger.info("wrote results to %s", printable(str(target)))
     return target
 
 
-def _move_into_place(staging: Path, target: Path) -> None:
-    if not (target.exists() or target.is_symlink()):
-        os.rename(staging, target)
-        return
-    if target.is_dir() and not target.is_symlink() and not any(target.iterdir()):
-        target.rmdir()
-        os.rename(staging, target)
-        return
-    old = target.absolute().parent / f".{target.name}.{secrets.token_hex(4)}.old"
-    os.rename(target, old)
-    try:
-        os.rename(staging, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    if old.is_symlink() or not old.is_dir():
-        old.unlink()
-    else:
-        shutil.rmtree(old, ignore_errors=True)
+def _record_files(folder: Path, keep: Callable[[str], bool] | None = None) -> None:
+    """Write the list of files of ``folder`` (all, or those ``keep`` accepts) into its run.json,
+    last: what a later run may replace."""
+    path = folder / "run.json"
+    run = json.loads(path.read_text(encoding="utf-8"))
+    if keep is None:  # a staging folder: all ours
+        publish.remove_empty_folders(folder)
+    files = publish.build_manifest(folder, own=_OWN)
+    run["files"] = files if keep is None else {rel: d for rel, d in files.items() if keep(rel)}
+    atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
 
 
 def _try_report(folder: Path) -> None:
@@ -894,27 +986,26 @@ def _try_report(folder: Path) -> None:
 
 
 def read_run(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``run.json`` of a results directory; ValueError when ``results_dir`` is not one."""
-    folder = Path(results_dir)
-    if not folder.is_dir():
-        raise ValueError(f"{folder} is not a results directory: no such folder")
-    if not is_results_dir(folder):
-        raise ValueError(
-            f"{folder} is not a results directory (no run.json written by rarity compare, "
-            "rarity datasets or rarity score --report)"
-        )
-    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-    assert isinstance(run, dict)
-    return run
+    """``run.json`` of a results directory, validated (:func:`~rarity_score.io.run_record.
+    validate_run`: every key the package reads is there, with its type); ValueError (one line
+    naming the file and field) when ``results_dir`` is not one or its ``run.json`` is damaged."""
+    from rarity_score.io.run_record import read_run_record
+
+    return read_run_record(results_dir)
 
 
 def read_summary(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The summary rows of a results directory (``summary.json``), one per set, in run order."""
-    read_run(results_dir)
-    rows = json.loads((Path(results_dir) / "summary.json").read_text(encoding="utf-8"))
-    if not isinstance(rows, list):
-        raise ValueError(f"{results_dir}/summary.json is damaged: expected a list of rows")
-    return rows
+    """The summary rows of a results directory (``summary.json``), one per set, in run order;
+    ValueError (one line naming the file) when they are damaged or are not the run's sets."""
+    from rarity_score.io.run_record import inside, read_json, validate_summary
+
+    run = read_run(results_dir)
+    path = inside(Path(results_dir), "summary.json", str(results_dir))
+    try:
+        rows = read_json(path)
+    except FileNotFoundError as error:
+        raise ValueError(f"{path} is missing: the results directory is incomplete") from error
+    return validate_summary(rows, str(path), [entry["name"] for entry in run["sets"]])
 
 
 def build_results_report(results_dir: str | os.PathLike[str]) -> Path:
@@ -931,7 +1022,7 @@ def build_results_report(results_dir: str | os.PathLike[str]) -> Path:
     build_report = getattr(module, "build_report", None)
     if build_report is None:  # a namespace package: the report part is not installed yet
         raise ImportError("rarity_score.report has no build_report (the report is not available)")
-    index = Path(build_report(results_dir))
+    index = Path(build_report(results_dir))  # which lists its files in run.json["files"]
     png = Path(results_dir) / "histogram.png"
     if not png.exists() and hasattr(module, "plot_histograms"):
         module.plot_histograms(results_dir, png)
@@ -986,7 +1077,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], mode: str = "compare") -> st
     columns = _table_columns(mode)
     table = [[title for _, title in columns]]
     for row in rows:
-        table.append([str(row["name"])] + [_format_value(key, row) for key, _ in columns[1:]])
+        name = printable(str(row["name"]))
+        table.append([name] + [_format_value(key, row) for key, _ in columns[1:]])
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     lines = []
     for line in table:

@@ -36,7 +36,8 @@ class RealManifold:
     ``memory_budget`` bytes.
 
     Args:
-        real: real features, shape (N, D): numpy array or torch tensor, float16/32/64.
+        real: real features, shape (N, D): numpy array or torch tensor, float16/32/64 (or any
+            real dtype that converts exactly, e.g. integers up to 2**53; lossy ones are refused).
         k: neighbourhood size; a radius is the distance to the k-th nearest other real sample.
         backend: "numpy", "torch", or "auto" (torch for torch tensors, numpy otherwise).
         device: torch device ("cpu", "cuda", "cuda:1"); implies the torch backend.
@@ -44,6 +45,8 @@ class RealManifold:
             set) also keeps up to this many bytes of float32 blocks for reuse, so the peak extra
             memory is about three budgets.
         tile_size: force the tile edge (for tests); results never depend on it.
+        label: how errors name the real set (the CLI gives the file: ``"real features r.npz"``);
+            :meth:`evaluate` takes the same for a generated set.
 
     Example:
         >>> import numpy as np
@@ -65,16 +68,18 @@ class RealManifold:
         device: str | None = None,
         memory_budget: int = defaults.MEMORY_BUDGET,
         tile_size: int | None = None,
+        label: str = "real features",
     ) -> None:
         self._backend: Backend = select_backend(backend, device, real)
-        data = as_features(real, "real", self._backend)
+        self._label = label
+        data = as_features(real, label, self._backend)
         self.k: int = check_k(k, data.shape[0])
         self.n_real: int = int(data.shape[0])
         self.dim: int = int(data.shape[1])
         self._memory_budget = memory_budget
         self._edge = tile_edge(memory_budget, tile_size)
         started = time.perf_counter()
-        points = self._points_of(data, Frame.fit(self._backend, data))
+        points = self._points_of(data, Frame.fit(self._backend, data), label)
         radii = knn_radii(points, self.k, self._edge)
         # Visiting spheres smallest first lets rarity stop at the first sphere that holds a sample;
         # equal radii keep input order, so ties go to the smaller index.
@@ -91,27 +96,29 @@ class RealManifold:
             time.perf_counter() - started,
         )
 
-    def score(self, fake: Any) -> np.ndarray:
+    def score(self, fake: Any, *, label: str = "fake features") -> np.ndarray:
         """Rarity score of each generated sample: float64, NaN where out of the manifold."""
-        return self.evaluate(fake, metrics=("rarity",)).rarity
+        return self.evaluate(fake, metrics=("rarity",), label=label).rarity
 
-    def evaluate(self, fake: Any, metrics: Iterable[str] | None = None) -> Evaluation:
+    def evaluate(
+        self, fake: Any, metrics: Iterable[str] | None = None, *, label: str = "fake features"
+    ) -> Evaluation:
         """All asked-for metrics of a generated set, from one sweep over the real spheres.
 
         ``metrics`` is None (all) or a subset of ``defaults.METRICS``; rarity, in-manifold flags and
         the sphere index are always computed. Asking for rarity or precision alone lets the sweep
-        stop early for samples already placed.
+        stop early for samples already placed. ``label`` names the set in errors.
         """
         wanted = check_metrics(metrics)
-        data = as_features(fake, "fake", self._backend)
-        check_same_dim(self.dim, int(data.shape[1]))
+        data = as_features(fake, label, self._backend)
+        check_same_dim(self.dim, int(data.shape[1]), label)
         n_fake = int(data.shape[0])
         started = time.perf_counter()
 
         fake_radii = None
         if "recall" in wanted:
-            fake_radii = self._fake_radii(data)
-        fake = self._points_of(data, self._points.frame)
+            fake_radii = self._fake_radii(data, label)
+        fake = self._points_of(data, self._points.frame, label)
         spheres = SmallestSphere(self.n_real, n_fake)
         reducers: list[Reducer] = [spheres]
         counts = hits = nearest = realism = None
@@ -207,7 +214,7 @@ class RealManifold:
             extra={"method": "leave-one-out"},
         )
 
-    def _fake_radii(self, data: Any) -> np.ndarray | None:
+    def _fake_radii(self, data: Any, label: str) -> np.ndarray | None:
         """The generated samples' own k-NN radii (for recall), or None with a warning if too few."""
         n_fake = int(data.shape[0])
         if n_fake <= self.k:
@@ -217,12 +224,17 @@ class RealManifold:
                 stacklevel=3,
             )
             return None
-        own = self._points_of(data, Frame.fit(self._backend, data))
+        own = self._points_of(data, Frame.fit(self._backend, data), label)
         return knn_radii(own, self.k, self._edge)
 
-    def _points_of(self, data: Any, frame: Frame) -> PointSet:
+    def _points_of(self, data: Any, frame: Frame, label: str) -> PointSet:
         return PointSet.build(
-            self._backend, data, frame, cache_bytes=self._memory_budget, edge=self._edge
+            self._backend,
+            data,
+            frame,
+            cache_bytes=self._memory_budget,
+            edge=self._edge,
+            label=label,
         )
 
 

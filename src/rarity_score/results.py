@@ -30,6 +30,7 @@ import numpy as np
 
 from rarity_score import defaults
 from rarity_score.io.atomic import atomic_write_text
+from rarity_score.io.names import csv_cell, printable
 
 __all__ = ["Evaluation", "format_summary", "quantile_name"]
 
@@ -198,7 +199,9 @@ class Evaluation:
     def per_sample_rows(self, names: Sequence[str] | None = None) -> Iterator[dict[str, str]]:
         """One dict of CSV cells per generated sample, in input order.
 
-        Cells: ``index`` (and ``name`` when ``names`` is given, one per generated sample),
+        Cells: ``index`` (and ``name`` when ``names`` is given, one per generated sample, made
+        safe by :func:`rarity_score.io.names.csv_cell`: escaped where it is not printable
+        UTF-8, with a leading apostrophe where a spreadsheet would run it as a formula),
         ``in_manifold`` (``true``/``false``), then the computed columns of
         :meth:`per_sample_columns`. Floats use the shortest text that reads back to the same
         float64 (``repr``); ``rarity`` and ``sphere_index`` are empty for out-of-manifold
@@ -220,7 +223,7 @@ class Evaluation:
         for i in range(n):
             row = {"index": str(i)}
             if names is not None:
-                row["name"] = str(names[i])
+                row["name"] = csv_cell(str(names[i]))
             for name, values in columns.items():
                 if name in ("rarity", "sphere_index") and not in_manifold[i]:
                     row[name] = ""
@@ -301,7 +304,7 @@ class Evaluation:
                     raise ValueError(
                         f"got {len(names)} names for {in_manifold.size} generated samples"
                     )
-                table["name"] = [str(name) for name in names]
+                table["name"] = [printable(str(name)) for name in names]
             for name, values in columns.items():
                 cells = [_jsonable(value) for value in values.tolist()]
                 if name in ("rarity", "sphere_index"):
@@ -393,7 +396,9 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
     sections: list[tuple[str, list[tuple[str, str]]]] = []
 
     settings = [("k", str(summary["k"]))]
-    settings += [(str(label), str(value)) for label, value in (inputs or {}).items()]
+    settings += [
+        (printable(str(label)), printable(str(value))) for label, value in (inputs or {}).items()
+    ]
     settings += [
         ("real samples", str(summary["n_real"])),
         ("generated samples", str(summary["n_fake"])),
@@ -481,15 +486,17 @@ def _jsonable(value: Any) -> Any:
         value = value.item()
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
+    if isinstance(value, str):
+        return printable(value)  # e.g. a path that is not UTF-8: written escaped
+    if isinstance(value, (int, bool)) or value is None:
         return value
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        return {printable(str(key)): _jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(item) for item in value]
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return str(value)
+        return printable(str(os.fspath(value)))
+    return printable(str(value))
 
 
 def _cell(value: Any) -> str:

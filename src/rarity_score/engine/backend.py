@@ -8,6 +8,7 @@ so the metric reducers are plain numpy whatever the device.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -324,6 +325,54 @@ def _is_torch_tensor(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
+#: The device strings accepted everywhere (``--device``, ``device=``), in words and as a pattern.
+DEVICE_FORMS = "cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
+_DEVICE_PATTERN = r"(cpu|cuda|mps)(:[0-9]+)?"
+
+
+def check_device(device: str | None, *, option: str = "device") -> None:
+    """Refuse a bad or unavailable device with a ValueError naming ``option`` (torch raises
+    RuntimeError or even AssertionError for these), before any weights are loaded or any work
+    starts. The one device check of the package: the CLI calls it up front for ``--device``.
+
+    A device this machine lacks (``cuda`` without a CUDA GPU) is refused as bad input too: the
+    remedy is another ``--device``, not another machine. ``None`` (the default) passes; a CPU
+    device needs no torch.
+    """
+    if device is None:
+        return
+    text = str(device)  # a str or a torch.device
+    if not re.fullmatch(_DEVICE_PATTERN, text):
+        raise ValueError(f"unknown {option} {text[:40]!r}: use {DEVICE_FORMS}")
+    kind, _, index_text = text.partition(":")
+    if kind == "cpu":
+        return
+    try:
+        import torch
+    except ImportError as error:
+        raise ValueError(
+            f"{option} {text!r} needs PyTorch: pip install 'rarity-score[torch]'"
+        ) from error
+    other = "device='cpu'" if option == "device" else f"{option} cpu"
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(
+                f"{option} {text!r} asked for, but this PyTorch has no usable Apple MPS device; "
+                f"use {other}"
+            )
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"{option} {text!r} asked for, but this PyTorch has no usable CUDA device; "
+            f"use {other} or install a CUDA build of torch"
+        )
+    if index_text and int(index_text) >= torch.cuda.device_count():
+        raise ValueError(
+            f"{option} {text!r} asked for, but only {torch.cuda.device_count()} CUDA "
+            "device(s) are visible"
+        )
+
+
 def select_backend(backend: str, device: str | None, *inputs: Any) -> Backend:
     """The backend for these inputs: ``"auto"`` keeps torch tensors on their device (torch) and
     runs everything else with numpy; ``device`` implies torch."""
@@ -338,16 +387,12 @@ def select_backend(backend: str, device: str | None, *inputs: Any) -> Backend:
             )
         return NumpyBackend()
     try:
-        import torch
+        import torch  # noqa: F401 (present, or the message below)
     except ImportError as err:
         raise ValueError(
             "backend='torch' needs PyTorch: pip install 'rarity-score[torch]'"
         ) from err
     if device is None:
         device = str(tensors[0].device) if tensors else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(
-            f"device={device!r} asked for, but this PyTorch has no usable CUDA device; "
-            "use device='cpu' or install a CUDA build of torch"
-        )
+    check_device(device)
     return TorchBackend(device)

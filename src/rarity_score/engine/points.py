@@ -107,9 +107,11 @@ class PointSet:
         order: np.ndarray | None = None,
         cache_bytes: int = 0,
         edge: int = 4096,
+        label: str = "features",
     ) -> PointSet:
         """Compute the norms of the float32 copies, keeping the copies (blocks of ``edge`` rows,
-        as the sweep will ask for them) while they fit in ``cache_bytes``."""
+        as the sweep will ask for them) while they fit in ``cache_bytes``. ``label`` names the
+        set in errors (``"generated features fake.npz"``)."""
         n = data.shape[0]
         order = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, np.int64)
         points = cls(backend, data, frame, order, np.empty(n, dtype=np.float64), cache_bytes)
@@ -117,10 +119,14 @@ class PointSet:
             points.norms[start:stop] = np.sqrt(backend.squared_norms(points.block(start, stop)))
         far = np.flatnonzero(~(points.norms <= MAX_NORM))
         if len(far):
+            distance = points.norms[far[0]] / frame.scale
+            at = f", {distance:.3g} from the reference centre" if math.isfinite(distance) else ""
+            rows = f"{len(far)} rows (first: row" if len(far) > 1 else "1 row (row"
             raise ValueError(
-                f"{len(far)} rows (first: row {order[far[0]]}) lie some 1e18 times or more "
-                "farther out than the reference features spread; float32 tiles cannot hold such "
-                "distances. Check that both sets come from the same extractor and preprocessing"
+                f"{label}: {rows} {order[far[0]]}{at}) "
+                f"{'lie' if len(far) > 1 else 'lies'} some 1e18 times or more farther out than the "
+                "reference features spread; float32 tiles cannot hold such distances. Check that "
+                "both sets come from the same extractor and preprocessing, or remove those rows"
             )
         return points
 

@@ -27,7 +27,12 @@ from torch import nn
 from rarity_score.features import registry
 from rarity_score.features.base import TorchExtractor
 from rarity_score.features.errors import WeightsUnavailable, require
-from rarity_score.features.weights import weights_id_of_file
+from rarity_score.features.weights import (
+    cached_hub_files,
+    hub_unreachable,
+    quiet_hub,
+    weights_id_of_file,
+)
 
 __all__ = ["HF_REPO", "MODEL", "TAG", "build", "checkpoint_path", "from_model"]
 
@@ -36,6 +41,8 @@ MODEL = "ViT-B-32"
 TAG = "openai"
 HF_REPO = "timm/vit_base_patch32_clip_224.openai"
 HF_FILE = "open_clip_model.safetensors"
+#: What open_clip's download looks for in the hub repository, in its order.
+_HUB_FILES = (HF_FILE, "open_clip_pytorch_model.bin")
 
 
 class ImageEncoder(nn.Module):
@@ -74,11 +81,24 @@ def _hub_cache() -> str:
         return "~/.cache/huggingface/hub"
 
 
+def _unavailable(reason: str) -> str:
+    return (
+        f"{NAME}: cannot get the CLIP weights ({MODEL}, pretrained={TAG!r}) from the Hugging "
+        f"Face hub repository {HF_REPO} ({reason}). Without internet, download {HF_FILE} from "
+        f"https://huggingface.co/{HF_REPO} on another machine and pass --weights PATH (Python: "
+        f"weights=PATH), or copy that machine's Hugging Face cache into {_hub_cache()}/ (set "
+        f"HF_HOME or HF_HUB_CACHE to move it)."
+    )
+
+
 def checkpoint_path(weights: str | os.PathLike[str] | None) -> Path:
-    """The checkpoint file: ``weights`` when given, else open_clip's download (or cached copy).
+    """The checkpoint file: ``weights`` when given, else the hub cache's copy, else open_clip's
+    download (attempted only when the hub answers).
 
     Raises:
-        WeightsUnavailable: ``weights`` is not a file, or the download fails.
+        WeightsUnavailable: ``weights`` is not a file, or nothing is cached and the hub cannot be
+            reached (found out with one request: no retries, no log lines), or the download
+            fails.
     """
     if weights is not None:
         path = Path(weights).expanduser()
@@ -89,17 +109,22 @@ def checkpoint_path(weights: str | os.PathLike[str] | None) -> Path:
             )
         return path
     open_clip = require("open_clip", what=NAME, package="open-clip-torch", extra="clip")
+    # A cached copy is used without asking the hub; with nothing cached, one request tells
+    # whether the hub can be reached before open_clip's download retries for a minute.
+    cached = next((p for p in cached_hub_files(HF_REPO, _HUB_FILES) if p is not None), None)
+    if cached is not None:
+        return cached
+    unreachable = hub_unreachable(HF_REPO, HF_FILE)
+    if unreachable is not None:
+        raise WeightsUnavailable(
+            _unavailable(f"not cached, and the hub cannot be reached: {unreachable}")
+        )
     cfg = open_clip.get_pretrained_cfg(MODEL, TAG)
     try:
-        found = open_clip.pretrained.download_pretrained(cfg)
+        with quiet_hub():
+            found = open_clip.pretrained.download_pretrained(cfg)
     except Exception as error:  # network, hub and file errors alike: no weights
-        raise WeightsUnavailable(
-            f"{NAME}: cannot get the CLIP weights ({MODEL}, pretrained={TAG!r}) from the Hugging "
-            f"Face hub repository {HF_REPO} ({type(error).__name__}: {error}). Without internet, "
-            f"download {HF_FILE} from https://huggingface.co/{HF_REPO} on another machine and "
-            f"pass --weights PATH (Python: weights=PATH), or copy that machine's Hugging Face "
-            f"cache into {_hub_cache()}/ (set HF_HOME or HF_HUB_CACHE to move it)."
-        ) from error
+        raise WeightsUnavailable(_unavailable(f"{type(error).__name__}: {error}")) from error
     if not found:
         raise WeightsUnavailable(f"{NAME}: open_clip knows no download for {MODEL} {TAG!r}")
     return Path(found)

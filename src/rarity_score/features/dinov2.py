@@ -28,13 +28,21 @@ from torch import nn
 from rarity_score.features import registry
 from rarity_score.features.base import TorchExtractor
 from rarity_score.features.errors import WeightsUnavailable, require
-from rarity_score.features.weights import load_state_dict, weights_id_of_file
+from rarity_score.features.weights import (
+    cached_hub_files,
+    hub_unreachable,
+    load_state_dict,
+    quiet_hub,
+    weights_id_of_file,
+)
 
 __all__ = ["HF_REPO", "build", "from_model", "large_config", "resolve_weights"]
 
 NAME = "dinov2-vitl14"
 HF_REPO = "facebook/dinov2-large"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: The files of the hub repository that are fetched (and looked for in the cache).
+_HUB_FILES = ("config.json", "model.safetensors")
 
 
 class ClassToken(nn.Module):
@@ -89,12 +97,23 @@ def _weights_in(folder: Path) -> Path | None:
     return next((folder / n for n in _WEIGHT_FILES if (folder / n).is_file()), None)
 
 
+def _unavailable(reason: str) -> str:
+    return (
+        f"{NAME}: cannot get the DINOv2 weights from the Hugging Face hub repository {HF_REPO} "
+        f"({reason}). Without internet, download config.json and model.safetensors from "
+        f"https://huggingface.co/{HF_REPO} on another machine into one folder and pass "
+        f"--weights FOLDER (Python: weights=FOLDER), or copy that machine's Hugging Face cache "
+        f"into {_hub_cache()}/ (set HF_HOME or HF_HUB_CACHE to move it)."
+    )
+
+
 def resolve_weights(weights: str | os.PathLike[str] | None) -> Path:
     """A folder with ``config.json`` and weights, or a single weights file.
 
     Raises:
-        WeightsUnavailable: ``weights`` is neither, or the hub cannot be reached and nothing is
-            cached.
+        WeightsUnavailable: ``weights`` is neither, or nothing is cached and the hub cannot be
+            reached (found out with one request: no retries, no log lines), or the download
+            fails.
     """
     if weights is not None:
         path = Path(weights).expanduser()
@@ -109,20 +128,21 @@ def resolve_weights(weights: str | os.PathLike[str] | None) -> Path:
     require("huggingface_hub", what=NAME, package="huggingface-hub", extra="dinov2")
     import huggingface_hub
 
-    try:
-        # Uses the cached snapshot when there is one; downloads otherwise.
-        folder = huggingface_hub.snapshot_download(
-            HF_REPO, allow_patterns=["config.json", "model.safetensors"]
-        )
-    except Exception as error:  # connection, hub and file errors alike: no weights
+    # A cached snapshot is used without asking the hub; with nothing cached, one request tells
+    # whether the hub can be reached before the download retries for a minute.
+    config, model_file = cached_hub_files(HF_REPO, _HUB_FILES)
+    if config is not None and model_file is not None and config.parent == model_file.parent:
+        return config.parent
+    unreachable = hub_unreachable(HF_REPO, "config.json")
+    if unreachable is not None:
         raise WeightsUnavailable(
-            f"{NAME}: cannot get the DINOv2 weights from the Hugging Face hub repository "
-            f"{HF_REPO} ({type(error).__name__}: {error}). Without internet, download config.json "
-            f"and model.safetensors from https://huggingface.co/{HF_REPO} on another machine "
-            f"into one folder and pass --weights FOLDER (Python: weights=FOLDER), or copy that "
-            f"machine's Hugging Face cache into {_hub_cache()}/ (set HF_HOME or HF_HUB_CACHE to "
-            f"move it)."
-        ) from error
+            _unavailable(f"not cached, and the hub cannot be reached: {unreachable}")
+        )
+    try:
+        with quiet_hub():
+            folder = huggingface_hub.snapshot_download(HF_REPO, allow_patterns=list(_HUB_FILES))
+    except Exception as error:  # connection, hub and file errors alike: no weights
+        raise WeightsUnavailable(_unavailable(f"{type(error).__name__}: {error}")) from error
     path = Path(folder)
     if _weights_in(path) is None:
         raise WeightsUnavailable(f"{NAME}: the hub snapshot {path} holds no model.safetensors")

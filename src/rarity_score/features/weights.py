@@ -19,11 +19,14 @@ size and modification time).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
 import threading
 import urllib.error
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,10 +38,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Checkpoint",
+    "cached_hub_files",
     "checkpoint_dir",
     "file_sha256",
+    "hub_unreachable",
     "load_into",
     "load_state_dict",
+    "quiet_hub",
     "resolve_checkpoint",
     "weights_id_of_file",
 ]
@@ -150,6 +156,56 @@ def resolve_checkpoint(
         # mismatch from torch.hub): all mean "no usable weights"; say what to do about it.
         raise WeightsUnavailable(_offline_message(what, checkpoint, folder, error)) from error
     return path
+
+
+def cached_hub_files(repo: str, filenames: Sequence[str]) -> list[Path | None]:
+    """Where each of ``filenames`` of the Hugging Face hub repository ``repo`` lies in the local
+    hub cache (``$HF_HUB_CACHE``), or None where it is not cached; looks at no network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [try_to_load_from_cache(repo, name) for name in filenames]
+    # A str is a cached file; None or a "known not to exist" marker is not.
+    return [Path(hit) if isinstance(hit, str) and Path(hit).is_file() else None for hit in found]
+
+
+def hub_unreachable(repo: str, filename: str) -> str | None:
+    """Why the Hugging Face hub cannot be reached now, or None when it answers.
+
+    One request, no retries: offline, the hub's own download would retry for about a minute
+    (and log every attempt) before failing; this tells in one try, so that a machine without
+    internet gets its one-line error at once. ``HF_HUB_OFFLINE=1`` answers without any request.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    offline = getattr(huggingface_hub, "is_offline_mode", None)
+    if offline() if offline is not None else constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    from huggingface_hub.utils import get_session
+
+    url = huggingface_hub.hf_hub_url(repo, filename)
+    try:
+        # Any HTTP answer, even an error status, means the hub is reachable; the download then
+        # reports what it finds.
+        get_session().head(url, timeout=float(constants.HF_HUB_ETAG_TIMEOUT))
+    except Exception as error:  # DNS, connection, TLS and timeout errors of any HTTP library
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@contextlib.contextmanager
+def quiet_hub() -> Iterator[None]:
+    """Hold back the Hugging Face libraries' own warnings (retries, fallbacks) while weights are
+    fetched: a failure is reported once, by the caller, as one line."""
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "transformers")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def load_state_dict(path: Path, *, what: str) -> dict[str, Any]:

@@ -10,8 +10,12 @@ Layout, in the cache folder (``$RARITY_SCORE_CACHE`` or ``~/.cache/rarity-score`
         shard-00001.npz   items [S, 2S) ...
 
 The key is a sha256 over the extractor's name, its preprocessing, the fingerprint of its weights
-and the fingerprint of the image collection (every file name with its size and modification time),
-so any change to one of them is a different key: stale features are never found, only orphaned.
+and the content fingerprint of the image collection
+(:meth:`~rarity_score.io.images.ImageCollection.content_fingerprint`: every image's name and a
+sha256 of the bytes of every image file, or of the archive file), so any change to one of them is
+a different key: stale features are never found, only orphaned, and images that merely share
+names, sizes and modification times with others (``tar --mtime``) never get their features. The
+same bytes under the same names hit wherever they lie (a copied folder, a touched file).
 
 Every file is written atomically (:mod:`rarity_score.io.atomic`) and every file read is checked
 against the key and the collection (names, shapes, counts, finite values). A file that fails a check
@@ -48,8 +52,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Bumped whenever the layout of the cache files changes, so old files are never misread.
-CACHE_FORMAT_VERSION = 1
+#: Bumped whenever the layout of the cache files or the meaning of the key changes, so old files
+#: are never misread. 2: the key stands for the images' bytes (1 trusted sizes and dates).
+CACHE_FORMAT_VERSION = 2
 
 _SHARD_PREFIX = "shard-"
 
@@ -122,10 +127,18 @@ class FeatureCache:
     raises :class:`OSError` and the caller decides (the pipeline warns and carries on uncached).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], key: str, names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        key: str,
+        names: Sequence[str],
+        *,
+        content_fingerprint: str = "",
+    ) -> None:
         self.directory = Path(directory)
         self.key = key
         self.names = list(names)
+        self.content_fingerprint = content_fingerprint  # what the key stands for (metadata)
 
     @property
     def npz_path(self) -> Path:

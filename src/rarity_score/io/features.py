@@ -10,13 +10,17 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rarity_score._validation import check_fits_in_memory, exact_floats, tensor_features
 from rarity_score.io.atomic import atomic_write_bytes
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "FeatureFileError",
     "features_fingerprint",
     "load_features",
+    "read_npz_array",
     "save_features",
     "split_key",
 ]
@@ -91,6 +96,8 @@ def load_features(path: str | os.PathLike[str], key: str | None = None) -> np.nd
         raise FeatureFileError(f"feature file not found: {file}")
     if file.is_dir():
         raise FeatureFileError(f"{file} is a directory; give a .npy, .npz, .pt or .pth file")
+    if not file.is_file():  # a FIFO or a device named x.npy would block or never end
+        raise FeatureFileError(f"{file} is not a regular file; give a .npy, .npz, .pt or .pth file")
     suffix = file.suffix.lower()
     if suffix == ".npy":
         if key is not None:
@@ -151,7 +158,12 @@ def features_fingerprint(array: np.ndarray) -> str:
 
 def _load_npy(file: Path) -> np.ndarray:
     try:
-        return np.asarray(np.load(file, allow_pickle=False))
+        with open(file, "rb") as handle:
+            declared = _check_declared(handle, os.fstat(handle.fileno()).st_size, str(file))
+            handle.seek(0)
+            return _read_array(handle, declared, str(file))
+    except FeatureFileError:
+        raise
     except ValueError as error:  # object arrays need pickle, which is refused
         raise FeatureFileError(
             f"{file}: cannot read as a numeric array ({error}); save features with "
@@ -166,15 +178,86 @@ def _load_npz(file: Path, key: str | None) -> np.ndarray:
         with np.load(file, allow_pickle=False) as archive:
             names = sorted(archive.files)
             name = _choose(file, names, key)
-            return np.asarray(archive[name])
+            return read_npz_array(archive, name, file)
     except FeatureFileError:
         raise
-    except ValueError as error:
+    except (ValueError, zipfile.BadZipFile) as error:
         raise FeatureFileError(
             f"{file}: cannot read as a numeric array ({error}); store a float array"
         ) from error
     except (OSError, EOFError) as error:
         raise FeatureFileError(f"{file}: not a readable .npz file ({error})") from error
+
+
+def read_npz_array(archive: Any, name: str, file: Path, *, numeric: bool = True) -> np.ndarray:
+    """The array ``name`` of an open ``.npz`` (``np.load``'s ``NpzFile``), read only after its
+    header has been checked against the member's size: a damaged or hostile header cannot make
+    it allocate more than the archive holds. ``numeric``: refuse other dtypes (text, records)
+    from the header alone. Raises :class:`FeatureFileError` naming ``file:name``, or MemoryError
+    naming it when the array does not fit in memory."""
+    members = archive.zip.namelist()
+    member = f"{name}.npy" if f"{name}.npy" in members else name
+    size = archive.zip.getinfo(member).file_size
+    where = f"{file}:{name}"
+    try:
+        with archive.zip.open(member) as handle:
+            declared = _check_declared(handle, size, where, numeric=numeric)
+            handle.seek(0)
+            return _read_array(handle, declared, where)
+    except (FeatureFileError, MemoryError):
+        raise
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise FeatureFileError(
+            f"{where}: cannot read as a numeric array ({error}); store a float array"
+        ) from error
+
+
+def _check_declared(
+    handle: Any, size: int, where: str, *, numeric: bool = True
+) -> tuple[tuple[int, ...], np.dtype]:
+    """Read the ``.npy`` header at the start of ``handle`` (``size`` bytes in all) and refuse,
+    before anything is allocated, an array the bytes cannot hold, one that needs unpickling, or
+    one that does not fit in memory. Returns the declared shape and dtype."""
+    fmt = np.lib.format
+    version = fmt.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(handle)
+    else:  # (3, 0): utf-8 field names of a record dtype, which is refused below anyway
+        read_header = getattr(fmt, "_read_array_header", None)
+        if read_header is None:
+            raise FeatureFileError(f"{where}: .npy format version {version} is not read here")
+        shape, _, dtype = read_header(handle, version)
+    shape = tuple(int(n) for n in shape)
+    if dtype.hasobject:
+        raise FeatureFileError(
+            f"{where}: holds Python objects (dtype {dtype}), which cannot be read without "
+            "unpickling (never done here); save features with np.save(path, array) from a "
+            "float array"
+        )
+    if numeric:
+        _check_dtype(dtype, where)
+    needed = math.prod(shape) * dtype.itemsize
+    present = size - handle.tell()
+    if needed > present:
+        raise FeatureFileError(
+            f"{where}: its header declares an array of shape {shape} ({dtype}, {needed} bytes) "
+            f"but only {max(present, 0)} bytes of data follow; the file is truncated or damaged: "
+            "write it again"
+        )
+    check_fits_in_memory(shape, dtype.itemsize, where)
+    return shape, dtype
+
+
+def _read_array(handle: Any, declared: tuple[tuple[int, ...], np.dtype], where: str) -> np.ndarray:
+    try:
+        return np.asarray(np.lib.format.read_array(handle, allow_pickle=False))
+    except MemoryError as error:
+        shape, dtype = declared
+        raise MemoryError(
+            f"{where}: not enough memory to read its array of shape {shape} ({dtype})"
+        ) from error
 
 
 def _load_torch(file: Path, key: str | None) -> np.ndarray:
@@ -186,23 +269,30 @@ def _load_torch(file: Path, key: str | None) -> np.ndarray:
             "install it (pip install 'rarity-score[torch]') or save the features as .npy"
         ) from error
     try:
-        obj = torch.load(file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns while it validates sparse tensors; the features are checked below.
+            warnings.simplefilter("ignore")
+            obj = torch.load(file, map_location="cpu", weights_only=True)
+    except MemoryError as error:
+        raise MemoryError(f"{file}: not enough memory to read it with torch.load") from error
     except Exception as error:  # torch raises many types (pickle, zip, runtime)
         raise FeatureFileError(
             f"{file}: cannot read with torch.load(weights_only=True) ({error}); save a tensor "
             "or a dict of tensors with torch.save"
         ) from error
+    where = str(file)
     if isinstance(obj, Mapping):
         arrays = {str(name): value for name, value in obj.items() if _is_array(value, torch)}
         name = _choose(file, sorted(arrays), key)
         obj = arrays[name]
+        where = f"{file}:{name}" if len(arrays) > 1 else where
     elif key is not None:
         raise FeatureFileError(f"{file} holds a single tensor, not a dict; drop the key {key!r}")
     if isinstance(obj, torch.Tensor):
-        tensor = obj.detach().cpu()
-        if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16; float32 holds it exactly
-            tensor = tensor.float()
-        return np.asarray(tensor.numpy())
+        try:
+            return np.asarray(tensor_features(obj, where, floats=False))
+        except ValueError as error:
+            raise FeatureFileError(str(error)) from error
     if isinstance(obj, np.ndarray):
         return obj
     raise FeatureFileError(
@@ -218,9 +308,8 @@ def _is_array(value: object, torch: Any) -> bool:
 def _choose(file: Path, names: list[str], key: str | None) -> str:
     if key is not None:
         if key not in names:
-            available = ", ".join(names) if names else "none"
             raise FeatureFileError(
-                f"{file} has no array named {key!r}; available arrays: {available}"
+                f"{file} has no array named {key!r}; available arrays: {_listed(names)}"
             )
         return key
     if len(names) == 1:
@@ -228,20 +317,34 @@ def _choose(file: Path, names: list[str], key: str | None) -> str:
     if not names:
         raise FeatureFileError(f"{file} holds no arrays")
     raise FeatureFileError(
-        f"{file} holds several arrays ({', '.join(names)}): choose one with "
+        f"{file} holds several arrays ({_listed(names)}): choose one with "
         f"{file}:NAME (for example {file}:{names[0]})"
     )
 
 
-def _check_array(array: np.ndarray, file: Path) -> None:
-    dtype = array.dtype
-    if dtype == np.bool_ or not (
-        np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)
-    ):
+#: Array names a message lists before it only counts the others.
+_LISTED_NAMES = 10
+
+
+def _listed(names: list[str]) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(repr(n) if not n.isprintable() else n for n in names[:_LISTED_NAMES])
+    more = len(names) - _LISTED_NAMES
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _check_dtype(dtype: np.dtype, where: str) -> None:
+    # By kind, not issubdtype: numpy counts timedelta64 as an integer.
+    if dtype.kind not in "iuf":
         raise FeatureFileError(
-            f"{file}: features must be a real numeric array, got dtype {dtype}; "
+            f"{where}: features must be a real numeric array, got dtype {dtype}; "
             "convert it with array.astype(np.float32)"
         )
+
+
+def _check_array(array: np.ndarray, file: Path) -> None:
+    _check_dtype(array.dtype, str(file))
     if array.ndim != 2:
         hint = (
             "for one sample use array.reshape(1, -1)"
@@ -255,7 +358,12 @@ def _check_array(array: np.ndarray, file: Path) -> None:
         )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise FeatureFileError(f"{file}: the feature array is empty (shape {array.shape})")
-    if np.issubdtype(dtype, np.floating):
+    try:
+        # Refused here, naming the file, rather than later when the engine converts them.
+        exact_floats(array, str(file))
+    except ValueError as error:
+        raise FeatureFileError(str(error)) from error
+    if array.dtype.kind == "f":
         finite = np.isfinite(array).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)

@@ -9,6 +9,9 @@ Inputs
     * a folder: searched recursively for ``.png .jpg .jpeg .webp .bmp .tif .tiff`` files (any
       letter case), in the order of their relative POSIX paths; hidden files and folders (names
       starting with ``.``) are skipped, other files are ignored (listed in a DEBUG log);
+      results directories of this package (a ``run.json`` of ``rarity-score/results``) are
+      skipped with a warning, and given as the folder itself they are refused (their
+      thumbnails and plots are not images of the set; the same holds inside archives);
     * a ``.zip`` or ``.tar`` archive (also ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``): the
       members with image extensions, nested folders included, sorted by member name; hidden
       members and ``__MACOSX/`` are skipped;
@@ -31,8 +34,12 @@ Decoding
 Bad files
     A file that cannot be decoded (zero bytes, truncated, corrupt, not an image, too large to
     decode safely) raises :class:`UnreadableImage` from ``load``, never another exception, so the
-    caller can skip it and go on. Problems with the input as a whole (a missing path, a folder
-    without images, an unsupported input) raise :class:`ImageInputError` from :func:`open_images`.
+    caller can skip it and go on. A file or archive member is read only after its first MiB
+    shows an image whose size can need its bytes (at most 16 bytes a pixel plus 16 MiB), so a
+    decompression bomb or a huge non-image is refused unread and memory stays near that of the
+    image; reads never go past the stated size. Problems with the input as a whole (a missing
+    path, a folder without images, an unsupported input) raise :class:`ImageInputError` from
+    :func:`open_images`.
 
 Only numpy is needed to import this module and to list inputs; decoding needs Pillow, torch
 tensors need torch (imported only when given one).
@@ -45,6 +52,7 @@ import functools
 import gzip
 import hashlib
 import io
+import json
 import logging
 import lzma
 import os
@@ -58,15 +66,16 @@ import threading
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISDIR, S_ISREG
-from typing import IO, TYPE_CHECKING, Any, Union, overload
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Union, overload
 
 import numpy as np
 
 from rarity_score.io.features import FEATURE_SUFFIXES, split_key
+from rarity_score.io.run_record import FORMAT as RESULTS_FORMAT
 
 if TYPE_CHECKING:
     import torch
@@ -106,6 +115,35 @@ MAX_PIXELS: int = 16384 * 16384
 # A file or archive member larger than this is not read into memory (no real image under
 # MAX_PIXELS needs it; a zip bomb would).
 _MAX_FILE_BYTES = 2 * 2**30
+
+# The first bytes of a file, read before the rest: enough for the header (the dimensions) of
+# every format read here, so a file far larger than its image can be refused unread.
+_HEADER_BYTES = 2**20
+
+# A file whose dimensions are not in its first _HEADER_BYTES (a TIFF may keep its directory at
+# the end) is read only up to this size.
+_UNCHECKED_BYTES = 256 * 2**20
+
+# The largest file an image of N pixels can need: 16 bytes a pixel (16-bit RGBA is 8, stored
+# uncompressed, plus format overhead) and room for metadata (ICC profiles, EXIF, thumbnails).
+_BYTES_PER_PIXEL = 16
+_METADATA_BYTES = 16 * 2**20
+
+# Results directories of this package hold a run.json of this format; they are never read as
+# images (their thumbnails and plots would join the image set). Read only to skip a folder.
+_RESULTS_MARKER = "run.json"
+_MAX_MARKER_BYTES = 2**20
+
+# A list file larger than this is refused unread (a million paths take some 100 MB).
+_MAX_LIST_BYTES = 256 * 2**20
+
+# Tar extended headers (pax records, GNU long names) are read whole by tarfile; a real one is
+# a few hundred bytes, so one larger than this is refused before it is read.
+_MAX_TAR_HEADER_BYTES = 2**20
+
+# Reads of the content hash (see ImageCollection.content_fingerprint).
+_HASH_CHUNK = 2**20
+_HASH_THREADS = 8
 
 # The Pillow formats tried. Restricting them keeps, say, an EPS file renamed to .png from
 # being handed to Ghostscript. (Camera JPEGs that Pillow calls MPO open through "JPEG".)
@@ -214,7 +252,8 @@ class ImageCollection(Sequence[ImageItem]):
         """A sha256 over the kind and every (name, item fingerprint), in order.
 
         It changes when an image is added, removed, renamed, reordered or (as far as sizes,
-        modification times, checksums or pixel hashes tell) modified.
+        modification times, checksums or pixel hashes tell) modified. Cheap, but metadata can
+        be equal for other content: the feature cache uses :meth:`content_fingerprint`.
         """
         digest = hashlib.sha256()
         digest.update(self.kind.encode() + b"\0")
@@ -223,6 +262,31 @@ class ImageCollection(Sequence[ImageItem]):
             digest.update(item.name.encode("utf-8", "surrogateescape") + b"\0")
             digest.update(item.fingerprint.encode() + b"\0")
         return digest.hexdigest()
+
+    def content_fingerprint(self) -> str:
+        """A sha256 over the kind, every name and the bytes of every image: what the feature
+        cache is keyed by.
+
+        Unlike :meth:`fingerprint`, it trusts no metadata: sizes, modification times and zip
+        checksums can be equal for different content (``tar --mtime``, ``touch -d``), so this
+        reads every file once (a folder, a list or paths: each image file; an archive: the whole
+        archive file). The same bytes under the same names give the same value wherever they
+        lie (a copied folder); other bytes give another. Images loaded afterwards are checked
+        against what was hashed: one that changed in between is unreadable, never read as the
+        hashed one.
+        """
+        parts = self._content_digests()
+        digest = hashlib.sha256()
+        digest.update(f"rarity-score/content\0{self.kind}\0{len(self._items)}\0".encode())
+        for item in self._items:
+            digest.update(item.name.encode("utf-8", "surrogateescape") + b"\0")
+        for part in parts:
+            digest.update(part.encode() + b"\0")
+        return digest.hexdigest()
+
+    def _content_digests(self) -> list[str]:
+        """What stands for the content in :meth:`content_fingerprint` (recorded for ``load``)."""
+        return [item.fingerprint for item in self._items]  # arrays: a sha256 of the pixels
 
     def load(self, i: int) -> Image.Image:
         """Decode image ``i`` and return it as an RGB ``PIL.Image.Image``.
@@ -289,6 +353,8 @@ def _open_path(source: str | os.PathLike[str]) -> ImageCollection:
         )
     if path.is_dir():
         return _open_folder(path, text)
+    if not path.is_file():  # reading a pipe or device would block or never end
+        raise ImageInputError(f"{text} is not a regular file (a pipe or device?); give a file")
     lower = path.name.lower()
     if lower.endswith(ARCHIVE_EXTENSIONS):
         return _open_zip(path, text) if lower.endswith(".zip") else _open_tar(path, text)
@@ -348,7 +414,13 @@ def _log_ignored(what: str, others: Sequence[str], hidden: int) -> None:
 def _open_folder(root: Path, text: str) -> ImageCollection:
     found: list[tuple[str, os.stat_result | None]] = []
     others: list[str] = []
+    results: list[str] = []
     hidden = 0
+    if _is_results_dir(str(root)):
+        raise ImageInputError(
+            f"{text} is a results directory of rarity-score (it holds a run.json of "
+            f"{RESULTS_FORMAT}), not a folder of images; give the folder of the images"
+        )
     root_stat = root.stat()
     seen = {(root_stat.st_dev, root_stat.st_ino)}  # symlinked folders are followed, loops not
     stack: list[tuple[str, str]] = [(str(root), "")]
@@ -379,6 +451,9 @@ def _open_folder(root: Path, text: str) -> ImageCollection:
                     logger.debug("%s: %s was already visited (symlink loop); skipped", text, name)
                     continue
                 seen.add(key)
+                if _is_results_dir(entry.path):
+                    results.append(name)
+                    continue
                 stack.append((entry.path, name + "/"))
             elif _is_image_name(entry.name):
                 try:
@@ -392,6 +467,14 @@ def _open_folder(root: Path, text: str) -> ImageCollection:
                     others.append(name)
             else:
                 others.append(name)
+    if results:
+        # Said every time: images the user may have expected are left out.
+        logger.warning(
+            "%s: skipped %s of rarity-score (%s); results are never read as images",
+            text,
+            _count(len(results), "results directory", "results directories"),
+            _shown(sorted(results)),
+        )
     if not found:
         raise ImageInputError(_no_images_message(f"folder {text}", sorted(others), hidden))
     _log_ignored(f"folder {text}", sorted(others), hidden)
@@ -403,8 +486,71 @@ def _open_folder(root: Path, text: str) -> ImageCollection:
     return _FileCollection("folder", text, items, paths)
 
 
+def _is_results_dir(folder: str) -> bool:
+    """Whether ``folder`` holds a run.json marking a results directory of this package.
+
+    Only ever used to leave a folder out, so a marker that says so is enough; a marker that
+    cannot be read (missing, too large, not JSON) says nothing.
+    """
+    try:
+        with _open_regular(os.path.join(folder, _RESULTS_MARKER), _RESULTS_MARKER) as file:
+            return _is_results_record(file.read(_MAX_MARKER_BYTES + 1))
+    except (OSError, UnreadableImage):
+        return False
+
+
+def _is_results_record(content: bytes) -> bool:
+    if len(content) > _MAX_MARKER_BYTES:
+        return False
+    try:
+        record = json.loads(content.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and record.get("format") == RESULTS_FORMAT
+
+
+def _results_members(
+    text: str, names: Iterable[str], markers: Mapping[str, Callable[[], bytes]]
+) -> set[str]:
+    """The members of an archive that lie in a results directory (a folder whose run.json,
+    read by ``markers[name]()``, says so), logged in one line; a results directory as the
+    archive's root is refused."""
+    folders = []
+    for marker, read in markers.items():
+        try:
+            if _is_results_record(read()):
+                folders.append(posixpath.dirname(marker))
+        except Exception:  # an unreadable marker says nothing
+            continue
+    if "" in folders:
+        raise ImageInputError(
+            f"{text} holds a results directory of rarity-score (its run.json is of "
+            f"{RESULTS_FORMAT}), not images; give the archive of the images"
+        )
+    if not folders:
+        return set()
+    dropped = {n for n in names if any(n.startswith(folder + "/") for folder in folders)}
+    logger.warning(
+        "%s: skipped %s of rarity-score (%s); results are never read as images",
+        text,
+        _count(len(folders), "results directory", "results directories"),
+        _shown(sorted(folders)),
+    )
+    return dropped
+
+
+def _is_marker(name: str, size: int) -> bool:
+    return posixpath.basename(name) == _RESULTS_MARKER and size <= _MAX_MARKER_BYTES
+
+
 def _open_list_file(path: Path, text: str) -> ImageCollection:
     try:
+        size = path.stat().st_size
+        if size > _MAX_LIST_BYTES:
+            raise ImageInputError(
+                f"{text}: {_mib(size)} is too large for a list of image paths (the limit is "
+                f"{_mib(_MAX_LIST_BYTES)}); is it the right file?"
+            )
         content = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise ImageInputError(f"{text}: cannot read the list of image paths ({error})") from error
@@ -479,20 +625,156 @@ class _FileCollection(ImageCollection):
     ) -> None:
         super().__init__(kind, source, items)
         self._paths = tuple(paths)
+        self._digests: tuple[str, ...] | None = None  # set by content_fingerprint
+
+    def _content_digests(self) -> list[str]:
+        if len(self._paths) < 2 * _HASH_THREADS:
+            digests = [_file_digest(path) for path in self._paths]
+        else:
+            # Reading is the cost; hashlib releases the GIL, so threads overlap the reads.
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(_HASH_THREADS) as pool:
+                digests = list(pool.map(_file_digest, self._paths, chunksize=64))
+        self._digests = tuple(digests)
+        return digests
 
     def _open_source(self, i: int, name: str) -> bytes:
         try:
-            with open(self._paths[i], "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                if size > _MAX_FILE_BYTES:
-                    raise UnreadableImage(name, f"file too large ({size / 2**30:.1f} GiB)")
-                return file.read()
+            with _open_regular(self._paths[i], name) as file:
+                data = _read_image(file, os.fstat(file.fileno()).st_size, name, bounded=False)
         except FileNotFoundError as error:
             raise UnreadableImage(name, "file not found (removed since it was listed?)") from error
         except OSError as error:
             raise UnreadableImage(name, f"cannot read the file ({error.strerror or error})") from (
                 error
             )
+        hashed = self._digests[i] if self._digests is not None else None
+        if hashed is not None and hashed.startswith("sha256:") and hashed != _digest(data):
+            raise UnreadableImage(name, CHANGED_REASON)
+        return data
+
+
+#: The reason given for a file that changed between the content hash and its reading.
+CHANGED_REASON = "the file changed while the run was going (run again)"
+
+
+def _open_regular(path: str, name: str) -> IO[bytes]:
+    """Open a regular file for reading; a pipe or device put in its place is refused, not
+    waited on (O_NONBLOCK keeps open() itself from blocking on a FIFO)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableImage(name, "not a regular file (a pipe or device?)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _stamp(path: str) -> tuple[int, int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    """``sha256:<hex>`` of a file's bytes, streamed; or why ``load`` will refuse the file unread
+    (what it says then depends on this, so it stands for the content just as well)."""
+    try:
+        with _open_regular(path, path) as file:
+            size = os.fstat(file.fileno()).st_size
+            if size > _MAX_FILE_BYTES:
+                return f"over:{size}"
+            digest = hashlib.sha256()
+            while chunk := file.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except UnreadableImage:
+        return "not-regular"
+    except OSError as error:
+        return f"unreadable:{error.errno}"
+    return "sha256:" + digest.hexdigest()
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+
+
+class _Readable(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+
+_TRUNCATED = "the file ends early (truncated, or changed while read)"
+
+
+def _read_image(
+    stream: _Readable, size: int, name: str, *, bounded: bool, truncated: str = _TRUNCATED
+) -> bytes:
+    """The bytes of one image file of ``size`` bytes (its stat or declared size), read only
+    when its header shows an image that can need them: memory stays near that of the image.
+
+    ``bounded``: the stream ends after ``size`` bytes by itself (an archive member); otherwise
+    one byte more is asked for, so a file that grows (or lies about its size) is refused
+    instead of read without limit.
+    """
+    if size > _MAX_FILE_BYTES:
+        raise UnreadableImage(name, f"file too large for an image ({_mib(size)})")
+    extra = 0 if bounded else 1
+    if size + extra <= _HEADER_BYTES:
+        data = stream.read(size + extra)
+    else:
+        head = stream.read(_HEADER_BYTES)
+        if len(head) == _HEADER_BYTES:
+            _check_header(head, size, name)
+        data = head + stream.read(size + extra - len(head))
+    if len(data) > size:
+        raise UnreadableImage(name, "the file grew while it was read (changed during the run?)")
+    if len(data) < size:
+        raise UnreadableImage(name, truncated)
+    return data
+
+
+def _check_header(head: bytes, size: int, name: str) -> None:
+    """Refuse, from its first bytes, a file much larger than the image its header describes
+    (a decompression bomb, or junk after an image), or one that is not an image at all."""
+    pil = _pil()
+    formats = _formats(pil)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a header cut short warns; the decode will tell
+            warnings.simplefilter("error", pil.DecompressionBombWarning)
+            with pil.open(io.BytesIO(head), formats=formats) as image:
+                width, height = image.size
+    except (pil.DecompressionBombError, pil.DecompressionBombWarning) as error:
+        raise UnreadableImage(name, _bomb_reason(error)) from error
+    except Exception as error:  # the header does not fit in the first bytes, or is not one
+        if not any(accept is None or accept(head[:16]) for accept in _acceptors(pil)):
+            raise UnreadableImage(name, _NOT_AN_IMAGE) from error
+        if size > _UNCHECKED_BYTES:
+            raise UnreadableImage(
+                name,
+                f"{_mib(size)}, and no image size in its first {_mib(_HEADER_BYTES)}: too large "
+                "to read without one",
+            ) from error
+        return
+    _check_pixels(width, height, name)
+    if size > _BYTES_PER_PIXEL * width * height + _METADATA_BYTES:
+        raise UnreadableImage(
+            name,
+            f"{_mib(size)} for a {width} x {height} image, far more than such an image needs "
+            "(a decompression bomb, or data appended to an image)",
+        )
+
+
+def _acceptors(pil: Any) -> list[Any]:
+    """The magic-number tests of the formats read here (Pillow's ``OPEN`` registry)."""
+    return [pil.OPEN[name][1] for name in _formats(pil)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -521,6 +803,7 @@ class _ArchiveCollection(ImageCollection):
         self._handle: Any = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._hashed_stamp: tuple[int, int, int, int] | None = None  # see _content_digests
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -541,10 +824,23 @@ class _ArchiveCollection(ImageCollection):
             self._pid = os.getpid()
         return self._lock
 
-    def _process_handle(self) -> Any:
+    def _content_digests(self) -> list[str]:
+        # The archive file's own bytes: names, sizes, dates and CRCs of members can all be
+        # equal in archives of other content. Its stat is kept to notice a later replacement.
+        before = _stamp(self._path)
+        digest = _file_digest(self._path)
+        self._hashed_stamp = before if before == _stamp(self._path) else None
+        return [digest]
+
+    def _process_handle(self, name: str) -> Any:
         """This process's open archive, opened on first use (call with the lock held)."""
         if self._handle is None:
-            self._handle = self._open_handle()
+            hashed = self._hashed_stamp
+            handle = self._open_handle()
+            if hashed is not None and _stamp(self._path) != hashed:
+                handle.close()
+                raise UnreadableImage(name, CHANGED_REASON)
+            self._handle = handle
         return self._handle
 
     def _open_handle(self) -> Any:
@@ -576,6 +872,21 @@ def _open_zip(path: Path, text: str) -> ImageCollection:
             chosen[name] = (position, info)  # a repeated name: the last copy wins, as in unzip
         else:
             others.append(name)
+    markers = {
+        name: info
+        for info in infos
+        if not info.is_dir()
+        and _is_marker(name := _member_name(info.filename), info.file_size)
+        and not _is_hidden_member(name)
+    }
+    if markers:
+        with zipfile.ZipFile(path) as archive:
+
+            def reader(info: zipfile.ZipInfo) -> Callable[[], bytes]:
+                return lambda: archive.read(info)  # at most _MAX_MARKER_BYTES (checked)
+
+            for name in _results_members(text, chosen, {n: reader(i) for n, i in markers.items()}):
+                del chosen[name]
     if not chosen:
         raise ImageInputError(_no_images_message(f"archive {text}", sorted(others), hidden))
     _log_ignored(f"archive {text}", sorted(others), hidden)
@@ -599,20 +910,28 @@ class _ZipCollection(_ArchiveCollection):
         position, raw = self._members[i]
         try:
             with self._process_lock():
-                archive = self._process_handle()
+                archive = self._process_handle(name)
                 infos = archive.infolist()
                 if position >= len(infos) or infos[position].filename != raw:
                     raise UnreadableImage(name, "the archive changed since it was opened")
                 info = infos[position]
-                if info.file_size > _MAX_FILE_BYTES:
-                    size = info.file_size / 2**30
-                    raise UnreadableImage(name, f"archive member too large ({size:.1f} GiB)")
-                return archive.read(info)
+                # The declared size first, then the header; zipfile stops at the declared size
+                # (and checks the CRC), so a lying header cannot make it read more.
+                with archive.open(info) as member:
+                    return _read_image(member, info.file_size, name, bounded=True)
         except UnreadableImage:
             raise
         except Exception as error:  # zipfile raises many types: BadZipFile, RuntimeError, ...
             self.close()
             raise UnreadableImage(name, f"cannot read the archive member ({error})") from error
+
+
+_TAR_MODES: dict[str | None, Literal["r:", "r:gz", "r:bz2", "r:xz"]] = {
+    None: "r:",
+    "gz": "r:gz",
+    "bz2": "r:bz2",
+    "xz": "r:xz",
+}
 
 
 def _compression(path: str) -> str | None:
@@ -628,6 +947,25 @@ def _compression(path: str) -> str | None:
     return None
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo whose extended headers are size-checked before tarfile reads them whole."""
+
+    def _check_extended(self) -> None:
+        if self.size > _MAX_TAR_HEADER_BYTES:
+            raise tarfile.ReadError(
+                f"an extended header of {_mib(self.size)} at byte {self.offset}, far larger "
+                "than any real one"
+            )
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_extended()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        self._check_extended()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+
 def _open_tar(path: Path, text: str) -> ImageCollection:
     regular: dict[str, tarfile.TarInfo] = {}
     links: dict[str, tarfile.TarInfo] = {}
@@ -636,7 +974,8 @@ def _open_tar(path: Path, text: str) -> ImageCollection:
     hidden = 0
     try:
         compression = _compression(str(path))
-        with tarfile.open(path, "r:*") as archive:
+        mode = _TAR_MODES[compression]  # "r:*" would try each and report four errors
+        with tarfile.open(path, mode, tarinfo=_BoundedTarInfo) as archive:
             for info in archive:
                 name = _member_name(info.name)
                 if info.isdir():
@@ -654,6 +993,21 @@ def _open_tar(path: Path, text: str) -> ImageCollection:
                     regular.pop(name, None)
                 else:
                     others.append(name)
+        markers = {
+            name: info
+            for name, info in every.items()
+            if info.isreg() and _is_marker(name, info.size) and not _is_hidden_member(name)
+        }
+        if markers:
+            with tarfile.open(path, mode, tarinfo=_BoundedTarInfo) as archive:
+
+                def reader(info: tarfile.TarInfo) -> Callable[[], bytes]:
+                    return lambda: archive.extractfile(info).read()  # type: ignore[union-attr]
+
+                readers = {name: reader(info) for name, info in markers.items()}
+                for name in _results_members(text, {*regular, *links}, readers):
+                    regular.pop(name, None)
+                    links.pop(name, None)
     except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as error:
         raise ImageInputError(
             f"{text}: not a readable tar archive, or damaged ({error}); re-create or re-download it"
@@ -756,19 +1110,37 @@ class _TarCollection(_ArchiveCollection):
         if sparse:
             raise UnreadableImage(name, "a sparse tar member (not supported)")
         if size > _MAX_FILE_BYTES:
-            raise UnreadableImage(name, f"archive member too large ({size / 2**30:.1f} GiB)")
+            raise UnreadableImage(name, f"archive member too large ({_mib(size)})")
         try:
             with self._process_lock():
-                handle = self._process_handle()
+                handle = self._process_handle(name)
                 if self._compression and not self._spooled and offset < handle.tell():
                     handle = self._spool()
                 handle.seek(offset)
-                data = handle.read(size)
+                return _read_image(
+                    _Window(handle, size),
+                    size,
+                    name,
+                    bounded=True,
+                    truncated="the archive ends inside this member (truncated archive)",
+                )
+        except UnreadableImage:
+            raise
         except Exception as error:  # gzip / lzma / bz2 / OS errors while reading the stream
             self.close()
             raise UnreadableImage(name, f"cannot read the archive member ({error})") from error
-        if len(data) != size:
-            raise UnreadableImage(name, "the archive ends inside this member (truncated archive)")
+
+
+class _Window:
+    """The next ``size`` bytes of a stream, as a stream that ends there."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self._stream = stream
+        self._left = size
+
+    def read(self, n: int) -> bytes:
+        data = self._stream.read(max(0, min(n, self._left)))
+        self._left -= len(data)
         return data
 
 
@@ -919,33 +1291,41 @@ def _decode(source: bytes | np.ndarray, name: str, pil: Any) -> Image.Image:
             warnings.simplefilter("error", pil.DecompressionBombWarning)
             with pil.open(io.BytesIO(source), formats=_formats(pil)) as image:
                 width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise UnreadableImage(
-                        name,
-                        f"too large to decode safely ({width} x {height} pixels; "
-                        "the limit is 16384 x 16384)",
-                    )
+                _check_pixels(width, height, name)
                 image.load()
                 return _to_rgb(image, pil, name)
     except UnreadableImage:
         raise
     except (pil.DecompressionBombError, pil.DecompressionBombWarning) as error:
-        match = _BOMB_NUMBERS.search(str(error))
-        detail = (
-            f"{int(match[1]):,} pixels, over Pillow's limit of {int(match[2]):,}"
-            if match
-            else "over Pillow's MAX_IMAGE_PIXELS"
-        )
-        raise UnreadableImage(name, f"too large to decode safely ({detail})") from error
+        raise UnreadableImage(name, _bomb_reason(error)) from error
     except UnidentifiedImageError as error:
-        raise UnreadableImage(
-            name, "not an image, or not a format read here (PNG, JPEG, WebP, BMP, TIFF)"
-        ) from error
+        raise UnreadableImage(name, _NOT_AN_IMAGE) from error
     except Exception as error:  # Pillow's decoders raise OSError, ValueError, SyntaxError...
         raise UnreadableImage(name, _reason(error)) from error
     finally:
         if truncated_allowed:
             ImageFile.LOAD_TRUNCATED_IMAGES = True
+
+
+_NOT_AN_IMAGE = "not an image, or not a format read here (PNG, JPEG, WebP, BMP, TIFF)"
+
+
+def _check_pixels(width: int, height: int, name: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise UnreadableImage(
+            name,
+            f"too large to decode safely ({width} x {height} pixels; the limit is 16384 x 16384)",
+        )
+
+
+def _bomb_reason(error: Exception) -> str:
+    match = _BOMB_NUMBERS.search(str(error))
+    detail = (
+        f"{int(match[1]):,} pixels, over Pillow's limit of {int(match[2]):,}"
+        if match
+        else "over Pillow's MAX_IMAGE_PIXELS"
+    )
+    return f"too large to decode safely ({detail})"
 
 
 def _reason(error: Exception) -> str:

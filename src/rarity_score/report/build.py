@@ -31,7 +31,9 @@ import numpy as np
 
 from rarity_score.compare import SUMMARY_COLUMNS
 from rarity_score.features.errors import MissingDependency
-from rarity_score.io.atomic import atomic_write_bytes
+from rarity_score.io import publish
+from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
+from rarity_score.io.names import printable, shorten
 from rarity_score.report.load import (
     ReportError,
     Results,
@@ -39,7 +41,7 @@ from rarity_score.report.load import (
     load_results,
 )
 from rarity_score.report.plots import histogram_png
-from rarity_score.report.thumbnails import Thumb, ThumbnailMaker
+from rarity_score.report.thumbnails import ImageOrigin, Thumb, ThumbnailMaker
 
 __all__ = ["build_report"]
 
@@ -93,6 +95,7 @@ def build_report(
         raise ValueError("gallery_size and out_of_manifold_sample must be >= 0, page_size >= 1")
     results = load_results(results_dir)
     root = results.root
+    _check_replaceable(results)
     token = secrets.token_hex(4)
     staging = root / f".report.tmp-{token}"
     try:
@@ -106,12 +109,57 @@ def build_report(
         if png is not None:
             atomic_write_bytes(root / "histogram.png", png)
         _swap_into_place(staging, root / "report", token)
+        _list_report_files(root)
     except OSError as error:
         raise ReportError(f"cannot write the report into {root}: {error}") from error
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return root / "report" / "index.html"
+
+
+def _check_replaceable(results: Results) -> None:
+    """A rebuild replaces ``report/`` and ``histogram.png``: refuse, before any work, unless they
+    hold exactly what the package wrote there (listed in ``run.json["files"]``, unchanged); a
+    user's file in them is never deleted."""
+    root = results.root
+    ours = ("report", "histogram.png")
+    if not any((root / name).exists() or (root / name).is_symlink() for name in ours):
+        return
+    manifest = publish.read_manifest(results.run.get("files"))
+    if manifest is None:
+        raise ReportError(
+            f"cannot rebuild the report in {root}: run.json lists no files (an older version "
+            "wrote it), so report/ and histogram.png cannot be told from files of yours; move "
+            "them away and run again"
+        )
+    foreign = [
+        rel
+        for rel in publish.foreign_entries(root, manifest, own=("run.json",))
+        if _is_report_file(rel)
+    ]
+    if foreign:
+        raise ReportError(
+            f"cannot rebuild the report in {root}: {publish.describe_foreign(foreign)} were not "
+            "written by rarity-score (or changed since); move them away and run again"
+        )
+
+
+def _is_report_file(rel: str) -> bool:
+    return rel == "histogram.png" or rel.startswith("report/")
+
+
+def _list_report_files(root: Path) -> None:
+    """Put the new report's files in ``run.json["files"]`` in place of the old report's: what a
+    later run or rebuild may replace (see :func:`_check_replaceable`)."""
+    path = root / "run.json"
+    run = json.loads(path.read_text(encoding="utf-8"))  # validated by load_results just before
+    listed = publish.read_manifest(run.get("files")) or {}
+    files = {rel: entry for rel, entry in listed.items() if not _is_report_file(rel)}
+    written = publish.build_manifest(root, own=("run.json",))
+    files.update({rel: entry for rel, entry in written.items() if _is_report_file(rel)})
+    run["files"] = files
+    atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
 
 
 def _swap_into_place(staging: Path, target: Path, token: str) -> None:
@@ -157,6 +205,9 @@ def _write_report(
         _plan_galleries(results, item, thumbs, gallery_size, out_sample) for item in results.sets
     ]
     thumbs.make()
+    for source, reason in thumbs.refused().items():
+        # One line per source: the page shows the reason on each placeholder too.
+        logger.warning("report: no thumbnails of %s (%s)", shorten(source, 120), reason)
     galleries = "\n".join(
         _render_set(results, item, plan, thumbs)
         for item, plan in zip(results.sets, plans, strict=True)
@@ -212,8 +263,9 @@ def _write_report(
 
 
 def _e(text: object) -> str:
-    """HTML-escape ``text`` for element content and quoted attributes."""
-    return html.escape(str(text), quote=True)
+    """HTML-escape ``text`` for element content and quoted attributes (made printable first: a
+    lone surrogate from a results file could not even be written as UTF-8)."""
+    return html.escape(printable(str(text)), quote=True)
 
 
 def _template(name: str) -> Template:
@@ -453,11 +505,12 @@ def _plan_galleries(
         ),
     ]
     group = f"set-{item.slug}"
+    origin = _origin(item)
     ref_source, ref_group = _reference(results, item)
     ref_names = results.reference_names(item)
     for _, _, _, rows in plan:
         for row in rows:
-            thumbs.request(group, item.source, item.names[row], row)
+            thumbs.request(group, origin, item.names[row], row)
             if ref_source is None or ref_names is None:
                 continue
             for index in _neighbours(item, row):
@@ -466,14 +519,20 @@ def _plan_galleries(
     return plan
 
 
-def _reference(results: Results, item: SetResult) -> tuple[str | None, str]:
+def _origin(item: SetResult) -> ImageOrigin:
+    """The image source of ``item`` as the run recorded it (checked before any image is read)."""
+    return ImageOrigin(item.source or "", item.kind, item.images_fingerprint)
+
+
+def _reference(results: Results, item: SetResult) -> tuple[ImageOrigin | None, str]:
     """The image source the neighbour indices of ``item`` refer to, and its thumbnail group."""
     if results.datasets_mode:
-        return item.source, f"set-{item.slug}"
+        return _origin(item), f"set-{item.slug}"
     real = _real(results)
     if not results.run.get("real_has_images", False) or not real.get("source"):
         return None, _REAL_GROUP
-    return str(real["source"]), _REAL_GROUP
+    origin = ImageOrigin(str(real["source"]), real.get("kind"), real.get("images_fingerprint"))
+    return origin, _REAL_GROUP
 
 
 def _neighbours(item: SetResult, row: int) -> list[int]:
@@ -520,7 +579,7 @@ def _render_card(results: Results, item: SetResult, row: int, thumbs: ThumbnailM
     inside = bool(item.in_manifold[row])
     slots = [
         _slot(
-            thumbs.get(thumbs.request(group, item.source or "", item.names[row], row)),
+            thumbs.get(thumbs.request(group, _origin(item), item.names[row], row)),
             "generated" if not results.datasets_mode else "image",
             "subject",
             item.names[row],

@@ -7,14 +7,17 @@ array or a summary file: what is missing is shown as missing, never invented.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rarity_score.io.names import printable, shorten, uncsv_cell
+from rarity_score.io.run_record import inside, read_json, read_run_record, validate_summary
 
 __all__ = ["ReportError", "Results", "SetResult", "load_results"]
 
@@ -52,6 +55,10 @@ class SetResult:
     sphere_count: np.ndarray | None = None
     #: The set's per-sample CSV, if saved (it names the real rows the samples point at).
     table: Path | None = None
+    #: The fingerprint of the set's images that the run recorded (None: not recorded).
+    images_fingerprint: str | None = None
+    #: The file the arrays were read from (named in messages).
+    source_file: Path | None = None
 
 
 @dataclass
@@ -92,29 +99,32 @@ def safe_slug(text: str) -> str:
 def load_results(results_dir: str | os.PathLike[str]) -> Results:
     """Read ``run.json``, the summary and every set's arrays from a results directory.
 
-    Raises :class:`ReportError` with a one-line reason when the directory or ``run.json`` is
-    missing or unreadable, or a set's arrays cannot be found.
+    The directory is untrusted input: ``run.json`` is validated
+    (:func:`rarity_score.io.run_record.validate_run`), every file read must lie inside the
+    directory (no ``..``, no absolute path, no symbolic link leading out), and every array is
+    checked for its type, shape and length before use. Raises :class:`ReportError` with a
+    one-line reason naming the file (and the field) otherwise.
     """
     root = Path(results_dir)
     if not root.is_dir():
         raise ReportError(f"not a results directory: {root} does not exist or is not a folder")
-    run_path = root / "run.json"
     try:
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-    except FileNotFoundError as error:
-        raise ReportError(f"{root} has no run.json: not a results directory") from error
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"{run_path}: cannot read ({error})") from error
-    if not isinstance(run, dict) or not isinstance(run.get("sets"), list):
-        raise ReportError(f"{run_path}: not a results description (no list of sets)")
-    mode = str(run.get("mode") or "compare")
+        return _load(root)
+    except ReportError:
+        raise
+    except ValueError as error:  # the checks of run_record: already one line naming the file
+        raise ReportError(str(error)) from error
+
+
+def _load(root: Path) -> Results:
+    run = read_run_record(root)
+    where = str(root / "run.json")
+    mode = str(run["mode"])
 
     sets: list[SetResult] = []
     used: set[str] = set()
     for position, entry in enumerate(run["sets"]):
-        if not isinstance(entry, dict):
-            raise ReportError(f"{run_path}: set {position} is not an object")
-        item = _load_set(root, entry, position)
+        item = _load_set(root, entry, f"{where}: field 'sets[{position}]", position)
         # Slugs name files of the report; they must be file-safe and distinct whatever run.json
         # says.
         slug, suffix = item.slug, 2
@@ -126,60 +136,109 @@ def load_results(results_dir: str | os.PathLike[str]) -> Results:
 
     reference_rarity: np.ndarray | None = None
     real_names: list[str] | None = None
-    reference = root / "reference_loo.npz"
-    if reference.is_file():
+    real = run["real"]
+    n_reference: int | None = real["n"] if real is not None else None
+    reference = inside(root, run["reference_loo"] or "reference_loo.npz", where)
+    if real is not None and reference.is_file():
         arrays = _read_npz(reference)
+        _check_arrays(
+            arrays, reference, {"rarity": "float", "names": "text", "in_manifold": "bool"}
+        )
         if "rarity" in arrays:
             reference_rarity = np.asarray(arrays["rarity"], dtype=np.float64)
         if "names" in arrays:
-            real_names = [str(name) for name in arrays["names"].tolist()]
+            real_names = [printable(str(name)) for name in arrays["names"].tolist()]
+        n_reference = _check_real_count(real, reference, arrays, where)
     if mode != "datasets" and real_names is None:
-        real_names = _real_names_from_tables(run, sets)
+        real_names = _real_names_from_tables(real, sets)
+    for item in sets:
+        _check_indices(item, item.n if mode == "datasets" else n_reference)
 
     return Results(
         root=root,
         run=run,
         mode=mode,
         sets=sets,
-        summary=_load_summary(root, sets),
+        summary=_load_summary(root, sets, [entry["name"] for entry in run["sets"]]),
         reference_rarity=reference_rarity,
         real_names=real_names,
     )
 
 
-def _load_set(root: Path, entry: dict[str, Any], position: int) -> SetResult:
-    name = str(entry.get("name", f"set {position + 1}"))
+def _check_real_count(
+    real: dict[str, Any], path: Path, arrays: dict[str, np.ndarray], where: str
+) -> int | None:
+    """The number of real samples the reference arrays hold (None: no such array)."""
+    sizes = {key: int(value.size) for key, value in arrays.items() if key in _REFERENCE_ARRAYS}
+    if len(set(sizes.values())) > 1:
+        raise ReportError(f"{path}: arrays of different lengths ({_sizes(sizes)})")
+    if real.get("n") is not None and sizes and set(sizes.values()) != {real["n"]}:
+        raise ReportError(
+            f"{path} holds {next(iter(sizes.values()))} real samples but {where} says "
+            f"real.n = {real['n']}"
+        )
+    return next(iter(sizes.values()), real.get("n"))
+
+
+def _check_indices(item: SetResult, size: int | None) -> None:
+    """Neighbour indices are rows of the reference (-1: none); out of range means damage."""
+    for key in ("sphere_index", "nearest_real_index"):
+        values = getattr(item, key)
+        if values is None or values.size == 0:
+            continue
+        low, high = int(values.min()), int(values.max())
+        if low < -1 or (size is not None and high >= size):
+            bound = f"below {size}" if size is not None else "an index"
+            raise ReportError(
+                f"{item.source_file}: {key} holds {low if low < -1 else high}, not -1 or {bound} "
+                "(the reference set's rows)"
+            )
+
+
+def _sizes(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{key}: {size}" for key, size in sizes.items())
+
+
+def _load_set(root: Path, entry: dict[str, Any], field: str, position: int) -> SetResult:
+    name = printable(entry["name"])
     slug = safe_slug(str(entry.get("slug") or name))
-    arrays_path = root / str(entry.get("arrays") or f"sets/{slug}.npz")
-    table_path = root / str(entry.get("table") or f"sets/{slug}.csv")
+    arrays_path = inside(root, entry["arrays"], f"{field}.arrays'")
+    table_path = inside(root, entry["table"], f"{field}.table'")
     arrays: dict[str, np.ndarray] = {}
     if arrays_path.is_file():
         arrays = _read_npz(arrays_path)
+        source_file = arrays_path
     elif table_path.is_file():
         arrays = _arrays_from_csv(table_path)
+        source_file = table_path
     else:
         raise ReportError(f"set {name!r}: neither {arrays_path} nor {table_path} exists")
+    _check_arrays(arrays, source_file, _SET_ARRAYS)
+    if "rarity" not in arrays:
+        raise ReportError(f"{source_file}: no rarity array")
 
-    rarity = np.asarray(arrays.get("rarity", np.zeros(0)), dtype=np.float64)
+    rarity = np.asarray(arrays["rarity"], dtype=np.float64)
     if "in_manifold" in arrays:
         in_manifold = np.asarray(arrays["in_manifold"], dtype=bool)
     else:
         in_manifold = np.isfinite(rarity)
-    n = int(in_manifold.size)
-    if rarity.size != n:
-        raise ReportError(f"set {name!r}: {rarity.size} rarity values for {n} samples")
+    n = int(rarity.size)
+    sizes = {key: int(value.size) for key, value in arrays.items() if key in _SET_ARRAYS}
+    if len(set(sizes.values())) > 1:
+        raise ReportError(f"{source_file}: arrays of different lengths ({_sizes(sizes)})")
+    if entry.get("n") is not None and entry["n"] != n:
+        raise ReportError(
+            f"{source_file} holds {n} samples but {field}.n' = {entry['n']} in run.json"
+        )
     if "names" in arrays:
-        names = [str(value) for value in arrays["names"].tolist()]
+        # Written through io.names.printable; an older or edited file may hold anything.
+        names = [printable(str(value)) for value in arrays["names"].tolist()]
     else:
         names = [f"#{i}" for i in range(n)]
-    if len(names) != n:
-        raise ReportError(f"set {name!r}: {len(names)} names for {n} samples")
 
     optional: dict[str, np.ndarray | None] = {}
     for key in (*_FLOAT_ARRAYS[1:], *_INT_ARRAYS):
         values = arrays.get(key)
-        if values is not None and np.asarray(values).size != n:
-            raise ReportError(f"set {name!r}: {key} has {np.asarray(values).size} values, not {n}")
         if values is None:
             optional[key] = None
         elif key in _INT_ARRAYS:
@@ -187,21 +246,57 @@ def _load_set(root: Path, entry: dict[str, Any], position: int) -> SetResult:
         else:
             optional[key] = np.asarray(values, dtype=np.float64)
 
-    item = SetResult(
+    return SetResult(
         name=name,
         slug=slug,
-        source=None if entry.get("source") is None else str(entry["source"]),
-        kind=None if entry.get("kind") is None else str(entry["kind"]),
+        source=entry["source"],
+        kind=entry["kind"],
         n=n,
-        n_skipped=int(entry.get("n_skipped") or 0),
-        has_images=bool(entry.get("has_images", False)),
+        n_skipped=int(entry["n_skipped"]),
+        has_images=bool(entry["has_images"]),
         names=names,
         rarity=rarity,
         in_manifold=in_manifold,
         table=table_path if table_path.is_file() else None,
+        images_fingerprint=entry["images_fingerprint"],
+        source_file=source_file,
         **optional,
     )
-    return item
+
+
+#: The arrays of a set's ``.npz`` the report reads, and the kind of values each must hold.
+_SET_ARRAYS: dict[str, str] = {
+    "rarity": "float",
+    "nearest_real_distance": "float",
+    "realism": "float",
+    "sphere_index": "int",
+    "nearest_real_index": "int",
+    "sphere_count": "int",
+    "in_manifold": "bool",
+    "names": "text",
+}
+_REFERENCE_ARRAYS = ("rarity", "names", "in_manifold")
+_KINDS = {"float": "fiu", "int": "iu", "bool": "b", "text": "U"}
+_KIND_WORDS = {
+    "float": "numbers",
+    "int": "integers",
+    "bool": "true/false values",
+    "text": "text (a unicode array)",
+}
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], path: Path, expected: dict[str, str]) -> None:
+    """Each array the report reads is one-dimensional and of its kind (a damaged or edited file
+    gives one line naming it, never a failure deep in the report)."""
+    for key, kind in expected.items():
+        values = arrays.get(key)
+        if values is None:
+            continue
+        if values.ndim != 1 or values.dtype.kind not in _KINDS[kind]:
+            raise ReportError(
+                f"{path}: array {key!r} must be one-dimensional {_KIND_WORDS[kind]}, not "
+                f"{values.dtype} of shape {values.shape}"
+            )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
@@ -209,16 +304,22 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     # saved as a unicode array by the contract.
     try:
         with np.load(path, allow_pickle=False) as data:
+            if not hasattr(data, "files"):
+                raise ValueError("not an .npz archive of arrays")
             return {key: data[key] for key in data.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise ReportError(f"{path}: cannot read the arrays ({error})") from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ReportError(f"{path}: cannot read the arrays ({_one_line(error)})") from error
 
 
-def _float_cell(text: str) -> float:
+def _one_line(error: BaseException) -> str:
+    return shorten(" ".join(str(error).split()), 200)
+
+
+def _float_cell(text: str | None) -> float:
     return float(text) if text not in ("", None) else float("nan")
 
 
-def _int_cell(text: str) -> int:
+def _int_cell(text: str | None) -> int:
     return int(text) if text not in ("", None) else -1
 
 
@@ -227,7 +328,7 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         with path.open(newline="", encoding="utf-8") as handle:
             return list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ReportError(f"{path}: cannot read ({error})") from error
+        raise ReportError(f"{path}: cannot read ({_one_line(error)})") from error
 
 
 def _arrays_from_csv(path: Path) -> dict[str, np.ndarray]:
@@ -235,15 +336,28 @@ def _arrays_from_csv(path: Path) -> dict[str, np.ndarray]:
     rows = _read_csv(path)
     arrays: dict[str, np.ndarray] = {}
     if rows and "name" in rows[0]:
-        arrays["names"] = np.array([row["name"] for row in rows], dtype=str)
+        # Name cells were neutralised for spreadsheets (io.names.csv_cell): undo it.
+        names = [uncsv_cell(row["name"] or "") for row in rows]
+        arrays["names"] = np.array(names, dtype=str) if names else np.zeros(0, dtype="<U1")
     if rows and "in_manifold" in rows[0]:
         arrays["in_manifold"] = np.array([row["in_manifold"] == "true" for row in rows])
-    for key in _FLOAT_ARRAYS:
-        if rows and key in rows[0]:
-            arrays[key] = np.array([_float_cell(row[key]) for row in rows], dtype=np.float64)
-    for key in _INT_ARRAYS:
-        if rows and key in rows[0]:
-            arrays[key] = np.array([_int_cell(row[key]) for row in rows], dtype=np.int64)
+    for keys, cell, dtype in (
+        (_FLOAT_ARRAYS, _float_cell, np.float64),
+        (_INT_ARRAYS, _int_cell, np.int64),
+    ):
+        for key in keys:
+            if not rows or key not in rows[0]:
+                continue
+            values = []
+            for number, row in enumerate(rows, start=2):  # line 1 is the header
+                try:
+                    values.append(cell(row[key]))
+                except (TypeError, ValueError) as error:
+                    raise ReportError(
+                        f"{path}: line {number}, column {key!r}: not a number "
+                        f"({shorten(repr(row[key]), 40)})"
+                    ) from error
+            arrays[key] = np.array(values, dtype=dtype)
     if not rows:
         arrays["rarity"] = np.zeros(0)
     return arrays
@@ -252,61 +366,68 @@ def _arrays_from_csv(path: Path) -> dict[str, np.ndarray]:
 def _neighbour_names_from_csv(path: Path) -> dict[int, str]:
     """Reference row index -> name, from the ``sphere_name`` / ``nearest_real_name`` columns."""
     found: dict[int, str] = {}
-    for row in _read_csv(path):
+    for number, row in enumerate(_read_csv(path), start=2):
         for index_key, name_key in (
             ("sphere_index", "sphere_name"),
             ("nearest_real_index", "nearest_real_name"),
         ):
             index, name = row.get(index_key) or "", row.get(name_key) or ""
             if index and name:
-                found[int(index)] = name
+                try:
+                    found[int(index)] = uncsv_cell(name)
+                except ValueError as error:
+                    raise ReportError(
+                        f"{path}: line {number}, column {index_key!r}: not an integer "
+                        f"({shorten(repr(index), 40)})"
+                    ) from error
     return found
 
 
-def _real_names_from_tables(run: dict[str, Any], sets: list[SetResult]) -> list[str] | None:
+def _real_names_from_tables(real: dict[str, Any] | None, sets: list[SetResult]) -> list[str] | None:
     """Names of the real rows gathered from the sets' CSV files, where ``reference_loo.npz``
     does not list them (only the rows some sample points at are known; others stay empty)."""
-    real = run.get("real") or {}
-    n_real = int(real.get("n") or 0)
+    n_real = int((real or {}).get("n") or 0)
     if n_real <= 0:
         return None
-    names = [""] * n_real
-    known = False
+    found: dict[int, str] = {}
     for item in sets:
         if item.table is None:
             continue
         for index, name in _neighbour_names_from_csv(item.table).items():
             if 0 <= index < n_real:
-                names[index] = name
-                known = True
-    return names if known else None
+                found[index] = name
+    if not found:
+        return None
+    # As long as the highest row named (not n_real, which run.json could make absurdly large):
+    # a shorter list reads as "name not saved" beyond it.
+    names = [""] * (max(found) + 1)
+    for index, name in found.items():
+        names[index] = name
+    return names
 
 
-def _load_summary(root: Path, sets: list[SetResult]) -> list[dict[str, Any]]:
+def _load_summary(root: Path, sets: list[SetResult], names: list[str]) -> list[dict[str, Any]]:
     """The summary rows from ``summary.json`` (or ``summary.csv``), in the order of the sets."""
     rows: list[dict[str, Any]] | None = None
-    path = root / "summary.json"
+    where = str(root)
+    path = inside(root, "summary.json", where)
     if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ReportError(f"{path}: cannot read ({error})") from error
-        if isinstance(data, dict):
-            data = next(
-                (
-                    data[key]
-                    for key in ("sets", "rows", "summary")
-                    if isinstance(data.get(key), list)
-                ),
-                None,
-            )
-        if isinstance(data, list) and all(isinstance(row, dict) for row in data):
-            rows = data
-    if rows is None and (root / "summary.csv").is_file():
+        data = read_json(path)
+        if isinstance(data, dict):  # tolerated: an object holding the list of rows
+            data = next((data[key] for key in ("sets", "rows", "summary") if key in data), data)
+        rows = validate_summary(data, str(path), names)
+    csv_path = inside(root, "summary.csv", where)
+    if rows is None and csv_path.is_file():
         rows = [
-            {key: (_number(value) if key != "name" else value) for key, value in row.items()}
-            for row in _read_csv(root / "summary.csv")
+            {
+                key: (_number(value) if key != "name" else uncsv_cell(value or ""))
+                for key, value in row.items()
+                if isinstance(key, str)
+            }
+            for row in _read_csv(csv_path)
         ]
+    if rows is not None:
+        rows = [{**row, "name": printable(str(row.get("name") or ""))} for row in rows]
     if rows is None:
         # No summary saved: show the counts the arrays hold, and nothing that needs the
         # metrics (precision & co. stay empty rather than recomputed).

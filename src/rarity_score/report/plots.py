@@ -17,6 +17,7 @@ import numpy as np
 
 from rarity_score.features.errors import require
 from rarity_score.io.atomic import atomic_write_bytes
+from rarity_score.io.names import printable
 from rarity_score.report.load import Results, load_results
 
 __all__ = ["histogram_png", "plot_histograms"]
@@ -51,7 +52,7 @@ def histogram_png(results: Results) -> bytes:
     if results.reference_rarity is not None and not results.datasets_mode:
         reference = results.reference_rarity[np.isfinite(results.reference_rarity)]
         real = results.run.get("real") or {}
-        name = real.get("name") or "real"
+        name = printable(str(real.get("name") or "real"))
         total = results.reference_rarity.size
         label = f"{name}, leave-one-out (n = {reference.size:,} of {total:,} in manifold)"
         curves.append((label, reference, "black", True))
@@ -77,22 +78,32 @@ def histogram_png(results: Results) -> bytes:
             low, high = low - 0.5, high + 0.5
         smallest = min(scores.size for _, scores, _, _ in curves if scores.size)
         bins = np.linspace(low, high, min(_MAX_BINS, max(10, int(np.sqrt(smallest)))) + 1)
+        handles: list[Any] = []
+        labels = [label for label, _, _, _ in curves]
         for label, scores, colour, dashed in curves:
             if scores.size == 0:
-                axes.plot([], [], label=label, color=colour, linestyle="--" if dashed else "-")
+                style = "--" if dashed else "-"
+                handles += axes.plot([], [], label=label, color=colour, linestyle=style)
                 continue
             density, _ = np.histogram(scores, bins=bins, density=True)
             if dashed:
-                axes.stairs(density, bins, label=label, color=colour, linestyle="--", linewidth=1.6)
+                line = axes.stairs(density, bins, color=colour, linestyle="--", linewidth=1.6)
             else:
                 axes.stairs(density, bins, fill=True, alpha=0.12, color=colour)
-                axes.stairs(density, bins, label=label, color=colour, linewidth=1.8)
+                line = axes.stairs(density, bins, color=colour, linewidth=1.8)
+            handles.append(line)
         axes.set_xlim(low, high)
         axes.set_ylim(bottom=0)
-        axes.legend(fontsize=8, frameon=False, loc="best")
-    axes.set_xlabel(_x_label(results))
+        # Handles and labels given explicitly: matplotlib would drop a label that starts with
+        # "_" (a set named "_base") from an automatic legend.
+        legend = axes.legend(handles, labels, fontsize=8, frameon=False, loc="best")
+        for text in legend.get_texts():
+            text.set_parse_math(False)
+    # Names come from the results directory: "$...$" in one must stay text, not mathtext
+    # (which may also fail to parse and stop the report).
+    axes.set_xlabel(_x_label(results), parse_math=False)
     axes.set_ylabel("density")
-    axes.set_title(_title(results), fontsize=10)
+    axes.set_title(_title(results), fontsize=10, parse_math=False)
     axes.spines[["top", "right"]].set_visible(False)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -103,12 +114,12 @@ def _title(results: Results) -> str:
     k = results.run.get("k")
     if results.datasets_mode:
         return f"Rarity of each dataset against its own manifold (leave-one-out, k = {k})"
-    real = (results.run.get("real") or {}).get("name") or "the real set"
+    real = printable(str((results.run.get("real") or {}).get("name") or "the real set"))
     return f"Rarity of the generated sets against the manifold of {real} (k = {k})"
 
 
 def _x_label(results: Results) -> str:
     extractor = results.run.get("extractor") or {}
     name = extractor.get("name") if isinstance(extractor, dict) else None
-    space = f"{name} features" if name else "the feature space"
+    space = f"{printable(str(name))} features" if name else "the feature space"
     return f"rarity score (distance in {space})"

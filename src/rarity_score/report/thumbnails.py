@@ -1,10 +1,15 @@
 """Thumbnails of the few images a report shows, made from the saved image sources.
 
-Images are found again through the sources recorded in ``run.json`` and the per-sample names,
-with :func:`rarity_score.io.images.open_images`; a name is looked up, never trusted as a path.
-Thumbnail files are named by set and row number, so no user-given name reaches the file system.
-A source that moved or an image that no longer decodes gives a placeholder with the reason, not
-a failed report.
+A results directory is untrusted input, so no image is opened unless its source is the one the
+run used: the source recorded in ``run.json`` is reopened with
+:func:`rarity_score.io.images.open_images` and its
+:meth:`~rarity_score.io.images.ImageCollection.fingerprint` must equal the ``images_fingerprint``
+the run recorded, before any image is read. A source without a recorded fingerprint (written by
+an older version) or whose fingerprint differs gives placeholders saying so, not thumbnails.
+Within a matching source, a per-sample name is looked up among the source's own names (never
+used as a path), so ``../x.png`` or an absolute path finds nothing. Thumbnail files are named by
+set and row number, so no user-given name reaches the file system. A source that moved or an
+image that no longer decodes gives a placeholder with the reason, not a failed report.
 """
 
 from __future__ import annotations
@@ -14,20 +19,36 @@ import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rarity_score.io.images import ImageCollection, ImageInputError, UnreadableImage, open_images
+from rarity_score.io.names import printable
+from rarity_score.io.run_record import IMAGE_KINDS
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from PIL import Image
 
-__all__ = ["Thumb", "ThumbnailMaker"]
+__all__ = ["ImageOrigin", "Thumb", "ThumbnailMaker"]
 
 logger = logging.getLogger(__name__)
 
 #: Longest side of a thumbnail, in pixels.
 THUMB_SIZE = 96
+
+#: Placeholder texts of images that are not shown because their source is not verified.
+NO_FINGERPRINT = "not shown: the run recorded no fingerprint of these images"
+CHANGED = "not shown: these are not the images the run used (fingerprint differs)"
+
+
+@dataclass(frozen=True)
+class ImageOrigin:
+    """An image source as the run recorded it: the source, its kind and its fingerprint."""
+
+    source: str
+    kind: str | None
+    fingerprint: str | None
 
 
 @dataclass(frozen=True)
@@ -44,55 +65,56 @@ class Thumb:
 @dataclass(frozen=True)
 class _Request:
     group: str  # a file-safe folder name under thumbs/
-    source: str
+    origin: ImageOrigin
     name: str
 
 
-class _Lookup:
-    """One image source, opened once, that finds images by name."""
+_Key = tuple[str, ImageOrigin, str]
 
-    def __init__(self, source: str) -> None:
+
+class _Lookup:
+    """One image source, opened once and checked against the run's fingerprint, that finds
+    images by name."""
+
+    def __init__(self, origin: ImageOrigin) -> None:
         self.error: str | None = None
         self.collection: ImageCollection | None = None
         self.index: dict[str, int] = {}
-        self.folder: Path | None = None
-        if os.path.isdir(source):
-            # A folder's names are paths relative to it: open just the files shown instead of
-            # listing (and stat'ing) a folder of 100,000 images.
-            self.folder = Path(source)
+        if origin.kind is not None and origin.kind not in IMAGE_KINDS:
+            self.error = f"not shown: the source is {origin.kind}, not images"
+            return
+        if origin.fingerprint is None:
+            self.error = NO_FINGERPRINT
             return
         try:
-            self.collection = open_images(source)
+            collection = open_images(origin.source)
+            matches = collection.fingerprint() == origin.fingerprint
         except ImageInputError as error:
             self.error = f"images not found ({error})"
             return
         except OSError as error:
             self.error = f"images not readable ({error})"
             return
-        for position, name in enumerate(self.collection.names):
-            self.index.setdefault(name, position)
+        if not matches:
+            collection.close()
+            self.error = CHANGED
+            return
+        self.collection = collection
+        # Names beside the scores were written through io.names.printable; two names of the
+        # source that print alike cannot be told apart, so neither is found.
+        ambiguous: set[str] = set()
+        for position, name in enumerate(collection.names):
+            shown = printable(name)
+            if shown in self.index:
+                ambiguous.add(shown)
+            self.index.setdefault(shown, position)
+        for shown in ambiguous:
+            del self.index[shown]
 
     def load(self, name: str) -> Image.Image:
         """Decode image ``name``; raises :class:`UnreadableImage` or :class:`LookupError`."""
-        if self.folder is not None:
-            # A name from the results must not lead out of its folder ("../", absolute paths);
-            # symbolic links inside it are followed, as open_images does when listing.
-            parts = name.split("/")
-            windows_separator = os.sep == "\\" and "\\" in name
-            if (
-                name.startswith("/")
-                or windows_separator
-                or any(p in ("", ".", "..") for p in parts)
-            ):
-                raise LookupError(name)
-            path = self.folder.joinpath(*parts)
-            if not path.is_file():
-                raise LookupError(name)
-            return open_images([path]).load(0)
-        if self.collection is None:
-            raise LookupError(name)
         position = self.index.get(name)
-        if position is None:
+        if self.collection is None or position is None:
             raise LookupError(name)
         return self.collection.load(position)
 
@@ -107,20 +129,29 @@ class ThumbnailMaker:
     def __init__(self, folder: Path, *, size: int = THUMB_SIZE) -> None:
         self.folder = folder
         self.size = size
-        self._requests: dict[tuple[str, str, str], _Request] = {}
-        self._files: dict[tuple[str, str, str], str] = {}
-        self._done: dict[tuple[str, str, str], Thumb] = {}
-        self._lookups: dict[str, _Lookup] = {}
+        self._requests: dict[_Key, _Request] = {}
+        self._files: dict[_Key, str] = {}
+        self._done: dict[_Key, Thumb] = {}
+        self._lookups: dict[ImageOrigin, _Lookup] = {}
 
-    def request(self, group: str, source: str, name: str, row: int) -> tuple[str, str, str]:
-        """Ask for the thumbnail of image ``name`` of ``source``; ``row`` names its file."""
-        key = (group, source, name)
+    def request(self, group: str, origin: ImageOrigin, name: str, row: int) -> _Key:
+        """Ask for the thumbnail of image ``name`` of ``origin``; ``row`` names its file."""
+        key = (group, origin, name)
         if key not in self._requests:
-            self._requests[key] = _Request(group, source, name)
+            self._requests[key] = _Request(group, origin, name)
             self._files[key] = f"thumbs/{group}/{row}.jpg"
         return key
 
-    def get(self, key: tuple[str, str, str]) -> Thumb:
+    def refused(self) -> dict[str, str]:
+        """Source -> why none of its images is shown, for the sources that were not verified
+        or could not be opened (after :meth:`make`)."""
+        return {
+            origin.source: lookup.error
+            for origin, lookup in self._lookups.items()
+            if lookup.error is not None
+        }
+
+    def get(self, key: _Key) -> Thumb:
         """The thumbnail made for ``key`` (or why there is none)."""
         return self._done.get(key, Thumb(error="not made"))
 
@@ -136,9 +167,9 @@ class ThumbnailMaker:
                 reason = "Pillow is not installed: pip install 'rarity-score[images]'"
                 self._done[key] = Thumb(error=reason)
             return
-        for source in {self._requests[key].source for key in keys}:
-            if source not in self._lookups:
-                self._lookups[source] = _Lookup(source)
+        for origin in dict.fromkeys(self._requests[key].origin for key in keys):
+            if origin not in self._lookups:
+                self._lookups[origin] = _Lookup(origin)
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for key, thumb in zip(keys, pool.map(self._make_one, keys), strict=True):
@@ -147,9 +178,9 @@ class ThumbnailMaker:
             if lookup.collection is not None:
                 lookup.collection.close()
 
-    def _make_one(self, key: tuple[str, str, str]) -> Thumb:
+    def _make_one(self, key: _Key) -> Thumb:
         request = self._requests[key]
-        lookup = self._lookups[request.source]
+        lookup = self._lookups[request.origin]
         if lookup.error is not None:
             return Thumb(error=lookup.error)
         try:

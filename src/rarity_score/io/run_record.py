@@ -1,0 +1,363 @@
+"""Reading a results directory's own description (``run.json``, ``summary.json``) as untrusted
+input: a results directory may come from someone else.
+
+Every reader of the package (``compare.read_run`` / ``read_summary``, the report) goes through
+:func:`read_run_record` and :func:`validate_summary`, so that a damaged or edited file gives one
+line naming the file and the field (a :class:`ValueError`), never a ``KeyError`` deep inside a
+command. The record is validated for what the package reads (required keys and their types);
+keys it does not know are kept as they are, so newer writers may add some.
+
+- JSON is parsed strictly: ``NaN`` / ``Infinity`` are not JSON and are refused, and so is a
+  document nested too deeply to parse.
+- File names recorded in ``run.json`` (a set's ``table`` and ``arrays``, ``reference_loo``) must
+  be relative paths inside the results directory; :func:`inside` also refuses one that leaves it
+  through a symbolic link.
+- ``images_fingerprint`` of an input (``sets[i]``, ``real``) is the
+  :meth:`~rarity_score.io.images.ImageCollection.fingerprint` of its image source when the run
+  used it. The report opens no image of a source whose fingerprint is not the recorded one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "IMAGE_KINDS",
+    "METHODS",
+    "inside",
+    "read_json",
+    "read_run_record",
+    "validate_run",
+    "validate_summary",
+]
+
+#: ``run.json["format"]`` of a results directory, and the newest layout version this package
+#: reads.
+FORMAT = "rarity-score/results"
+FORMAT_VERSION = 1
+
+#: ``run.json["method"]`` of each mode, in words (used when an older record has no method).
+METHODS: dict[str, str] = {
+    "compare": "generated sets scored against the real manifold",
+    "score": "generated sets scored against the real manifold",
+    "datasets": "each dataset scored against its own manifold, leave-one-out",
+}
+
+#: Input kinds whose images can be opened again from ``source``.
+IMAGE_KINDS = ("folder", "archive", "list", "image")
+
+#: Summary columns holding a number (or null), as the writer saves them.
+_SUMMARY_NUMBERS = (
+    "n",
+    "n_in_manifold",
+    "fraction_in_manifold",
+    "n_out_of_manifold",
+    "rarity_mean",
+    "rarity_median",
+    "rarity_q10",
+    "rarity_q90",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+)
+
+
+# ---------------------------------------------------------------------- files
+
+
+def _refuse_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a JSON value (write null for a missing number)")
+
+
+def read_json(path: Path) -> Any:
+    """Parse the JSON file ``path`` strictly; any problem is one ValueError naming the file.
+
+    ``FileNotFoundError`` is left to the caller (who knows what a missing file means).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise ValueError(f"{path}: cannot read ({reason})") from error
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as error:
+        raise ValueError(f"{path}: cannot read (nested too deeply to be a results file)") from error
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: cannot read: not valid JSON ({error})") from error
+
+
+def inside(root: Path, relative: str, where: str) -> Path:
+    """``root / relative``, refused (ValueError naming ``where``) when it would lead out of
+    ``root``: an absolute path, a ``..`` part, a backslash, or a symbolic link pointing outside.
+
+    The file need not exist.
+    """
+    _check_relative(relative, where)
+    path = root.joinpath(*relative.split("/"))
+    base = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([base, real]) != base:
+        raise ValueError(f"{where}: {relative!r} leads out of the results directory {root}")
+    return path
+
+
+def _check_relative(relative: str, where: str) -> None:
+    parts = relative.split("/")
+    if (
+        not relative
+        or "\\" in relative
+        or "\0" in relative
+        or PurePosixPath(relative).is_absolute()
+        or os.path.isabs(relative)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ValueError(
+            f"{where} must be a relative path inside the results directory (like "
+            f"'sets/NAME.csv'), not {_shown(relative)}"
+        )
+
+
+def read_run_record(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The validated ``run.json`` of ``results_dir`` (see :func:`validate_run`).
+
+    Raises ValueError with one line: no such folder, no ``run.json`` (not a results directory),
+    a file that is not JSON, or a field of the wrong type.
+    """
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a results directory: no such folder")
+    path = inside(folder, "run.json", str(folder))
+    try:
+        run = read_json(path)
+    except FileNotFoundError as error:
+        raise ValueError(
+            f"{folder} is not a results directory (no run.json written by rarity compare, "
+            "rarity datasets or rarity score --report)"
+        ) from error
+    return validate_run(run, str(path))
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    from rarity_score.io.names import shorten
+
+    return shorten(repr(value), 60)
+
+
+class _Fields:
+    """Typed access to one JSON object, every failure one line: FILE: field 'a.b' must be ..."""
+
+    def __init__(self, where: str, prefix: str, data: Any) -> None:
+        self.where = where
+        self.prefix = prefix
+        if not isinstance(data, dict):
+            what = f"field {prefix!r} must be" if prefix else "must hold"
+            raise ValueError(f"{where}: {what} an object, not {_json_type(data)}")
+        self.data = data
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def fail(self, key: str, must: str) -> ValueError:
+        field = f"field {self.name(key)!r}"
+        if key not in self.data:
+            return ValueError(f"{self.where}: {field} is missing (it must be {must})")
+        got = _json_type(self.data[key])
+        return ValueError(f"{self.where}: {field} must be {must}, not {got}")
+
+    def _get(self, key: str, required: bool) -> Any:
+        return self.data.get(key)
+
+    def string(self, key: str, *, required: bool = False, empty: bool = True) -> str | None:
+        value = self._get(key, required)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or (not empty and not value.strip()):
+            raise self.fail(key, "a string" if empty else "a non-empty string")
+        return value
+
+    def integer(self, key: str, *, required: bool = False, low: int = 0) -> int | None:
+        value = self._get(key, required)
+        if value is None and not required:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise self.fail(key, f"an integer >= {low}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(key, "true or false")
+        return value
+
+    def path(self, key: str) -> str:
+        value = self.string(key, required=True)
+        assert value is not None
+        _check_relative(value, f"{self.where}: field {self.name(key)!r}")
+        return value
+
+
+def validate_run(run: Any, where: str) -> dict[str, Any]:
+    """Check the parsed ``run.json`` ``run`` and return it normalised (a copy).
+
+    Required: ``format`` (this package's), ``format_version`` (an integer this version reads),
+    ``mode`` (compare, score or datasets), ``k`` (an integer >= 1), ``sets`` (a non-empty list of
+    objects each with a non-empty ``name`` and string ``slug``, ``table``, ``arrays``), and ``real``
+    an object in compare and score modes. Optional keys have their types checked and are filled
+    in (``None``, ``False`` or ``0``) when absent, so a reader can index them. ``where`` (the file)
+    starts every message.
+    """
+    top = _Fields(where, "", run)
+    record = dict(run)
+    if top.string("format", required=True) != FORMAT:
+        raise ValueError(
+            f"{where}: field 'format' must be {FORMAT!r} (got {_shown(run.get('format'))}): "
+            "not a results directory of rarity-score"
+        )
+    version = top.integer("format_version", required=True, low=1)
+    assert version is not None
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{where}: format_version {version} is newer than this rarity-score reads "
+            f"({FORMAT_VERSION}); upgrade rarity-score"
+        )
+    mode = top.string("mode", required=True)
+    if mode not in METHODS:
+        raise top.fail("mode", " or ".join(repr(m) for m in METHODS))
+    top.integer("k", required=True, low=1)
+    record["method"] = top.string("method") or METHODS[mode]
+    for key in ("package_version", "created", "reference_loo"):
+        record[key] = top.string(key)
+    if record["reference_loo"] is not None:
+        top.path("reference_loo")
+    command = run.get("command")
+    if not (
+        command is None
+        or isinstance(command, str)
+        or (isinstance(command, list) and all(isinstance(part, str) for part in command))
+    ):
+        raise top.fail("command", "a list of strings")
+    record["command"] = command
+    if run.get("notes") is not None and not isinstance(run["notes"], dict):
+        raise top.fail("notes", "an object")
+
+    extractor = run.get("extractor")
+    if extractor is not None:
+        fields = _Fields(where, "extractor", extractor)
+        for key in ("name", "preprocessing", "weights_id"):
+            fields.string(key)
+        fields.integer("dim", low=1)
+    record["extractor"] = extractor
+    dim = top.integer("dim", low=1)
+    if dim is None and isinstance(extractor, dict):
+        dim = extractor.get("dim")
+    record["dim"] = dim
+
+    sets = run.get("sets")
+    if not isinstance(sets, list) or not sets:
+        raise top.fail("sets", "a non-empty list of objects")
+    record["sets"] = [_input(where, f"sets[{i}]", entry, True) for i, entry in enumerate(sets)]
+    real = run.get("real")
+    if mode == "datasets":
+        if real is not None:
+            raise top.fail("real", "null in datasets mode (each dataset is its own reference)")
+        record["real"] = None
+    else:
+        if real is None:
+            raise top.fail("real", f"an object in {mode} mode")
+        record["real"] = _input(where, "real", real, False)
+    record["real_has_images"] = top.boolean("real_has_images", False)
+    return record
+
+
+def _input(where: str, prefix: str, entry: Any, is_set: bool) -> dict[str, Any]:
+    """One input of ``run.json`` (a set, or the real set), checked and normalised."""
+    fields = _Fields(where, prefix, entry)
+    out = dict(entry)
+    out["name"] = fields.string("name", required=is_set, empty=False) or "real"
+    if is_set:
+        fields.string("slug", required=True)
+        fields.path("table")
+        fields.path("arrays")
+    for key in ("source", "kind", "fingerprint", "images_fingerprint"):
+        out[key] = fields.string(key)
+    out["n"] = fields.integer("n")
+    out["n_skipped"] = fields.integer("n_skipped") or 0
+    out["has_images"] = fields.boolean("has_images", False)
+    skipped = entry.get("skipped")
+    if skipped is not None:
+        if not isinstance(skipped, list):
+            raise fields.fail("skipped", "a list of objects")
+        for i, item in enumerate(skipped):
+            one = _Fields(where, f"{prefix}.skipped[{i}]", item)
+            one.string("name", required=True)
+            one.string("reason")
+    out["skipped"] = skipped or []
+    return out
+
+
+def validate_summary(
+    rows: Any, where: str, names: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """Check the rows of ``summary.json``: a list of objects, each with a string ``name`` and a
+    number or null in every numeric column; with ``names`` (the sets of ``run.json``, in order)
+    the rows must be those sets. Returns ``rows``; ValueError (one line naming ``where``)
+    otherwise."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{where}: must hold a list of rows, not {_json_type(rows)}")
+    for i, row in enumerate(rows):
+        fields = _Fields(where, f"[{i}]", row)
+        fields.string("name", required=True)
+        for key in _SUMMARY_NUMBERS:
+            value = row.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise fields.fail(key, "a number or null")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise fields.fail(key, "a finite number or null")
+    if names is not None:
+        found = [row["name"] for row in rows]
+        if found != list(names):
+            raise ValueError(
+                f"{where}: rows {_shown(found)} do not match the sets of run.json "
+                f"{_shown(list(names))}"
+            )
+    return rows
+
+
+def input_entries(run: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every input of a validated record: the real set (if any), then the sets."""
+    real = run.get("real")
+    return ([real] if isinstance(real, dict) else []) + list(run["sets"])
