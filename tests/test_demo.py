@@ -112,6 +112,15 @@ def test_check_demo_dir(tmp_path):
         check_demo_dir(tmp_path)
     (tmp_path / DEMO_MARKER).write_text("{}")
     assert check_demo_dir(tmp_path) == tmp_path
+    # The marker is no licence to delete: a file of someone else's among the images is refused.
+    level = tmp_path / "images" / "psi1.0"
+    level.mkdir(parents=True)
+    (level / "00000_digit3.png").write_bytes(b"png")
+    assert check_demo_dir(tmp_path) == tmp_path
+    (level / "holiday.jpg").write_bytes(b"jpg")
+    with pytest.raises(ValueError, match="holiday.jpg was not written by the demo"):
+        check_demo_dir(tmp_path)
+    assert (level / "holiday.jpg").exists()
 
 
 # ---------------------------------------------------------------------- the findings

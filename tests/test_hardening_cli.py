@@ -378,3 +378,18 @@ def test_sigterm_is_handled_like_ctrl_c(files, tmp_path):
     assert process.returncode == 143, err
     assert err == "rarity: terminated\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.npy", "real.npy"]
+
+
+def test_a_full_disk_is_the_machine_exit_1_naming_the_output(capsys, files, tmp_path, monkeypatch):
+    from rarity_score.io import atomic
+
+    def full(src, dst):
+        raise OSError(28, "No space left on device", str(src))
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    out = tmp_path / "scores.csv"
+    code, _, err = run_cli(capsys, "score", "--real", files[0], "--fake", files[1], "--out", out)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert str(out) in lines[0] and "No space left" in lines[0] and ".tmp" not in lines[0]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

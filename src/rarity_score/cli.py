@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 from rarity_score import __version__, defaults
+from rarity_score.io.atomic import is_machine_failure
 from rarity_score.io.features import features_fingerprint
 from rarity_score.results import Evaluation, format_summary
 
@@ -177,9 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (ValueError, OSError, ImportError) as error:  # FeatureFileError is a ValueError
         logger.debug("error details", exc_info=True)
-        message = _one_line(error)
-        print(f"rarity: error: {message}", file=sys.stderr)
-        return 2
+        print(f"rarity: error: {_one_line(error)}", file=sys.stderr)
+        return 1 if is_machine_failure(error) else 2  # a full disk is not the input's fault
     except (RuntimeError, MemoryError) as error:  # out of memory, a device failing: not the input
         logger.debug("error details", exc_info=True)
         message = _one_line(error)

@@ -59,7 +59,13 @@ from rarity_score.io.atomic import (
 )
 from rarity_score.io.features import features_fingerprint
 from rarity_score.io.names import csv_cell, printable, shorten
-from rarity_score.io.run_record import FORMAT, FORMAT_VERSION, IMAGE_KINDS, METHODS
+from rarity_score.io.run_record import (
+    FORMAT,
+    FORMAT_VERSION,
+    IMAGE_KINDS,
+    METHODS,
+    SUMMARY_COLUMNS,
+)
 from rarity_score.manifold import RealManifold
 from rarity_score.results import Evaluation
 
@@ -87,22 +93,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Columns of ``summary.csv`` (and keys of each row of ``summary.json``), in order.
-SUMMARY_COLUMNS: tuple[str, ...] = (
-    "name",
-    "n",
-    "n_in_manifold",
-    "fraction_in_manifold",
-    "n_out_of_manifold",
-    "rarity_mean",
-    "rarity_median",
-    "rarity_q10",
-    "rarity_q90",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-)
 
 #: Input kinds whose images can be opened again from ``source`` (by the report's galleries).
 

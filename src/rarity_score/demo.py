@@ -27,7 +27,7 @@ import io
 import itertools
 import json
 import os
-import shutil
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -434,6 +434,22 @@ def check_demo_dir(out_dir: str | os.PathLike[str]) -> Path:
             f"cannot write the demo to {target}: the folder is not empty and is not an earlier "
             f"demo output (no {DEMO_MARKER}); give a new folder"
         )
+    # The marker is no licence to delete: the image folders may hold only the demo's own files
+    # (its results directories are checked file by file when they are replaced).
+    images = target / "images"
+    if images.is_dir():
+        foreign = [
+            entry
+            for folder in images.iterdir()
+            if folder.is_dir() and not folder.is_symlink()
+            for entry in folder.iterdir()
+            if not (_PNG_NAME.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink())
+        ]
+        if foreign:
+            raise ValueError(
+                f"cannot write the demo to {target}: {foreign[0]} was not written by the demo; "
+                "move it away or give a new folder"
+            )
     return target
 
 
@@ -683,18 +699,20 @@ def _png_bytes(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+#: The demo's own image files; anything else in its image folders is not its to remove.
+_PNG_NAME = re.compile(r"[0-9]{5}_digit[0-9]\.png")
+
+
 def _write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Write ``images`` as ``folder/NNNNN_digitD.png``; unchanged files are left alone (their
-    modification time, part of the feature cache key, stays), other files are removed."""
+    bytes key the feature cache), the demo's other files from an earlier, larger run are
+    removed. Any other file there was refused up front (:func:`check_demo_dir`)."""
     names = _png_names(labels)
     if folder.exists():
         wanted = set(names)
         for path in folder.iterdir():
-            if path.name not in wanted:
-                if path.is_dir() and not path.is_symlink():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink()
+            if path.name not in wanted and _PNG_NAME.fullmatch(path.name) and path.is_file():
+                path.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     for name, image in zip(names, images, strict=True):
         _write_if_changed(folder / name, _png_bytes(image))

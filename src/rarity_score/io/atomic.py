@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "check_writable",
+    "is_machine_failure",
     "write_error",
 ]
 
@@ -47,6 +48,19 @@ class StorageFullError(OSError, RuntimeError):
     An ``OSError`` (callers that tolerate a failing write, like the feature cache, still catch
     it) and a ``RuntimeError`` (the command line maps it to exit status 1, not 2).
     """
+
+
+def is_machine_failure(error: BaseException) -> bool:
+    """Whether ``error`` is the machine's (disk full, quota, I/O error), not the input's.
+
+    >>> is_machine_failure(OSError(28, "No space left on device"))
+    True
+    >>> is_machine_failure(FileNotFoundError(2, "No such file or directory"))
+    False
+    """
+    return isinstance(error, StorageFullError) or (
+        isinstance(error, OSError) and error.errno in _MACHINE_ERRNOS
+    )
 
 
 def write_error(path: str | os.PathLike[str], error: OSError) -> OSError:

@@ -31,6 +31,7 @@ __all__ = [
     "FORMAT_VERSION",
     "IMAGE_KINDS",
     "METHODS",
+    "SUMMARY_COLUMNS",
     "inside",
     "read_json",
     "read_run_record",
@@ -53,8 +54,9 @@ METHODS: dict[str, str] = {
 #: Input kinds whose images can be opened again from ``source``.
 IMAGE_KINDS = ("folder", "archive", "list", "image")
 
-#: Summary columns holding a number (or null), as the writer saves them.
-_SUMMARY_NUMBERS = (
+#: Columns of ``summary.csv`` (and keys of each row of ``summary.json``), in order.
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "name",
     "n",
     "n_in_manifold",
     "fraction_in_manifold",
@@ -68,6 +70,9 @@ _SUMMARY_NUMBERS = (
     "density",
     "coverage",
 )
+
+#: Summary columns holding a number (or null), as the writer saves them.
+_SUMMARY_NUMBERS = SUMMARY_COLUMNS[1:]
 
 
 # ---------------------------------------------------------------------- files
