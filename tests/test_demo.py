@@ -118,7 +118,7 @@ def test_check_demo_dir(tmp_path):
     (level / "00000_digit3.png").write_bytes(b"png")
     assert check_demo_dir(tmp_path) == tmp_path
     (level / "holiday.jpg").write_bytes(b"jpg")
-    with pytest.raises(ValueError, match="holiday.jpg was not written by the demo"):
+    with pytest.raises(ValueError, match=r"holiday\.jpg was not written by the demo"):
         check_demo_dir(tmp_path)
     assert (level / "holiday.jpg").exists()
 

@@ -393,3 +393,28 @@ def test_a_full_disk_is_the_machine_exit_1_naming_the_output(capsys, files, tmp_
     assert code == 1 and len(lines) == 1, err
     assert str(out) in lines[0] and "No space left" in lines[0] and ".tmp" not in lines[0]
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("failing", ["summary.md", "histogram.png"])
+def test_a_full_disk_while_publishing_results_is_exit_1_naming_out(
+    capsys, files, tmp_path, monkeypatch, failing
+):
+    """Also while the report is built: a full disk is never a warning and a report-less exit 0."""
+    from rarity_score.io import atomic
+
+    replace = atomic.os.replace
+
+    def full(src, dst):
+        if str(dst).endswith(failing):
+            raise OSError(28, "No space left on device", str(src))
+        return replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", full)
+    out = tmp_path / "results"
+    code, _, err = run_cli(
+        capsys, "compare", "--real", files[0], "--fake", f"a={files[1]}", "--out", out, "-q"
+    )
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert str(out) in lines[0] and "No space left" in lines[0] and ".tmp" not in lines[0]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

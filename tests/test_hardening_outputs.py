@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -220,6 +221,47 @@ def test_debris_of_killed_runs_is_cleaned_but_look_alikes_are_kept(files, tmp_pa
     _run(files, out)  # puts the previous results back first, then replaces them
     assert _hidden(work) == [look_alike.name]
     assert set(_snapshot(out)) == set(saved)
+
+
+def test_a_forged_journal_entry_is_never_obeyed(files, tmp_path):
+    victim = tmp_path / "victim"  # any folder: a journal can be shared or edited
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("mine")
+    moved = tmp_path / "moved"
+    journal = defaults.cache_dir() / "journal"
+    journal.mkdir(parents=True, exist_ok=True)
+    dead = {"host": socket.gethostname(), "pid": 2**22 + 12345}  # no such process
+    (journal / "staging-0000000000000000.json").write_text(
+        json.dumps({"path": str(victim), "kind": "staging", **dead})
+    )
+    (journal / "old-0000000000000000.json").write_text(
+        json.dumps({"path": str(victim), "kind": "old", "target": str(moved), **dead})
+    )
+    _run(files, tmp_path / "out")  # cleans the journal on the way
+    assert (victim / "thesis.tex").read_text() == "mine" and not moved.exists()
+
+
+def test_a_killed_report_rebuild_is_cleaned_by_the_next_one(files, tmp_path):
+    out = _run(files, tmp_path / "out")
+    build_results_report(out)
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(SRC)!r})
+import rarity_score.report.build as b
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+b._write_report = die
+from rarity_score.compare import build_results_report
+build_results_report({str(out)!r})
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == -9, done.stderr
+    assert [p.name for p in out.iterdir() if p.name.startswith(".report.")]  # the debris
+    build_results_report(out)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    compare(files["real"], {"a": files["a"]}, out, report=False, progress=False)  # still ours
 
 
 def test_an_interrupt_while_publishing_leaves_nothing(files, tmp_path, monkeypatch):

@@ -313,6 +313,21 @@ def test_no_thumbnail_of_a_source_the_run_did_not_use(
     assert len(warnings) == 1 and "\n" not in warnings[0]
 
 
+def test_nothing_a_recorded_source_holds_reaches_the_report(
+    results: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = tmp_path / "secret.txt"  # read as a list of image paths when named one
+    secret.write_text("TOPSECRET_LINE_1\nTOPSECRET_LINE_2\n")
+    _edit_run(results, lambda run: run["sets"][0].update(source=str(secret), kind="list"))
+    with caplog.at_level(logging.DEBUG, logger="rarity_score"):
+        build_report(results, gallery_size=12)
+    assert _thumbs(results, "set-one") == []
+    shown = [p.read_text(encoding="utf-8") for p in (results / "report").rglob("*.html")]
+    shown += [p.read_text(encoding="utf-8") for p in (results / "report").rglob("*.js")]
+    shown += [record.getMessage() for record in caplog.records]
+    assert not [text for text in shown if "TOPSECRET" in text]
+
+
 def test_no_thumbnail_of_a_redirected_real_set(results: Path, tmp_path: Path) -> None:
     victim = _victim(tmp_path, [f"real_{i:03d}.png" for i in range(20)])
     _edit_run(results, lambda run: run["real"].update(source=str(victim)))

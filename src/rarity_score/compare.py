@@ -55,7 +55,7 @@ from rarity_score.io.atomic import (
     StorageFullError,
     atomic_write_bytes,
     atomic_write_text,
-    write_error,
+    is_machine_failure,
 )
 from rarity_score.io.features import features_fingerprint
 from rarity_score.io.names import csv_cell, printable, shorten
@@ -926,22 +926,31 @@ def _publish(target: Path, write: Callable[[Path], None], *, report: bool) -> Pa
     check_output_dir(target)
     place = Path(os.path.abspath(target))  # a name even for "." (renamed as a whole)
     with publish.staging_folder(place.parent, place.name, shown=target) as staging:
-        write(staging)
-        if report:
-            _try_report(staging)
-        _record_files(staging)
-        occupied = target.is_dir() and not target.is_symlink() and any(target.iterdir())
-        manifest = _recorded_files(target) if occupied else None
         try:
+            write(staging)
+            if report:
+                _try_report(staging)
+            _record_files(staging)
+            occupied = target.is_dir() and not target.is_symlink() and any(target.iterdir())
+            manifest = _recorded_files(target) if occupied else None
             publish.replace_folder(
                 staging, place, manifest, own=_OWN, refuse="cannot write results to"
             )
-        except StorageFullError:
-            raise
-        except OSError as error:
-            raise write_error(target, error) from error
+        except OSError as error:  # named as the user named it, never as the temporary folder
+            raise _renamed(error, staging, target) from error
     logger.info("wrote results to %s", printable(str(target)))
     return target
+
+
+def _renamed(error: OSError, staging: Path, target: Path) -> OSError:
+    """``error`` with the staging folder's path replaced by the target's (a full disk stays a
+    :class:`StorageFullError`: exit 1)."""
+    text = str(error).replace(os.fspath(staging), os.fspath(target))
+    if os.fspath(target) not in text:
+        text = f"cannot write {os.fspath(target)}: {error.strerror or error}"
+    out = StorageFullError(text) if is_machine_failure(error) else OSError(text)
+    out.errno = error.errno
+    return out
 
 
 def _record_files(folder: Path, keep: Callable[[str], bool] | None = None) -> None:
@@ -964,6 +973,8 @@ def _try_report(folder: Path) -> None:
     except ImportError as error:
         logger.warning("report not built (%s); the results are complete without it", error)
     except Exception as error:  # the results matter more than their presentation
+        if is_machine_failure(error) or isinstance(error, MemoryError):
+            raise  # but a full disk or memory is the machine's failure: exit 1, not a note
         logger.debug("report failure", exc_info=True)
         logger.warning(
             "the report could not be built (%s); the results are saved, rebuild it with "

@@ -32,6 +32,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -325,9 +326,36 @@ def clean_stale() -> list[Path]:
     return cleaned
 
 
+#: The names :func:`staging_folder` and :func:`replace_folder` give their folders.
+_STAGING_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.tmp", re.DOTALL)
+_OLD_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.old", re.DOTALL)
+
+
+def _journaled_shape(path: Path, record: Mapping[str, Any]) -> bool:
+    """Whether a journal entry describes a folder the package could have made: a journal may be
+    shared or edited, so an entry naming any other folder (or an old folder away from its
+    target) is ignored, never obeyed."""
+    if record.get("kind") == "staging":
+        return bool(_STAGING_NAME.fullmatch(path.name))
+    target = record.get("target")
+    if record.get("kind") != "old" or not isinstance(target, str):
+        return False
+    target_path = Path(target)
+    return (
+        bool(_OLD_NAME.fullmatch(path.name))
+        and path.name.startswith(f".{target_path.name[:100]}.")
+        and os.path.abspath(path.parent) == os.path.abspath(target_path.parent)
+    )
+
+
 def _clean_one(path: Path, record: Mapping[str, Any]) -> None:
     if path.is_symlink() or not path.is_dir():
         return  # gone already (or replaced by something that is not ours)
+    if not _journaled_shape(path, record):
+        logger.warning(
+            "ignored a journal entry for %s: not a folder rarity-score makes", printable(str(path))
+        )
+        return
     if record.get("kind") == "staging":
         logger.info("removing %s, left by an interrupted run", printable(str(path)))
         shutil.rmtree(path)

@@ -18,9 +18,7 @@ import json
 import logging
 import math
 import os
-import secrets
 import shlex
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -32,7 +30,12 @@ import numpy as np
 from rarity_score.compare import SUMMARY_COLUMNS
 from rarity_score.features.errors import MissingDependency
 from rarity_score.io import publish
-from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
+from rarity_score.io.atomic import (
+    atomic_write_bytes,
+    atomic_write_text,
+    is_machine_failure,
+    write_error,
+)
 from rarity_score.io.names import printable, shorten
 from rarity_score.report.load import (
     ReportError,
@@ -95,38 +98,45 @@ def build_report(
         raise ValueError("gallery_size and out_of_manifold_sample must be >= 0, page_size >= 1")
     results = load_results(results_dir)
     root = results.root
-    _check_replaceable(results)
-    token = secrets.token_hex(4)
-    staging = root / f".report.tmp-{token}"
+    publish.clean_stale()  # what a killed run (or rebuild) left beside it
+    manifest = _check_replaceable(results)
+    # Built in a journaled staging folder (a killed rebuild leaves nothing the next run does not
+    # clean) and swapped in whole; the old report/ is deleted only file by file as verified.
     try:
-        staging.mkdir()
-    except OSError as error:
-        raise ReportError(f"cannot write the report into {root}: {error}") from error
-    try:
-        png = _write_report(
-            results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
-        )
-        if png is not None:
-            atomic_write_bytes(root / "histogram.png", png)
-        _swap_into_place(staging, root / "report", token)
+        with publish.staging_folder(root, "report", shown=root / "report") as staging:
+            png = _write_report(
+                results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
+            )
+            if png is not None:
+                atomic_write_bytes(root / "histogram.png", png)
+            publish.replace_folder(
+                staging,
+                root / "report",
+                _report_part(manifest),
+                refuse="cannot rebuild the report in",
+            )
         _list_report_files(root)
     except OSError as error:
+        if is_machine_failure(error):  # the machine, not the input (exit 1)
+            raise write_error(root / "report", error) from error
         raise ReportError(f"cannot write the report into {root}: {error}") from error
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return root / "report" / "index.html"
 
 
-def _check_replaceable(results: Results) -> None:
+def _check_replaceable(results: Results) -> dict[str, Any] | None:
     """A rebuild replaces ``report/`` and ``histogram.png``: refuse, before any work, unless they
     hold exactly what the package wrote there (listed in ``run.json["files"]``, unchanged); a
-    user's file in them is never deleted."""
+    user's file in them is never deleted. Returns the listed files (None: none listed)."""
     root = results.root
-    ours = ("report", "histogram.png")
-    if not any((root / name).exists() or (root / name).is_symlink() for name in ours):
-        return
     manifest = publish.read_manifest(results.run.get("files"))
+    report = root / "report"
+    if report.is_symlink() or (os.path.lexists(report) and not report.is_dir()):
+        raise ReportError(
+            f"cannot rebuild the report in {root}: report is not a folder rarity-score wrote "
+            "(a file or a link); move it away and run again"
+        )
+    if not any(os.path.lexists(root / name) for name in ("report", "histogram.png")):
+        return manifest
     if manifest is None:
         raise ReportError(
             f"cannot rebuild the report in {root}: run.json lists no files (an older version "
@@ -140,9 +150,18 @@ def _check_replaceable(results: Results) -> None:
     ]
     if foreign:
         raise ReportError(
-            f"cannot rebuild the report in {root}: {publish.describe_foreign(foreign)} were not "
-            "written by rarity-score (or changed since); move them away and run again"
+            f"cannot rebuild the report in {root}: rarity-score did not write "
+            f"{publish.describe_foreign(foreign)} (or it changed since); move it away and run again"
         )
+    return manifest
+
+
+def _report_part(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The entries of ``manifest`` under ``report/``, relative to that folder."""
+    if manifest is None:
+        return None
+    prefix = "report/"
+    return {rel[len(prefix) :]: entry for rel, entry in manifest.items() if rel.startswith(prefix)}
 
 
 def _is_report_file(rel: str) -> bool:
@@ -160,20 +179,6 @@ def _list_report_files(root: Path) -> None:
     files.update({rel: entry for rel, entry in written.items() if _is_report_file(rel)})
     run["files"] = files
     atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
-
-
-def _swap_into_place(staging: Path, target: Path, token: str) -> None:
-    old = target.parent / f".report.old-{token}"
-    if target.exists():
-        os.replace(target, old)
-    try:
-        os.replace(staging, target)
-    except OSError:
-        if old.exists():  # put the previous report back rather than leave none
-            os.replace(old, target)
-        raise
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_report(

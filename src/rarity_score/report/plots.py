@@ -17,7 +17,7 @@ import numpy as np
 
 from rarity_score.features.errors import require
 from rarity_score.io.atomic import atomic_write_bytes
-from rarity_score.io.names import printable
+from rarity_score.io.names import printable, shorten
 from rarity_score.report.load import Results, load_results
 
 __all__ = ["histogram_png", "plot_histograms"]
@@ -47,12 +47,12 @@ def histogram_png(results: Results) -> bytes:
     colours = matplotlib.colormaps["tab10"].colors
     for position, item in enumerate(results.sets):
         scores = item.rarity[item.in_manifold & np.isfinite(item.rarity)]
-        label = f"{item.name} (n = {scores.size:,} of {item.n:,} in manifold)"
+        label = f"{shorten(item.name, 60)} (n = {scores.size:,} of {item.n:,} in manifold)"
         curves.append((label, scores, colours[position % len(colours)], False))
     if results.reference_rarity is not None and not results.datasets_mode:
         reference = results.reference_rarity[np.isfinite(results.reference_rarity)]
         real = results.run.get("real") or {}
-        name = printable(str(real.get("name") or "real"))
+        name = shorten(printable(str(real.get("name") or "real")), 60)
         total = results.reference_rarity.size
         label = f"{name}, leave-one-out (n = {reference.size:,} of {total:,} in manifold)"
         curves.append((label, reference, "black", True))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rarity_score.io.images import ImageCollection, ImageInputError, UnreadableImage, open_images
-from rarity_score.io.names import printable
+from rarity_score.io.names import printable, shorten
 from rarity_score.io.run_record import IMAGE_KINDS
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class _Lookup:
         self.collection: ImageCollection | None = None
         self.index: dict[str, int] = {}
         if origin.kind is not None and origin.kind not in IMAGE_KINDS:
-            self.error = f"not shown: the source is {origin.kind}, not images"
+            self.error = f"not shown: the source is {shorten(printable(origin.kind))}, not images"
             return
         if origin.fingerprint is None:
             self.error = NO_FINGERPRINT
@@ -89,11 +89,13 @@ class _Lookup:
         try:
             collection = open_images(origin.source)
             matches = collection.fingerprint() == origin.fingerprint
-        except ImageInputError as error:
-            self.error = f"images not found ({error})"
+        # The reason is not shown: it may quote what the source holds (a list file's lines),
+        # and the source is the results directory's word, not the run's.
+        except ImageInputError:
+            self.error = "images not found at the recorded source"
             return
-        except OSError as error:
-            self.error = f"images not readable ({error})"
+        except OSError:
+            self.error = "images not readable at the recorded source"
             return
         if not matches:
             collection.close()
