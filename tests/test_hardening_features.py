@@ -344,3 +344,16 @@ def test_cached_dinov2_snapshot_is_used_without_network(offline, tmp_path):
     snapshot = _cached(tmp_path / "hub", dinov2.HF_REPO, files)
     assert dinov2.resolve_weights(None) == snapshot
     assert offline == []
+
+
+def test_an_expanded_tensor_too_big_to_copy_names_its_file(tmp_path, capsys):
+    import torch
+    from cli_helpers import run_cli
+
+    path = tmp_path / "expand.pt"
+    torch.save(torch.zeros(1).expand(2**40, 8), path)  # a few bytes standing for 32 TiB
+    np.save(tmp_path / "fake.npy", np.zeros((5, 8), dtype=np.float32))
+    code, _, err = run_cli(capsys, "score", "--real", path, "--fake", tmp_path / "fake.npy")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert "expand.pt" in lines[0] and "memory" in lines[0]

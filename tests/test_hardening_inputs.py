@@ -4,6 +4,7 @@ directories inside image folders, decompression bombs in archives, non-UTF-8 fil
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import shutil
@@ -185,6 +186,16 @@ def test_a_results_directory_inside_an_image_folder_is_not_read(
     assert "other/d.png" in open_images(folder).names
 
 
+def test_a_results_directory_with_a_large_record_is_not_read(tmp_path: Path) -> None:
+    """Thousands of skipped images make run.json larger than a marker is ever parsed."""
+    folder = _folder(tmp_path / "images", [1, 2])
+    out = _results_dir(folder / "out")
+    record = {"format": "rarity-score/results", "skipped": [{"name": "x" * 200}] * 8000}
+    (out / "run.json").write_text(json.dumps(record, indent=2))
+    assert (out / "run.json").stat().st_size > 2**20
+    assert open_images(folder).names == ["img_0.bmp", "img_1.bmp"]
+
+
 def test_a_results_directory_given_as_the_image_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageInputError, match="results directory"):
         open_images(_results_dir(tmp_path / "out"))
@@ -344,3 +355,58 @@ def test_a_huge_tar_extended_header_is_refused_unread(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < PEAK
+
+
+# ---------------------------------------------------------------------- dimensions before work
+
+
+def test_a_dimension_mismatch_is_refused_before_any_image_is_extracted(tmp_path, capsys):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    from rarity_score.compare import compare
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"img_{i}.png").write_bytes(encode(solid(i, (16, 16)), "PNG"))
+    fake = tmp_path / "fake.npy"
+    np.save(fake, np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32))
+    extractor = TinyExtractor(dim=8)
+    with pytest.raises(ValueError, match=r"dimensions differ.*3-dimensional.*8-dimensional"):
+        compare(folder, {"g": fake}, tmp_path / "out", extractor=extractor, cache_dir=False)
+    assert extractor.images == 0  # refused before the first image
+    # The command line, with a registry extractor whose weights are not even needed to know.
+    result = run_cli(capsys, "score", "--real", folder, "--fake", fake, "--no-cache")
+    assert_one_line_error(*result, "dimensions differ", "vgg16-fc2", "4096")
+
+
+def test_a_compressed_tar_spools_only_its_images(tmp_path: Path, monkeypatch) -> None:
+    """Members out of sorted order make the reader spool the stream for random access: only the
+    image members are copied, never the non-images that a small archive can inflate to."""
+    big = 64 * 2**20  # zeros: a few hundred KB compressed
+    path = tmp_path / "mixed.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, data in (("z.png", encode(solid(1), "PNG")), ("a.png", encode(solid(2), "PNG"))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+            if name == "z.png":
+                info = tarfile.TarInfo("data.bin")
+                info.size = big
+                archive.addfile(info, io.BytesIO(bytes(big)))
+    spools: list[object] = []
+    temporary = images_module.tempfile.TemporaryFile
+
+    def watched(*args, **kwargs):
+        spools.append(temporary(*args, **kwargs))
+        return spools[-1]
+
+    monkeypatch.setattr(images_module.tempfile, "TemporaryFile", watched)
+    collection = open_images(path)
+    assert collection.names == ["a.png", "z.png"]
+    loaded = [collection.load(i).getpixel((0, 0)) for i in range(len(collection))]
+    assert loaded == [solid(2).getpixel((0, 0)), solid(1).getpixel((0, 0))]
+    assert len(spools) == 1
+    spools[0].seek(0, os.SEEK_END)  # type: ignore[attr-defined]
+    assert spools[0].tell() < 2**20  # type: ignore[attr-defined]
+    collection.close()

@@ -171,6 +171,8 @@ def tensor_features(
             tuple(tensor.shape), tensor.element_size(), f"{name} (a sparse tensor, made dense)"
         )
         tensor = tensor.to_dense()
+    else:  # an expanded view (stride 0) of a few bytes can stand for terabytes once copied
+        check_fits_in_memory(tuple(tensor.shape), tensor.element_size(), name)
     if tensor.dtype == torch.bool or tensor.is_complex():
         raise ValueError(
             f"{name} must be real numbers; got dtype {tensor.dtype}; convert them with "

@@ -265,7 +265,11 @@ def _silence_stdout() -> None:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from rarity_score.features.pipeline import load_or_extract
-    from rarity_score.features.space import check_one_space, describe_space
+    from rarity_score.features.space import (
+        check_extractor_fits,
+        check_one_space,
+        describe_space,
+    )
 
     inputs = {"--real": args.real, "--fake": args.fake}
     _check_outputs(
@@ -277,6 +281,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     known = [(labels[side], features) for side, features in given.items() if features is not None]
     check_one_space(known)  # two feature files: refused before any extraction
     extractor = _choose_extractor(args, given)
+    images = [labels[side] for side, features in given.items() if features is None]
+    check_extractor_fits(known, extractor, images)  # before minutes of extraction
     options = replace(_extraction_options(args), extractor=extractor)
     real = given["real"] or load_or_extract(args.real, options)
     fake = given["fake"] or load_or_extract(args.fake, options)

@@ -244,6 +244,7 @@ def _load_inputs(
     extractor they all share (the given one, else the one recorded in the feature files, else the
     default). Errors name the set."""
     from rarity_score.features.pipeline import FeatureSet, load_or_extract
+    from rarity_score.features.space import check_extractor_fits
     from rarity_score.io.images import is_feature_file
 
     def is_features(source: Any) -> bool:
@@ -263,6 +264,11 @@ def _load_inputs(
         entries[i][0]: s.features.extractor for i, s in loaded.items() if s.features.extractor
     }
     extractor = choose_extractor(extraction.extractor, recorded)
+    check_extractor_fits(
+        [(entries[i][0], s.features) for i, s in loaded.items()],
+        extractor,
+        [label for i, (label, _, _) in enumerate(entries) if i not in loaded],
+    )
     for i, (label, name, source) in enumerate(entries):
         if i in loaded:
             continue

@@ -15,12 +15,12 @@ the outputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rarity_score.features.pipeline import FeatureSet
 
-__all__ = ["check_one_space", "describe_space"]
+__all__ = ["check_extractor_fits", "check_one_space", "describe_space"]
 
 #: The recorded attributes that define a feature space, with their name in messages.
 _RECORDED = (
@@ -57,6 +57,32 @@ def check_one_space(sets: Sequence[tuple[str, FeatureSet]]) -> None:
             raise ValueError(
                 f"the sets' features come from different {what} ({described}); scores are "
                 f"comparable only within one feature space: {remedy}"
+            )
+
+
+def check_extractor_fits(
+    known: Sequence[tuple[str, FeatureSet]], extractor: Any, images: Sequence[str]
+) -> None:
+    """Before any image is extracted: raise ``ValueError`` when the ``(label, features)`` sets
+    already loaded have a dimension that ``extractor`` (a registry name or an extractor) cannot
+    make for the image inputs labelled ``images``; minutes of extraction would end in the same
+    refusal. An unknown name passes (the extractor's own lookup says what is wrong)."""
+    if not known or not images:
+        return
+    from rarity_score.features import registry
+
+    info = getattr(extractor, "info", None)
+    if info is None:
+        try:
+            info = registry.info(str(extractor))
+        except ValueError:
+            return
+    for label, features in known:
+        if features.dim != info.dim:
+            raise ValueError(
+                f"feature dimensions differ: {label} has {features.dim}-dimensional features "
+                f"but {info.name}, the extractor for {images[0]}, makes {info.dim}-dimensional "
+                "ones; every set must come from the same feature extractor"
             )
 
 

@@ -58,7 +58,6 @@ import lzma
 import os
 import posixpath
 import re
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -499,9 +498,16 @@ def _is_results_dir(folder: str) -> bool:
         return False
 
 
+# How the package's own writer starts a run.json: enough to recognise one too large to parse
+# (thousands of skipped images are listed in it).
+_RESULTS_HEAD = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"rarity-score/results"')
+
+
 def _is_results_record(content: bytes) -> bool:
+    """Whether ``content`` (a run.json, or its first ``_MAX_MARKER_BYTES + 1`` bytes) marks a
+    results directory."""
     if len(content) > _MAX_MARKER_BYTES:
-        return False
+        return _RESULTS_HEAD.match(content) is not None
     try:
         record = json.loads(content.decode("utf-8"))
     except (ValueError, RecursionError):
@@ -539,8 +545,8 @@ def _results_members(
     return dropped
 
 
-def _is_marker(name: str, size: int) -> bool:
-    return posixpath.basename(name) == _RESULTS_MARKER and size <= _MAX_MARKER_BYTES
+def _is_marker(name: str) -> bool:
+    return posixpath.basename(name) == _RESULTS_MARKER
 
 
 def _open_list_file(path: Path, text: str) -> ImageCollection:
@@ -876,14 +882,14 @@ def _open_zip(path: Path, text: str) -> ImageCollection:
         name: info
         for info in infos
         if not info.is_dir()
-        and _is_marker(name := _member_name(info.filename), info.file_size)
+        and _is_marker(name := _member_name(info.filename))
         and not _is_hidden_member(name)
     }
     if markers:
         with zipfile.ZipFile(path) as archive:
 
             def reader(info: zipfile.ZipInfo) -> Callable[[], bytes]:
-                return lambda: archive.read(info)  # at most _MAX_MARKER_BYTES (checked)
+                return lambda: archive.open(info).read(_MAX_MARKER_BYTES + 1)
 
             for name in _results_members(text, chosen, {n: reader(i) for n, i in markers.items()}):
                 del chosen[name]
@@ -996,13 +1002,15 @@ def _open_tar(path: Path, text: str) -> ImageCollection:
         markers = {
             name: info
             for name, info in every.items()
-            if info.isreg() and _is_marker(name, info.size) and not _is_hidden_member(name)
+            if info.isreg() and _is_marker(name) and not _is_hidden_member(name)
         }
         if markers:
             with tarfile.open(path, mode, tarinfo=_BoundedTarInfo) as archive:
 
                 def reader(info: tarfile.TarInfo) -> Callable[[], bytes]:
-                    return lambda: archive.extractfile(info).read()  # type: ignore[union-attr]
+                    return lambda: archive.extractfile(info).read(  # type: ignore[union-attr]
+                        _MAX_MARKER_BYTES + 1
+                    )
 
                 readers = {name: reader(info) for name, info in markers.items()}
                 for name in _results_members(text, {*regular, *links}, readers):
@@ -1063,8 +1071,9 @@ class _TarCollection(_ArchiveCollection):
     """Tar members read at their recorded offsets in the (decompressed) stream.
 
     A compressed stream can only seek forward cheaply; at the first backward seek (member order
-    differs from sorted order) the stream is decompressed once into an anonymous temporary file,
-    which is then read at random. An uncompressed tar is read in place.
+    differs from sorted order) the image members are decompressed once into an anonymous
+    temporary file, which is then read at random; other members are skipped, not copied (a small
+    archive may inflate to terabytes of non-images). An uncompressed tar is read in place.
     """
 
     def __init__(
@@ -1079,10 +1088,12 @@ class _TarCollection(_ArchiveCollection):
         self._members = tuple(members)  # (data offset, size, sparse) or why it has no data
         self._compression = compression
         self._spooled = False
+        self._spool_offsets: dict[int, int] = {}  # member index -> its offset in the spool
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["_spooled"] = False
+        state["_spool_offsets"] = {}
         return state
 
     def _open_handle(self) -> IO[bytes]:
@@ -1091,12 +1102,32 @@ class _TarCollection(_ArchiveCollection):
 
     def _spool(self) -> IO[bytes]:
         spool = tempfile.TemporaryFile()  # noqa: SIM115 (it becomes the handle, kept open)
+        wanted = sorted(
+            (member[0], i, min(member[1], _MAX_FILE_BYTES + 1))
+            for i, member in enumerate(self._members)
+            if not isinstance(member, str) and not member[2]
+        )
+        offsets: dict[int, int] = {}
+        copied: dict[int, int] = {}  # archive offset -> spool offset (links share their data)
         try:
             with _open_decompressed(self._path, self._compression) as stream:
-                shutil.copyfileobj(stream, spool, 2**20)
+                position = 0
+                for offset, i, size in wanted:
+                    if offset in copied:
+                        offsets[i] = copied[offset]
+                        continue
+                    if offset < position:  # tar members never overlap: a damaged archive
+                        continue
+                    _skip(stream, offset - position)
+                    offsets[i] = copied[offset] = spool.tell()
+                    window = _Window(stream, size)
+                    while chunk := window.read(2**20):
+                        spool.write(chunk)
+                    position = offset + size
         except BaseException:
             spool.close()
             raise
+        self._spool_offsets = offsets
         logger.debug("%s: decompressed into a temporary file for random access", self._path)
         self.close()
         self._handle, self._spooled = spool, True
@@ -1116,6 +1147,10 @@ class _TarCollection(_ArchiveCollection):
                 handle = self._process_handle(name)
                 if self._compression and not self._spooled and offset < handle.tell():
                     handle = self._spool()
+                if self._spooled:
+                    if i not in self._spool_offsets:
+                        raise UnreadableImage(name, "the archive ends inside this member")
+                    offset = self._spool_offsets[i]
                 handle.seek(offset)
                 return _read_image(
                     _Window(handle, size),
@@ -1129,6 +1164,15 @@ class _TarCollection(_ArchiveCollection):
         except Exception as error:  # gzip / lzma / bz2 / OS errors while reading the stream
             self.close()
             raise UnreadableImage(name, f"cannot read the archive member ({error})") from error
+
+
+def _skip(stream: IO[bytes], count: int) -> None:
+    """Read and drop the next ``count`` bytes of a stream that cannot seek cheaply."""
+    while count > 0:
+        chunk = stream.read(min(count, 2**20))
+        if not chunk:
+            return
+        count -= len(chunk)
 
 
 class _Window:
