@@ -245,7 +245,7 @@ def _load_inputs(
     default). Errors name the set."""
     from rarity_score.features.pipeline import FeatureSet, load_or_extract
     from rarity_score.features.space import check_extractor_fits
-    from rarity_score.io.images import is_feature_file
+    from rarity_score.io.images import ImageCollection, is_feature_file, open_images
 
     def is_features(source: Any) -> bool:
         shape = getattr(source, "shape", None)
@@ -264,16 +264,22 @@ def _load_inputs(
         entries[i][0]: s.features.extractor for i, s in loaded.items() if s.features.extractor
     }
     extractor = choose_extractor(extraction.extractor, recorded)
+    # Every image input is listed (a missing or empty one refused) and the extractor checked
+    # against the feature inputs before the first image is extracted.
+    images: dict[int, ImageCollection] = {}
+    for i, (label, _, source) in enumerate(entries):
+        if i not in loaded:
+            with _naming(label):
+                images[i] = open_images(source)
     check_extractor_fits(
         [(entries[i][0], s.features) for i, s in loaded.items()],
         extractor,
-        [label for i, (label, _, _) in enumerate(entries) if i not in loaded],
+        [entries[i][0] for i in images],
     )
-    for i, (label, name, source) in enumerate(entries):
-        if i in loaded:
-            continue
+    for i, collection in images.items():
+        label, name, source = entries[i]
         with _naming(label):
-            features = load_or_extract(source, replace(extraction, extractor=extractor))
+            features = load_or_extract(collection, replace(extraction, extractor=extractor))
             loaded[i] = InputSet.describe(name, source, features)
     sets = [loaded[i] for i in range(len(entries))]
     _check_one_space([(entries[i][0], s) for i, s in enumerate(sets)])
