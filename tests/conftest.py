@@ -54,3 +54,14 @@ def _restore_package_logger():
     yield
     package_logger.handlers[:] = handlers
     package_logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _suite_cache(tmp_path_factory):
+    """The package's feature cache and journal in a folder of the suite's own: a test run never
+    reads or writes the user's ~/.cache/rarity-score (tests that need another set their own)."""
+    from rarity_score import defaults
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(defaults.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("rarity-cache")))
+        yield

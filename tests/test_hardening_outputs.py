@@ -281,11 +281,20 @@ def test_an_interrupt_while_publishing_leaves_nothing(files, tmp_path, monkeypat
 # ---------------------------------------------------------------------- formula injection
 
 
-FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tTab", "'quoted"]
+FORMULAS = [
+    '=HYPERLINK("http://x")',
+    "+1+1",
+    "-2+3",
+    "@SUM(A1)",
+    "\tTab",
+    "'quoted",
+    "  =1+1",
+    "\uff1d1+1",
+]
 
 
 def test_csv_cells_never_run_as_formulas(files, tmp_path):
-    names = [*FORMULAS, *(f"ok_{i}.png" for i in range(14))]
+    names = [*FORMULAS, *(f"ok_{i}.png" for i in range(12))]
     fake = save_feature_set(tmp_path / "f.npz", _features(20, 3, names))
     out = compare(files["real"], {"=cmd|' /C calc'!A0": fake}, tmp_path / "out", report=False)
     with open(out / "summary.csv", newline="") as handle:
@@ -295,6 +304,7 @@ def test_csv_cells_never_run_as_formulas(files, tmp_path):
     with open(table, newline="") as handle:
         rows = list(csv.DictReader(handle))
     expected = ['\'=HYPERLINK("http://x")', "'+1+1", "'-2+3", "'@SUM(A1)", "\\x09Tab", "''quoted"]
+    expected += ["'  =1+1", "'\uff1d1+1"]
     assert [row["name"] for row in rows] == expected + names[len(FORMULAS) :]
     for row in rows:
         for key, cell in row.items():

@@ -24,8 +24,9 @@ import re
 __all__ = ["FORMULA_PREFIXES", "csv_cell", "is_printable", "printable", "shorten", "uncsv_cell"]
 
 #: First characters that make a spreadsheet treat a cell as a formula (OWASP "CSV injection"),
-#: plus the apostrophe itself so that the neutralisation can be undone without ambiguity.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'")
+#: their full-width forms (which some spreadsheets read as the same), and the apostrophe itself
+#: so that the neutralisation can be undone without ambiguity. Leading spaces do not hide them.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "'", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 # Lone surrogates (PEP 383 holds undecodable bytes as U+DC80..U+DCFF) and control characters.
 _UNPRINTABLE = re.compile("[\ud800-\udfff\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -71,13 +72,17 @@ def csv_cell(text: str) -> str:
 
     >>> csv_cell("=HYPERLINK(\\"http://x\\")")
     '\\'=HYPERLINK("http://x")'
-    >>> csv_cell("-rare.png"), csv_cell("'quoted"), csv_cell("plain.png")
-    ("'-rare.png", "''quoted", 'plain.png')
+    >>> csv_cell("-rare.png"), csv_cell("'quoted"), csv_cell(" =1+1"), csv_cell("plain.png")
+    ("'-rare.png", "''quoted", "' =1+1", 'plain.png')
     """
     text = printable(text)
-    if text.startswith(FORMULA_PREFIXES):
+    if _looks_like_formula(text):
         return "'" + text
     return text
+
+
+def _looks_like_formula(text: str) -> bool:
+    return text.lstrip(" ").startswith(FORMULA_PREFIXES)
 
 
 def uncsv_cell(cell: str) -> str:
@@ -86,7 +91,7 @@ def uncsv_cell(cell: str) -> str:
     >>> uncsv_cell(csv_cell("=1+1")), uncsv_cell(csv_cell("'a")), uncsv_cell("b")
     ('=1+1', "'a", 'b')
     """
-    if cell.startswith("'") and cell[1:].startswith(FORMULA_PREFIXES):
+    if cell.startswith("'") and _looks_like_formula(cell[1:]):
         return cell[1:]
     return cell
 
