@@ -1,9 +1,11 @@
 """Feature extraction throughput (images/s) of each extractor that runs offline, on this machine.
 
 The whole pipeline is timed (PNG decoding, PIL resize, the network, float32 features out), with the
-cache off and no progress bar. efficientnet-lite0 uses its shipped ImageNet weights; vgg16-fc2 and
-inception-v3-pool3 load a randomly initialised weights file written here (the same network and the
-same arithmetic as the real weights, which cannot be downloaded offline).
+cache off and no progress bar. Then the cache: what a hit costs (hashing every image's bytes, which
+the key stands for, and loading the features) against extracting, measured in the same run.
+efficientnet-lite0 uses its shipped ImageNet weights; vgg16-fc2 and inception-v3-pool3 load a
+randomly initialised weights file written here (the same network and the same arithmetic as the
+real weights, which cannot be downloaded offline).
 
 Usage: ``python benchmarks/bench_extract.py [--images 128] [--device cpu] [--batch-size 32]``
 """
@@ -22,6 +24,7 @@ from PIL import Image
 
 from rarity_score.features import get_extractor
 from rarity_score.features.pipeline import extract_features
+from rarity_score.io.images import open_images
 
 
 def write_images(folder: Path, count: int, size: int) -> None:
@@ -86,6 +89,34 @@ def main() -> None:
             seconds = time.perf_counter() - started
             size = extractor.info.input_size if input_size is None else input_size
             print(f"{name:22s}{size:>5d}px{len(result) / seconds:10.1f}  {weights_note}")
+        cache_costs(folder, Path(scratch) / "cache", args)
+
+
+def cache_costs(folder: Path, cache: Path, args: argparse.Namespace) -> None:
+    """A cache hit against an extraction (efficientnet-lite0): the hit reads and hashes every
+    image (the key is a SHA-256 of the bytes), then loads the stored features."""
+    extractor = get_extractor("efficientnet-lite0", device=args.device)
+    options = {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "progress": False,
+    }
+    started = time.perf_counter()
+    extract_features(folder, extractor, cache_dir=False, **options)
+    extraction = time.perf_counter() - started
+    extract_features(folder, extractor, cache_dir=cache, **options)  # fills the cache
+    started = time.perf_counter()
+    extract_features(folder, extractor, cache_dir=cache, **options)
+    hit = time.perf_counter() - started
+    started = time.perf_counter()
+    open_images(folder).content_fingerprint()
+    hashing = time.perf_counter() - started
+    megabytes = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
+    print(f"\ncache (efficientnet-lite0, {megabytes:.0f} MB of PNG):")
+    print(f"  extraction, no cache   {extraction:8.3f} s  1.000")
+    print(f"  cache hit              {hit:8.3f} s  {hit / extraction:.3f}")
+    print(f"  of which hashing       {hashing:8.3f} s  {hashing / extraction:.3f}")
 
 
 if __name__ == "__main__":

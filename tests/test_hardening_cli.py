@@ -418,3 +418,8 @@ def test_a_full_disk_while_publishing_results_is_exit_1_naming_out(
     assert code == 1 and len(lines) == 1, err
     assert str(out) in lines[0] and "No space left" in lines[0] and ".tmp" not in lines[0]
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_huge_whole_number_option_is_one_line(capsys, files):
+    result = run_cli(capsys, "score", "--real", files[0], "--fake", files[1], "-k", "9" * 400)
+    assert_one_line_error(*result, "k=")

@@ -357,3 +357,14 @@ def test_an_expanded_tensor_too_big_to_copy_names_its_file(tmp_path, capsys):
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
     assert "expand.pt" in lines[0] and "memory" in lines[0]
+
+
+def test_an_npy_array_saved_under_an_npz_name_is_one_line(tmp_path, capsys):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    wrong = tmp_path / "real.npz"
+    with open(wrong, "wb") as handle:
+        np.save(handle, np.zeros((10, 4), dtype=np.float32))
+    np.save(tmp_path / "fake.npy", np.zeros((5, 4), dtype=np.float32))
+    result = run_cli(capsys, "score", "--real", wrong, "--fake", tmp_path / "fake.npy")
+    assert_one_line_error(*result, "real.npz", "not an .npz archive")

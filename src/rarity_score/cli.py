@@ -1307,7 +1307,7 @@ def _number_at_least(
             value = convert(text)
         except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {kind}, got {shorten(text)!r}") from None
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):  # (a huge int overflows here)
             raise argparse.ArgumentTypeError(f"expected a finite number, got {shorten(text)}")
         if not (value > lowest if strict else value >= lowest):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {shorten(text)}")

@@ -94,8 +94,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-#: Input kinds whose images can be opened again from ``source`` (by the report's galleries).
-
 _NOTES: dict[str, str] = {
     "rarity": (
         "a sample outside every k-NN sphere of its reference has no rarity score (NaN in .npz, "
@@ -278,7 +276,7 @@ def _load_inputs(
     )
     for i, collection in images.items():
         label, name, source = entries[i]
-        with _naming(label):
+        with _naming(label), contextlib.closing(collection):
             features = load_or_extract(collection, replace(extraction, extractor=extractor))
             loaded[i] = InputSet.describe(name, source, features)
     sets = [loaded[i] for i in range(len(entries))]

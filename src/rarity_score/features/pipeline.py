@@ -717,10 +717,10 @@ def _read_stored(file: Path) -> FeatureSet | None:
     """A file written by :func:`save_feature_set`, or ``None`` when ``file`` is another .npz."""
     import zipfile
 
-    from rarity_score.io.features import FeatureFileError, read_npz_array
+    from rarity_score.io.features import FeatureFileError, open_npz, read_npz_array
 
     try:
-        with np.load(file, allow_pickle=False) as data:
+        with open_npz(file) as data:
             arrays = set(data.files)
             if "features" not in arrays or "names" not in arrays:
                 return None

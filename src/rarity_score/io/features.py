@@ -28,6 +28,7 @@ __all__ = [
     "FeatureFileError",
     "features_fingerprint",
     "load_features",
+    "open_npz",
     "read_npz_array",
     "save_features",
     "split_key",
@@ -175,7 +176,7 @@ def _load_npy(file: Path) -> np.ndarray:
 
 def _load_npz(file: Path, key: str | None) -> np.ndarray:
     try:
-        with np.load(file, allow_pickle=False) as archive:
+        with open_npz(file) as archive:
             names = sorted(archive.files)
             name = _choose(file, names, key)
             return read_npz_array(archive, name, file)
@@ -187,6 +188,17 @@ def _load_npz(file: Path, key: str | None) -> np.ndarray:
         ) from error
     except (OSError, EOFError) as error:
         raise FeatureFileError(f"{file}: not a readable .npz file ({error})") from error
+
+
+def open_npz(file: str | os.PathLike[str]) -> Any:
+    """``np.load`` of an ``.npz`` archive, pickles off, for use in a ``with``; FeatureFileError
+    naming ``file`` when it holds something else (an ``.npy`` array saved under an .npz name)."""
+    loaded = np.load(file, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise FeatureFileError(
+            f"{os.fspath(file)}: not an .npz archive (it holds one .npy array); rename it .npy"
+        )
+    return loaded
 
 
 def read_npz_array(archive: Any, name: str, file: Path, *, numeric: bool = True) -> np.ndarray:

@@ -889,7 +889,11 @@ def _open_zip(path: Path, text: str) -> ImageCollection:
         with zipfile.ZipFile(path) as archive:
 
             def reader(info: zipfile.ZipInfo) -> Callable[[], bytes]:
-                return lambda: archive.open(info).read(_MAX_MARKER_BYTES + 1)
+                def read() -> bytes:
+                    with archive.open(info) as member:
+                        return member.read(_MAX_MARKER_BYTES + 1)
+
+                return read
 
             for name in _results_members(text, chosen, {n: reader(i) for n, i in markers.items()}):
                 del chosen[name]
@@ -1008,9 +1012,11 @@ def _open_tar(path: Path, text: str) -> ImageCollection:
             with tarfile.open(path, mode, tarinfo=_BoundedTarInfo) as archive:
 
                 def reader(info: tarfile.TarInfo) -> Callable[[], bytes]:
-                    return lambda: archive.extractfile(info).read(  # type: ignore[union-attr]
-                        _MAX_MARKER_BYTES + 1
-                    )
+                    def read() -> bytes:
+                        with archive.extractfile(info) as member:  # type: ignore[union-attr]
+                            return member.read(_MAX_MARKER_BYTES + 1)
+
+                    return read
 
                 readers = {name: reader(info) for name, info in markers.items()}
                 for name in _results_members(text, {*regular, *links}, readers):

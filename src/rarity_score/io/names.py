@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["FORMULA_PREFIXES", "csv_cell", "is_printable", "printable", "shorten", "uncsv_cell"]
+__all__ = ["FORMULA_PREFIXES", "csv_cell", "printable", "shorten", "uncsv_cell"]
 
 #: First characters that make a spreadsheet treat a cell as a formula (OWASP "CSV injection"),
 #: their full-width forms (which some spreadsheets read as the same), and the apostrophe itself
@@ -108,12 +108,3 @@ def shorten(text: str, limit: int = 80) -> str:
     if len(text) <= limit:
         return text
     return f"{text[: max(limit - 1, 1)]}… ({len(text)} characters)"
-
-
-def is_printable(name: str) -> bool:
-    """Whether ``name`` is kept unchanged by :func:`printable`.
-
-    >>> is_printable("a.png"), is_printable("a\\tb")
-    (True, False)
-    """
-    return _UNPRINTABLE.search(name) is None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -360,9 +360,3 @@ def validate_summary(
                 f"{_shown(list(names))}"
             )
     return rows
-
-
-def input_entries(run: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every input of a validated record: the real set (if any), then the sets."""
-    real = run.get("real")
-    return ([real] if isinstance(real, dict) else []) + list(run["sets"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rarity_score.io.features import open_npz, read_npz_array
 from rarity_score.io.names import printable, shorten, uncsv_cell
 from rarity_score.io.run_record import inside, read_json, read_run_record, validate_summary
 
@@ -303,10 +304,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     # allow_pickle stays off: a results directory may come from elsewhere, and names are
     # saved as a unicode array by the contract.
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise ValueError("not an .npz archive of arrays")
-            return {key: data[key] for key in data.files}
+        with open_npz(path) as data:
+            # Each header is checked before its array is read: a hostile one can declare
+            # exabytes.
+            return {key: read_npz_array(data, key, path, numeric=False) for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ReportError(f"{path}: cannot read the arrays ({_one_line(error)})") from error
 

@@ -88,7 +88,11 @@ class _Lookup:
             return
         try:
             collection = open_images(origin.source)
-            matches = collection.fingerprint() == origin.fingerprint
+            try:
+                matches = collection.fingerprint() == origin.fingerprint
+            except BaseException:
+                collection.close()
+                raise
         # The reason is not shown: it may quote what the source holds (a list file's lines),
         # and the source is the results directory's word, not the run's.
         except ImageInputError:
