@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from rarity_score import defaults
-from rarity_score.engine.backend import Backend
+from rarity_score.engine.backend import Backend, _is_torch_tensor
 
 
 def as_features(x: Any, name: str, backend: Backend) -> Any:
@@ -19,7 +19,7 @@ def as_features(x: Any, name: str, backend: Backend) -> Any:
 
     Values are never rounded on the way: integers beyond 2**53 and long doubles that float64
     cannot hold exactly are refused (see :func:`exact_floats`)."""
-    if _is_tensor(x):
+    if _is_torch_tensor(x):
         array = tensor_features(x, name, keep_tensor=backend.name == "torch")
     else:
         array = exact_floats(_as_numpy(x, name), name)
@@ -131,10 +131,6 @@ def _as_numpy(x: Any, name: str) -> np.ndarray:
 
 def _is_rounded(given: Any, converted: float) -> bool:
     return isinstance(given, int) and not isinstance(given, bool) and given != converted
-
-
-def _is_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
 
 
 def tensor_features(

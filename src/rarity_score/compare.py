@@ -940,7 +940,8 @@ def _publish(target: Path, write: Callable[[Path], None], *, report: bool) -> Pa
             write(staging)
             if report:
                 _try_report(staging)
-            _record_files(staging)
+            publish.remove_empty_folders(staging)  # a staging folder: all ours
+            publish.record_files(staging, own=_OWN)
             occupied = target.is_dir() and not target.is_symlink() and any(target.iterdir())
             manifest = _recorded_files(target) if occupied else None
             publish.replace_folder(
@@ -961,18 +962,6 @@ def _renamed(error: OSError, staging: Path, target: Path) -> OSError:
     out = StorageFullError(text) if is_machine_failure(error) else OSError(text)
     out.errno = error.errno
     return out
-
-
-def _record_files(folder: Path, keep: Callable[[str], bool] | None = None) -> None:
-    """Write the list of files of ``folder`` (all, or those ``keep`` accepts) into its run.json,
-    last: what a later run may replace."""
-    path = folder / "run.json"
-    run = json.loads(path.read_text(encoding="utf-8"))
-    if keep is None:  # a staging folder: all ours
-        publish.remove_empty_folders(folder)
-    files = publish.build_manifest(folder, own=_OWN)
-    run["files"] = files if keep is None else {rel: d for rel, d in files.items() if keep(rel)}
-    atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
 
 
 def _try_report(folder: Path) -> None:

@@ -500,7 +500,9 @@ def _is_results_dir(folder: str) -> bool:
 
 # How the package's own writer starts a run.json: enough to recognise one too large to parse
 # (thousands of skipped images are listed in it).
-_RESULTS_HEAD = re.compile(rb'\A\s*\{\s*"format"\s*:\s*"rarity-score/results"')
+_RESULTS_HEAD = re.compile(
+    rb'\A\s*\{\s*"format"\s*:\s*"' + re.escape(RESULTS_FORMAT.encode()) + rb'"'
+)
 
 
 def _is_results_record(content: bytes) -> bool:

@@ -37,7 +37,7 @@ import secrets
 import shutil
 import socket
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,28 @@ def build_manifest(folder: str | os.PathLike[str], *, own: tuple[str, ...] = ())
         if entry is not None and rel not in own and entry.is_file(follow_symlinks=False):
             out[rel] = _digest(Path(entry.path))
     return out
+
+
+def record_files(
+    folder: str | os.PathLike[str],
+    *,
+    own: tuple[str, ...] = ("run.json",),
+    part: Callable[[str], bool] | None = None,
+) -> None:
+    """Write the list of the files of ``folder`` into its ``run.json["files"]``, last: what a
+    later run may replace. With ``part``, only the entries it accepts are listed anew (a
+    rebuilt report); the others stay as they were listed."""
+    path = Path(folder) / "run.json"
+    run = json.loads(path.read_text(encoding="utf-8"))
+    written = build_manifest(folder, own=own)
+    if part is None:
+        files = written
+    else:
+        listed = read_manifest(run.get("files")) or {}
+        files = {rel: entry for rel, entry in listed.items() if not part(rel)}
+        files.update({rel: entry for rel, entry in written.items() if part(rel)})
+    run["files"] = files
+    atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
 
 
 def remove_empty_folders(folder: str | os.PathLike[str]) -> None:

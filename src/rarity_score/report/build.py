@@ -32,7 +32,6 @@ from rarity_score.features.errors import MissingDependency
 from rarity_score.io import publish
 from rarity_score.io.atomic import (
     atomic_write_bytes,
-    atomic_write_text,
     is_machine_failure,
     write_error,
 )
@@ -115,7 +114,7 @@ def build_report(
                 _report_part(manifest),
                 refuse="cannot rebuild the report in",
             )
-        _list_report_files(root)
+        publish.record_files(root, part=_is_report_file)  # the old report's entries replaced
     except OSError as error:
         if is_machine_failure(error):  # the machine, not the input (exit 1)
             raise write_error(root / "report", error) from error
@@ -166,19 +165,6 @@ def _report_part(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def _is_report_file(rel: str) -> bool:
     return rel == "histogram.png" or rel.startswith("report/")
-
-
-def _list_report_files(root: Path) -> None:
-    """Put the new report's files in ``run.json["files"]`` in place of the old report's: what a
-    later run or rebuild may replace (see :func:`_check_replaceable`)."""
-    path = root / "run.json"
-    run = json.loads(path.read_text(encoding="utf-8"))  # validated by load_results just before
-    listed = publish.read_manifest(run.get("files")) or {}
-    files = {rel: entry for rel, entry in listed.items() if not _is_report_file(rel)}
-    written = publish.build_manifest(root, own=("run.json",))
-    files.update({rel: entry for rel, entry in written.items() if _is_report_file(rel)})
-    run["files"] = files
-    atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
 
 
 def _write_report(
