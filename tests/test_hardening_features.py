@@ -368,3 +368,14 @@ def test_an_npy_array_saved_under_an_npz_name_is_one_line(tmp_path, capsys):
     np.save(tmp_path / "fake.npy", np.zeros((5, 4), dtype=np.float32))
     result = run_cli(capsys, "score", "--real", wrong, "--fake", tmp_path / "fake.npy")
     assert_one_line_error(*result, "real.npz", "not an .npz archive")
+
+
+def test_an_npz_that_is_no_zip_never_suggests_unpickling(tmp_path, capsys):
+    from cli_helpers import assert_one_line_error, run_cli
+
+    wrong = tmp_path / "real.npz"
+    wrong.write_bytes(bytes(range(7, 107)))  # np.load would take these bytes for a pickle
+    np.save(tmp_path / "fake.npy", np.zeros((5, 4), dtype=np.float32))
+    result = run_cli(capsys, "score", "--real", wrong, "--fake", tmp_path / "fake.npy")
+    assert_one_line_error(*result, "real.npz", "not an .npz archive")
+    assert "pickle" not in result[2]

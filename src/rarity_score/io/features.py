@@ -193,11 +193,18 @@ def _load_npz(file: Path, key: str | None) -> np.ndarray:
 def open_npz(file: str | os.PathLike[str]) -> Any:
     """``np.load`` of an ``.npz`` archive, pickles off, for use in a ``with``; FeatureFileError
     naming ``file`` when it holds something else (an ``.npy`` array saved under an .npz name)."""
-    loaded = np.load(file, allow_pickle=False)
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
+    # Told from the first bytes: np.load would take anything else for a pickle and suggest
+    # unpickling it, which a file from elsewhere must never be.
+    with open(file, "rb") as handle:
+        magic = handle.read(6)
+    if magic.startswith(np.lib.format.MAGIC_PREFIX):
         raise FeatureFileError(
             f"{os.fspath(file)}: not an .npz archive (it holds one .npy array); rename it .npy"
         )
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        raise FeatureFileError(f"{os.fspath(file)}: not an .npz archive (not a zip file)")
+    loaded = np.load(file, allow_pickle=False)
+    assert isinstance(loaded, np.lib.npyio.NpzFile)  # a zip file always loads as one
     return loaded
 
 
