@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from rarity_score.manifold import RealManifold, evaluate, rarity_score
     from rarity_score.results import Evaluation
 
-__version__ = "0.1.0"
+from rarity_score._version import __version__
 
 __all__ = ["Evaluation", "RealManifold", "__version__", "evaluate", "rarity_score"]
 

@@ -15,6 +15,9 @@ MEMORY_BUDGET: int = 256 * 2**20
 #: Array library that runs the sweep: "auto" picks torch for torch tensors, numpy otherwise.
 BACKEND: str = "auto"
 
+#: The sweep's array libraries.
+BACKENDS: tuple[str, ...] = ("auto", "numpy", "torch")
+
 #: Quantiles reported in summaries, over in-manifold samples.
 QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 

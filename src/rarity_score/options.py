@@ -1,0 +1,118 @@
+"""The typed option values of a run, each declared once, with defaults from :mod:`defaults`.
+
+The command line builds each value once from its arguments (its argparse defaults are read from
+these classes) and the API passes them whole: ``compare(..., extraction=ExtractionOptions(...),
+engine=EngineOptions(...))``. No layer re-lists their fields. Each field is checked in
+``__post_init__``, the one home of its check and its message.
+
+:func:`on_device` is the one place that decides which device runs the extractor and which runs
+the sweep when a user names one device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, Union
+
+from rarity_score import defaults
+
+if TYPE_CHECKING:
+    from rarity_score.features.info import FeatureExtractor
+
+__all__ = ["CacheDir", "EngineOptions", "ExtractionOptions", "on_device"]
+
+#: Where extracted features are cached: None (the default folder, :func:`defaults.cache_dir`),
+#: False (no cache) or a folder.
+CacheDir = Union[str, "os.PathLike[str]", Literal[False], None]
+
+
+def _positive(name: str, value: object, *, allow_none: bool = False, minimum: int = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the k-NN sweep runs. Results never depend on any of these (tested).
+
+    Args:
+        backend: "numpy", "torch", or "auto" (torch for torch tensors, numpy otherwise).
+        device: torch device of the sweep ("cpu", "cuda", "cuda:1"); implies the torch backend.
+        memory_budget: bytes one tile may use; each feature set in use also keeps up to this many
+            bytes of float32 blocks for reuse, so the peak extra memory is about three budgets.
+        tile_size: force the tile edge (for tests).
+        progress: show a progress bar of the sweep on stderr (when it is a terminal).
+    """
+
+    backend: str = defaults.BACKEND
+    device: str | None = None
+    memory_budget: int = defaults.MEMORY_BUDGET
+    tile_size: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        if self.backend not in defaults.BACKENDS:
+            raise ValueError(
+                f"unknown backend {self.backend!r}: use one of {', '.join(defaults.BACKENDS)}"
+            )
+        _positive("memory_budget", self.memory_budget)
+        _positive("tile_size", self.tile_size, allow_none=True)
+
+
+@dataclass(frozen=True)
+class ExtractionOptions:
+    """How images become features: everything extraction takes besides the images.
+
+    ``extractor=None`` means the one recorded in the feature files given beside the images, else
+    ``defaults.EXTRACTOR``. Features never depend on ``batch_size``, ``workers``, ``shard_size``
+    or ``progress`` (tested).
+    """
+
+    extractor: str | FeatureExtractor | None = None
+    device: str = "cpu"
+    batch_size: int = defaults.BATCH_SIZE
+    workers: int = defaults.WORKERS
+    weights: str | os.PathLike[str] | None = None
+    cache_dir: CacheDir = None
+    strict: bool = False
+    progress: bool = True
+    shard_size: int = defaults.SHARD_SIZE
+    input_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _positive("batch_size", self.batch_size)
+        _positive("workers", self.workers, minimum=0)
+        _positive("shard_size", self.shard_size)
+        _positive("input_size", self.input_size, allow_none=True)
+
+    def with_extractor(self, extractor: str | FeatureExtractor | None) -> ExtractionOptions:
+        """These options with another extractor."""
+        return replace(self, extractor=extractor)
+
+
+def on_device(
+    device: str | None,
+    *,
+    backend: str = defaults.BACKEND,
+    extraction: ExtractionOptions | None = None,
+    engine: EngineOptions | None = None,
+) -> tuple[ExtractionOptions, EngineOptions]:
+    """``extraction`` and ``engine`` (defaults when None) with one user-given ``device``: it runs
+    the extractor (cpu when None) and the sweep, unless the sweep's backend is numpy (then the
+    sweep runs on the CPU in numpy and the device only runs the extractor).
+
+    >>> extraction, engine = on_device("cuda:1")
+    >>> extraction.device, engine.device
+    ('cuda:1', 'cuda:1')
+    >>> on_device("cuda", backend="numpy")[1].device is None
+    True
+    """
+    extraction = extraction or ExtractionOptions()
+    engine = engine or EngineOptions(backend=backend)
+    return (
+        replace(extraction, device=device or "cpu"),
+        replace(engine, backend=backend, device=device if backend != "numpy" else None),
+    )
