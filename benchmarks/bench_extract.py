@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from PIL import Image
 from rarity_score.features import get_extractor
 from rarity_score.features.pipeline import extract_features
 from rarity_score.io.images import open_images
+from rarity_score.options import ExtractionOptions
 
 
 def write_images(folder: Path, count: int, size: int) -> None:
@@ -76,16 +78,17 @@ def main() -> None:
             extractor = get_extractor(
                 name, weights=weights, device=args.device, input_size=input_size
             )
-            options = {
-                "device": args.device,
-                "batch_size": args.batch_size,
-                "workers": args.workers,
-                "cache_dir": False,
-                "progress": False,
-            }
-            extract_features(folder, extractor, **options)  # warm-up: first-call allocations
+            options = ExtractionOptions(
+                extractor=extractor,
+                device=args.device,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                cache_dir=False,
+                progress=False,
+            )
+            extract_features(folder, options)  # warm-up: first-call allocations
             started = time.perf_counter()
-            result = extract_features(folder, extractor, **options)
+            result = extract_features(folder, options)
             seconds = time.perf_counter() - started
             size = extractor.info.input_size if input_size is None else input_size
             print(f"{name:22s}{size:>5d}px{len(result) / seconds:10.1f}  {weights_note}")
@@ -96,18 +99,19 @@ def cache_costs(folder: Path, cache: Path, args: argparse.Namespace) -> None:
     """A cache hit against an extraction (efficientnet-lite0): the hit reads and hashes every
     image (the key is a SHA-256 of the bytes), then loads the stored features."""
     extractor = get_extractor("efficientnet-lite0", device=args.device)
-    options = {
-        "device": args.device,
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "progress": False,
-    }
+    options = ExtractionOptions(
+        extractor=extractor,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=False,
+    )
     started = time.perf_counter()
-    extract_features(folder, extractor, cache_dir=False, **options)
+    extract_features(folder, replace(options, cache_dir=False))
     extraction = time.perf_counter() - started
-    extract_features(folder, extractor, cache_dir=cache, **options)  # fills the cache
+    extract_features(folder, replace(options, cache_dir=cache))  # fills the cache
     started = time.perf_counter()
-    extract_features(folder, extractor, cache_dir=cache, **options)
+    extract_features(folder, replace(options, cache_dir=cache))
     hit = time.perf_counter() - started
     started = time.perf_counter()
     open_images(folder).content_fingerprint()

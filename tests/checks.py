@@ -7,13 +7,23 @@ Decisions (booleans, indices, counts) must be identical; floats must agree withi
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from reference import Reference
 
+from rarity_score import metrics
+from rarity_score.options import EngineOptions
+
 RTOL = 1e-9
 
-ALL_METRICS = ("rarity", "precision", "recall", "density", "coverage", "realism", "nearest")
+#: The metrics the brute-force oracle of reference.py covers, in registry order.
+ORACLE_METRICS = ("rarity", "precision", "recall", "density", "coverage", "realism", "nearest")
+
+#: Every registered metric (what ``metrics=None`` computes): the oracle's, and any registered later
+#: (whose own tests check them against their own brute force).
+ALL_METRICS = metrics.names()
 
 # Per-sample fields that are present whatever metrics were asked for.
 ALWAYS_PRESENT = ("rarity", "in_manifold", "sphere_index")
@@ -37,6 +47,18 @@ EXACT_FIELDS = {
 }
 FLOAT_FIELDS = ("rarity", "nearest_real_distance", "realism")
 SCALAR_FIELDS = ("precision", "recall", "density", "coverage")
+
+
+def engine_with(
+    options: Mapping[str, Any] | EngineOptions | None = None, **changes
+) -> EngineOptions:
+    """EngineOptions from conftest's ``engine_options`` (a dict of backend and device, or already
+    an EngineOptions) with ``changes`` (tile_size, memory_budget, ...)."""
+    if isinstance(options, EngineOptions):
+        base = {field: getattr(options, field) for field in ("backend", "device")}
+    else:
+        base = dict(options or {})
+    return EngineOptions(**{**base, **changes})
 
 
 def _first_bad(bad: np.ndarray, got: np.ndarray, want: np.ndarray, limit: int = 5) -> str:

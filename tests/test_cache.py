@@ -30,6 +30,7 @@ from rarity_score.io.cache import (
     cache_key,
     shard_ranges,
 )
+from rarity_score.options import ExtractionOptions
 
 QUIET = {"progress": False}
 
@@ -41,7 +42,9 @@ def folder(tmp_path: Path) -> Path:
 
 
 def _extract(folder: Path, extractor: TinyExtractor, cache: Path, **options) -> object:
-    return extract_features(folder, extractor, cache_dir=cache, **QUIET, **options)
+    return extract_features(
+        folder, ExtractionOptions(extractor=extractor, cache_dir=cache, **QUIET, **options)
+    )
 
 
 def _cache_files(cache: Path) -> list[str]:
@@ -90,7 +93,9 @@ def test_rewriting_a_file_invalidates_and_touching_it_does_not(folder, tmp_path)
     seen = extractor.images
     again = _extract(folder, extractor, cache)
     assert extractor.images == seen + 23
-    fresh = extract_features(folder, TinyExtractor(), cache_dir=False, **QUIET)
+    fresh = extract_features(
+        folder, ExtractionOptions(extractor=TinyExtractor(), cache_dir=False, **QUIET)
+    )
     assert_same_features(again.features, fresh.features)
 
 
@@ -131,7 +136,9 @@ def test_default_folder_from_the_environment(folder, tmp_path, monkeypatch):
 
     extractor = TinyExtractor()
     monkeypatch.setattr(features, "get_extractor", lambda name, **kw: extractor)
-    extract_features(folder, "tiny", **QUIET)  # a named extractor: cached by default
+    extract_features(
+        folder, ExtractionOptions(extractor="tiny", **QUIET)
+    )  # a named extractor: cached by default
     assert len(_cache_files(tmp_path / "env-cache")) == 2
     monkeypatch.delenv(defaults.CACHE_DIR_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -140,10 +147,14 @@ def test_default_folder_from_the_environment(folder, tmp_path, monkeypatch):
 
 def test_what_is_not_cached(folder, tmp_path, monkeypatch):
     monkeypatch.setenv(defaults.CACHE_DIR_ENV, str(tmp_path / "env-cache"))
-    extract_features(folder, TinyExtractor(), **QUIET)  # an extractor object, no cache_dir
+    extract_features(
+        folder, ExtractionOptions(extractor=TinyExtractor(), **QUIET)
+    )  # an extractor object, no cache_dir
     batch = np.zeros((3, 10, 10, 3), dtype=np.uint8)
-    extract_features(batch, TinyExtractor(), cache_dir=tmp_path / "c", **QUIET)  # an array
-    extract_features(folder, TinyExtractor(), cache_dir=False, **QUIET)
+    extract_features(
+        batch, ExtractionOptions(extractor=TinyExtractor(), cache_dir=tmp_path / "c", **QUIET)
+    )  # an array
+    extract_features(folder, ExtractionOptions(extractor=TinyExtractor(), cache_dir=False, **QUIET))
     assert _cache_files(tmp_path / "env-cache") == [] and _cache_files(tmp_path / "c") == []
 
 
@@ -266,7 +277,9 @@ def test_interrupted_run_resumes_from_complete_shards(folder, tmp_path, caplog):
     assert not partial.exists()  # merged, then removed
     assert _cache_files(cache) == sorted(p.name for p in cache.iterdir())  # nothing else
 
-    whole = extract_features(folder, TinyExtractor(), cache_dir=False, **QUIET)
+    whole = extract_features(
+        folder, ExtractionOptions(extractor=TinyExtractor(), cache_dir=False, **QUIET)
+    )
     assert_same_features(resumed.features, whole.features)
     assert resumed.names == whole.names and resumed.skipped == whole.skipped
     assert len(resumed.skipped) == 3
@@ -291,7 +304,9 @@ def test_damaged_or_foreign_shards_are_extracted_again(folder, tmp_path, caplog)
     (warning,) = [r.getMessage() for r in caplog.records]
     assert "ignoring 2 unusable shard file(s)" in warning
     assert "shard-00001.npz" in warning and "shard-00002.npz" in warning
-    whole = extract_features(folder, TinyExtractor(), cache_dir=False, **QUIET)
+    whole = extract_features(
+        folder, ExtractionOptions(extractor=TinyExtractor(), cache_dir=False, **QUIET)
+    )
     assert_same_features(result.features, whole.features)
 
 

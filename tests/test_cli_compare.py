@@ -18,6 +18,9 @@ import rarity_score.compare as compare_module
 import rarity_score.manifold as manifold_module
 from rarity_score import RealManifold, evaluate
 from rarity_score.features.pipeline import FeatureSet, save_feature_set
+from rarity_score.io.atomic import atomic_write_text
+from rarity_score.options import ExtractionOptions
+from rarity_score.results_dir import read_run
 
 DIM = 10
 
@@ -31,14 +34,11 @@ def report_calls(monkeypatch) -> list[Path]:
         root = Path(results_dir)
         seen.append(root)
         (root / "report").mkdir(exist_ok=True)
-        return compare_module.atomic_write_text(root / "report" / "index.html", "<html></html>")
-
-    def plot_histograms(results_dir, out_png):
-        return compare_module.atomic_write_bytes(Path(out_png), b"png")
+        atomic_write_text(root / "histogram.png", "png")  # the report draws the histogram
+        return atomic_write_text(root / "report" / "index.html", "<html></html>")
 
     module = types.ModuleType("rarity_score.report")
     module.build_report = build_report  # type: ignore[attr-defined]
-    module.plot_histograms = plot_histograms  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "rarity_score.report", module)
     return seen
 
@@ -258,16 +258,18 @@ def test_compare_images_end_to_end(capsys, tmp_path):
         "--cache-dir", cache, "-q",
     )  # fmt: skip
     assert code == 0, err
-    run = json.loads((out / "run.json").read_text())
+    run = read_run(out)  # real_has_images is derived there, no longer stored
     assert run["extractor"]["name"] == "efficientnet-lite0" and run["dim"] == 1280
     assert "64x64" in run["extractor"]["preprocessing"] and run["extractor"]["weights_id"]
     assert run["real"]["kind"] == "folder" and run["real"]["source"] == str(real)
     assert run["real_has_images"] is True and run["sets"][1]["has_images"] is True
     assert run["sets"][1]["n"] == 6 and run["sets"][1]["n_skipped"] == 3
 
-    options = {"input_size": 64, "cache_dir": cache, "progress": False}
-    real_set = extract_features(real, "efficientnet-lite0", **options)
-    b_set = extract_features(fake_b, "efficientnet-lite0", **options)
+    options = ExtractionOptions(
+        extractor="efficientnet-lite0", input_size=64, cache_dir=cache, progress=False
+    )
+    real_set = extract_features(real, options)
+    b_set = extract_features(fake_b, options)
     expected = evaluate(real_set.features, b_set.features, k=3)
     with open(out / "sets" / "b.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -30,6 +30,7 @@ import rarity_score.features as features_module
 from rarity_score import evaluate
 from rarity_score.features import MissingDependency
 from rarity_score.features.pipeline import extract_features, read_feature_set
+from rarity_score.options import ExtractionOptions
 
 TESTS = Path(__file__).resolve().parent
 EFFICIENTNET = ["--extractor", "efficientnet-lite0", "--input-size", "64"]
@@ -79,9 +80,11 @@ def test_score_images_end_to_end(capsys, images, tmp_path):
     rows = _csv_rows(out_csv)
     assert [row["name"] for row in rows] == [f"gen_{i:03d}.png" for i in range(12)]
     # The API on the same images gives the same numbers, row by row, for a named file.
-    options = {"input_size": 64, "cache_dir": cache, "progress": False}
-    real_set = extract_features(real, "efficientnet-lite0", **options)
-    fake_set = extract_features(fake, "efficientnet-lite0", **options)
+    options = ExtractionOptions(
+        extractor="efficientnet-lite0", input_size=64, cache_dir=cache, progress=False
+    )
+    real_set = extract_features(real, options)
+    fake_set = extract_features(fake, options)
     expected = evaluate(real_set.features, fake_set.features, k=3)
     row = next(r for r in rows if r["name"] == "gen_007.png")
     i = fake_set.names.index("gen_007.png")
@@ -303,10 +306,15 @@ def test_killed_extraction_resumes_from_its_shards(tmp_path):
     assert sorted(p.suffix for p in cache.iterdir()) == [".json", ".npz"]  # no shards, no temps
 
     resumed = read_feature_set(out)
-    whole = extract_features(folder, TinyExtractor(), batch_size=2, cache_dir=False, progress=False)
+    whole = extract_features(
+        folder,
+        ExtractionOptions(extractor=TinyExtractor(), batch_size=2, cache_dir=False, progress=False),
+    )
     assert resumed.names == whole.names and resumed.skipped == whole.skipped
     assert_same_features(resumed.features, whole.features)
     # A given file's row holds that file's features.
     row = resumed.names.index("img_040.png")
-    alone = extract_features([folder / "img_040.png"], TinyExtractor(), cache_dir=False)
+    alone = extract_features(
+        [folder / "img_040.png"], ExtractionOptions(extractor=TinyExtractor(), cache_dir=False)
+    )
     assert_same_features(resumed.features[row], alone.features[0])

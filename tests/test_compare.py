@@ -15,16 +15,12 @@ import numpy as np
 import pytest
 
 import rarity_score.compare as compare_module
+import rarity_score.results_dir.write as write_module
 from rarity_score import RealManifold, evaluate
-from rarity_score.compare import (
-    FORMAT,
-    METHODS,
-    SUMMARY_COLUMNS,
-    compare,
-    compare_datasets,
-    read_summary,
-)
+from rarity_score.compare import compare, compare_datasets
 from rarity_score.features.pipeline import FeatureSet, save_feature_set
+from rarity_score.io.atomic import atomic_write_text
+from rarity_score.results_dir import FORMAT, METHODS, read_run, read_summary, summary_columns
 
 DIM = 12
 
@@ -78,7 +74,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def test_layout_and_run_json(files, tmp_path):
-    out = compare(files["real"], _fakes(files), tmp_path / "out", report=False, progress=False)
+    out = compare(files["real"], _fakes(files), tmp_path / "out", report=False).path
     assert out == tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [
         "reference_loo.npz", "run.json", "sets", "summary.csv", "summary.json", "summary.md",
@@ -86,7 +82,7 @@ def test_layout_and_run_json(files, tmp_path):
     assert sorted(p.name for p in (out / "sets").iterdir()) == [
         "psi_0.7.csv", "psi_0.7.npz", "psi_1.0.csv", "psi_1.0.npz",
     ]  # fmt: skip
-    run = json.loads((out / "run.json").read_text())
+    run = read_run(out)  # real_has_images is derived there, no longer stored
     assert run["format"] == FORMAT and run["format_version"] == 1
     assert run["mode"] == "compare" and run["method"] == METHODS["compare"]
     assert run["k"] == 3 and run["dim"] == DIM and run["command"] is None
@@ -109,12 +105,12 @@ def test_layout_and_run_json(files, tmp_path):
 
 
 def test_summary_equals_direct_evaluate(files, tmp_path):
-    out = compare(files["real"], _fakes(files), tmp_path / "out", k=4, report=False)
+    out = compare(files["real"], _fakes(files), tmp_path / "out", k=4, report=False).path
     real, _ = _load(files["real"])
     rows = read_summary(out)
     with open(out / "summary.csv", newline="") as handle:
         csv_rows = list(csv.DictReader(handle))
-    assert list(csv_rows[0]) == list(SUMMARY_COLUMNS)
+    assert list(csv_rows[0]) == list(summary_columns())
     for row, csv_row, (name, path) in zip(rows, csv_rows, _fakes(files).items(), strict=True):
         fake, _ = _load(path)
         expected = evaluate(real, fake, k=4)
@@ -132,7 +128,7 @@ def test_summary_equals_direct_evaluate(files, tmp_path):
 
 
 def test_per_sample_rows_line_up_with_names(files, tmp_path):
-    out = compare(files["real"], _fakes(files), tmp_path / "out", report=False)
+    out = compare(files["real"], _fakes(files), tmp_path / "out", report=False).path
     real, real_names = _load(files["real"])
     fake, fake_names = _load(files["psi=0.7"])
     expected = evaluate(real, fake, k=3)
@@ -198,7 +194,7 @@ def test_real_manifold_built_once(files, tmp_path, monkeypatch):
 
 def test_arrays_as_sources_and_metrics_subset(tmp_path):
     real, fake = _features(80, 1.0, 3), _features(30, 1.0, 4)
-    out = compare(real, {"f": fake}, tmp_path / "out", metrics=["rarity"], report=False)
+    out = compare(real, {"f": fake}, tmp_path / "out", metrics=["rarity"], report=False).path
     row = read_summary(out)[0]
     assert row["precision"] is None and row["rarity_mean"] is not None
     run = json.loads((out / "run.json").read_text())
@@ -215,7 +211,7 @@ def test_arrays_as_sources_and_metrics_subset(tmp_path):
 
 def test_datasets_equal_leave_one_out(files, tmp_path):
     datasets = {"narrow": files["psi=0.7"], "wide": files["psi=1.0"]}
-    out = compare_datasets(datasets, tmp_path / "ds", k=3, report=False, command=["x", "y"])
+    out = compare_datasets(datasets, tmp_path / "ds", k=3, report=False, command=["x", "y"]).path
     run = json.loads((out / "run.json").read_text())
     assert run["mode"] == "datasets" and "leave-one-out" in run["method"]
     assert run["method"] == METHODS["datasets"] and run["command"] == ["x", "y"]
@@ -266,7 +262,7 @@ def test_results_dir_is_replaced_never_half_written(files, tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(compare_module, "_write_summary", broken)
+    monkeypatch.setattr(write_module, "_write_summary", broken)
     with pytest.raises(OSError, match="disk full"):
         compare(files["real"], {"three": files["psi=0.7"]}, out, report=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
@@ -286,7 +282,7 @@ def test_output_folder_checks(files, tmp_path):
         compare(files["real"], _fakes(files), files["real"] / "out", report=False)
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert compare(files["real"], _fakes(files), empty, report=False) == empty
+    assert compare(files["real"], _fakes(files), empty, report=False).path == empty
     assert (empty / "run.json").exists() and _leftovers(tmp_path) == []
 
 
@@ -318,21 +314,18 @@ def _stub_report(monkeypatch, seen: list[Path]) -> None:
         seen.append(root)
         assert (root / "run.json").exists() and (root / "summary.json").exists()
         (root / "report").mkdir(exist_ok=True)
-        return compare_module.atomic_write_text(root / "report" / "index.html", "<html></html>")
-
-    def plot_histograms(results_dir, out_png):
-        return compare_module.atomic_write_bytes(Path(out_png), b"png")
+        atomic_write_text(root / "histogram.png", "png")  # the report draws the histogram
+        return atomic_write_text(root / "report" / "index.html", "<html></html>")
 
     module = types.ModuleType("rarity_score.report")
     module.build_report = build_report  # type: ignore[attr-defined]
-    module.plot_histograms = plot_histograms  # type: ignore[attr-defined]
     monkeypatch.setitem(__import__("sys").modules, "rarity_score.report", module)
 
 
 def test_report_is_built_inside_the_new_directory(files, tmp_path, monkeypatch):
     seen: list[Path] = []
     _stub_report(monkeypatch, seen)
-    out = compare(files["real"], _fakes(files), tmp_path / "out")
+    out = compare(files["real"], _fakes(files), tmp_path / "out").path
     assert len(seen) == 1 and seen[0] != out  # built before the move: all or nothing
     assert (out / "report" / "index.html").exists() and (out / "histogram.png").exists()
 
@@ -341,7 +334,7 @@ def test_missing_report_module_leaves_a_note(files, tmp_path, monkeypatch, caplo
     module = types.ModuleType("rarity_score.report")  # like a namespace package: no functions
     monkeypatch.setitem(__import__("sys").modules, "rarity_score.report", module)
     with caplog.at_level(logging.WARNING, logger="rarity_score"):
-        out = compare(files["real"], _fakes(files), tmp_path / "out")
+        out = compare(files["real"], _fakes(files), tmp_path / "out").path
     assert "report not built" in caplog.text
     assert (out / "run.json").exists() and not (out / "report").exists()
 

@@ -7,26 +7,43 @@ magic number of the scores themselves.
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import inspect
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rarity_score.compare import read_summary
+from rarity_score import defaults
 from rarity_score.demo import (
+    DEMO_EXTRACTOR,
     DEMO_MARKER,
     DemoConfig,
     balanced_subset,
     check_demo_dir,
     digits_to_mnist,
+    findings,
     fit_digit_model,
     from_logits,
     kmeans,
+    run_demo,
     sample_digits,
     to_logits,
     truncate,
 )
+from rarity_score.options import ExtractionOptions
+
+#: Extraction as the tests run it: quiet (the cache is the demo's own, under its output folder).
+QUIET = ExtractionOptions(progress=False)
+
+
+def read_summary(results_dir: Path) -> list[dict]:
+    """The summary rows as written (``summary.json``), not as the run returned them."""
+    return json.loads((Path(results_dir) / "summary.json").read_text())
+
 
 # ---------------------------------------------------------------------- pure functions
 
@@ -123,6 +140,54 @@ def test_check_demo_dir(tmp_path):
     assert (level / "holiday.jpg").exists()
 
 
+@pytest.mark.parametrize("name", ["demo", "demo.data", "demo.model", "demo.findings"])
+def test_docstring_examples(name):
+    module = importlib.import_module(f"rarity_score.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_defaults_come_from_the_one_table(tmp_path):
+    """The demo declares no k, batch size, device or workers of its own: k is defaults.K and the
+    extraction options come whole from the caller (ExtractionOptions' defaults)."""
+    from rarity_score.demo.run import _demo_extraction
+
+    assert DemoConfig().k == defaults.K
+    parameters = set(inspect.signature(run_demo).parameters)
+    assert {"extraction", "engine"} <= parameters
+    assert not parameters & {"k", "batch_size", "workers", "device", "cache_dir", "progress"}
+    options = _demo_extraction(ExtractionOptions(), DemoConfig(input_size=48), tmp_path)
+    assert options.batch_size == defaults.BATCH_SIZE and options.workers == defaults.WORKERS
+    assert (options.extractor, options.input_size) == (DEMO_EXTRACTOR, 48)
+    assert options.cache_dir == tmp_path / "cache"  # the demo's own cache by default
+    assert (
+        _demo_extraction(ExtractionOptions(cache_dir=False), DemoConfig(), tmp_path).cache_dir
+        is False
+    )
+    kept = _demo_extraction(ExtractionOptions(batch_size=7, device="cpu"), DemoConfig(), tmp_path)
+    assert (kept.batch_size, kept.device) == (7, "cpu")
+
+
+def test_another_feature_space_is_refused(tmp_path):
+    for extraction in (ExtractionOptions(extractor="vgg16-fc2"), ExtractionOptions(input_size=32)):
+        with pytest.raises(ValueError, match="feature space is efficientnet-lite0"):
+            run_demo(tmp_path / "out", DemoConfig(), extraction=extraction)
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_findings_of_rows():
+    def row(name, value):
+        keys = ("rarity_mean", "rarity_median", "fraction_in_manifold", "precision", "recall")
+        return {"name": name, **dict.fromkeys(keys, value), "density": 1.0, "coverage": None}
+
+    found = findings([row("psi=1.0", 3.0), row("psi=0.4", 2.0)], [row("A", 2.0), row("B", 4.0)])
+    trend = found["truncation"]["trend"]
+    assert trend["rarity_mean"] == {"values": [3.0, 2.0], "as_psi_falls": "falls"}
+    assert trend["density"]["as_psi_falls"] == "neither"  # equal values
+    assert trend["coverage"]["as_psi_falls"] == "neither"  # not computed
+    assert (found["datasets"]["right"], found["datasets"]["median_ratio"]) == ("B", 2.0)
+
+
 # ---------------------------------------------------------------------- the findings
 
 #: The CI size: the same pipeline as `make demo` (5000 real, 1000 per level, 1797 per dataset),
@@ -134,10 +199,8 @@ CI_CONFIG = DemoConfig(n_real=2000, samples_per_level=500, n_dataset=600)
 def demo_run(tmp_path_factory):
     for module in ("mlxtend", "sklearn", "torch", "PIL", "matplotlib"):
         pytest.importorskip(module)
-    from rarity_score.demo import run_demo
-
     out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, CI_CONFIG, progress=False)
+    return run_demo(out, CI_CONFIG, extraction=QUIET)
 
 
 def _rows(path):
@@ -193,16 +256,17 @@ def test_dataset_ordering(demo_run):
     assert mnist["rarity_mean"] > 1.1 * sk["rarity_mean"]
     record = json.loads((demo_run.out_dir / DEMO_MARKER).read_text())
     assert record["findings"]["datasets"]["right"] == "MNIST"
+    # What demo.json records is what the written summaries show.
+    written = findings(read_summary(demo_run.truncation), read_summary(demo_run.datasets))
+    assert record["findings"] == demo_run.findings == written
     assert record["findings"]["truncation"]["trend"]["rarity_median"]["as_psi_falls"] == "falls"
 
 
 def test_second_run_is_identical_and_reuses_the_images(demo_run):
-    from rarity_score.demo import run_demo
-
     pngs = sorted((demo_run.images / "psi1.0").iterdir())[:20]
     stamps = [os.stat(p).st_mtime_ns for p in pngs]
     before = {name: read_summary(getattr(demo_run, name)) for name in ("truncation", "datasets")}
-    again = run_demo(demo_run.out_dir, CI_CONFIG, progress=False, report=False)
+    again = run_demo(demo_run.out_dir, CI_CONFIG, extraction=QUIET, report=False)
     # The images are regenerated byte for byte (so not rewritten: the cache key holds).
     assert [os.stat(p).st_mtime_ns for p in pngs] == stamps
     for name, rows in before.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from checks import assert_matches_reference
+from checks import assert_matches_reference, engine_with
 from reference import knn_radii as reference_radii
 from reference import reference_evaluation
 
@@ -44,7 +44,7 @@ def test_extreme_magnitudes_are_rescaled_exactly(magnitude):
         [real[:20] + 0.01 * rng.normal(size=(20, 6)), rng.normal(size=(40, 6)) * 3]
     )
     reference = reference_evaluation(real * magnitude, fake * magnitude, 3)
-    got = evaluate(real * magnitude, fake * magnitude, 3, tile_size=32)
+    got = evaluate(real * magnitude, fake * magnitude, 3, engine=engine_with(tile_size=32))
     assert Frame.fit(NumpyBackend(), real * magnitude).scale != 1.0
     assert 0 < reference.in_manifold.sum() < len(fake)
     assert_matches_reference(got, reference)
@@ -70,7 +70,8 @@ def test_many_exact_ties_fall_back_to_a_full_scan(monkeypatch):
     fake = np.concatenate([grid[::5] + 0.5, grid[:10], [[10.0, 10.0, 10.0]]])
     for k in (1, 6, 7):
         assert_matches_reference(
-            evaluate(grid, fake, k, tile_size=16), reference_evaluation(grid, fake, k)
+            evaluate(grid, fake, k, engine=engine_with(tile_size=16)),
+            reference_evaluation(grid, fake, k),
         )
     assert calls, "the lattice should have needed the fallback scan"
 
@@ -80,7 +81,7 @@ def test_generic_data_needs_no_fallback(monkeypatch):
     calls = _count_scans(monkeypatch)
     rng = np.random.default_rng(3)
     real, fake = rng.normal(size=(400, 32)) + 5, rng.normal(size=(300, 32)) + 5
-    evaluate(real, fake, 3, tile_size=64)
+    evaluate(real, fake, 3, engine=engine_with(tile_size=64))
     assert not calls
 
 
@@ -90,7 +91,7 @@ def test_radii_match_the_reference_for_every_tile_size():
     real[5] = real[6]  # a duplicate: radius may be 0 for k=1
     want = reference_radii(real, 4)
     for tile_size in (1, 7, 50, 170, None):
-        got = RealManifold(real, 4, tile_size=tile_size).radii
+        got = RealManifold(real, 4, engine=engine_with(tile_size=tile_size)).radii
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
@@ -107,7 +108,7 @@ def test_rarity_alone_stops_early(monkeypatch):
     monkeypatch.setattr(NumpyBackend, "sqdist_tile", counting)
     rng = np.random.default_rng(5)
     real = rng.normal(size=(200, 8))
-    manifold = RealManifold(real, 3, tile_size=20)
+    manifold = RealManifold(real, 3, engine=engine_with(tile_size=20))
     fake = real[np.argsort(manifold.radii)[:20]]
     tiles.clear()
     scores = manifold.score(fake)
@@ -154,7 +155,9 @@ def test_leave_one_out_rarity_matches_brute_force(tile_size, engine_options):
         int(np.flatnonzero(inside[:, i] & (radii == want[i])).min()) if inside[:, i].any() else -1
         for i in range(75)
     ]
-    got = RealManifold(data, k, tile_size=tile_size, **engine_options).leave_one_out()
+    got = RealManifold(
+        data, k, engine=engine_with(engine_options, tile_size=tile_size)
+    ).leave_one_out()
     assert 0 < np.isnan(want).sum() < 75
     np.testing.assert_allclose(got.rarity, want, rtol=1e-12)
     np.testing.assert_array_equal(got.sphere_index, first)
@@ -171,7 +174,7 @@ def test_clusters_below_float32_normal_range_are_decided_exactly(k):
     fake = np.concatenate([rng.normal(size=(20, 4)), 1e-22 * rng.normal(size=(40, 4)) * 1.5])
     reference = reference_evaluation(real, fake, k)
     assert 0 < reference.in_manifold[20:].sum() < 40
-    assert_matches_reference(evaluate(real, fake, k, tile_size=16), reference)
+    assert_matches_reference(evaluate(real, fake, k, engine=engine_with(tile_size=16)), reference)
 
 
 def test_realism_with_tiny_spheres():
@@ -202,7 +205,9 @@ def test_torch_low_precision_settings_are_overridden_and_restored():
         torch.backends.mkldnn.matmul.fp32_precision = "bf16"
         rng = np.random.default_rng(4)
         real, fake = rng.normal(size=(60, 16)), rng.normal(size=(30, 16))
-        got = evaluate(torch.as_tensor(real), torch.as_tensor(fake), 3, backend="torch")
+        got = evaluate(
+            torch.as_tensor(real), torch.as_tensor(fake), 3, engine=engine_with(backend="torch")
+        )
         assert_matches_reference(got, reference_evaluation(real, fake, 3))
         assert (matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision) == (
             "tf32",
@@ -210,3 +215,44 @@ def test_torch_low_precision_settings_are_overridden_and_restored():
         )
     finally:
         matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision = saved
+
+
+def test_knn_distances_gives_every_rank_of_one_sweep(monkeypatch):
+    # Rank 1 (the nearest other sample) and rank k come from the same selection: no extra tile.
+    rng = np.random.default_rng(17)
+    data = np.concatenate([rng.normal(size=(90, 6)), rng.normal(size=(10, 6)) * 5])
+    data[7] = data[8]  # a duplicate: both have nearest-other distance exactly 0
+    backend = NumpyBackend()
+    points = PointSet.build(backend, data, Frame.fit(backend, data))
+    tiles: list[int] = []
+    original = NumpyBackend.sqdist_tile
+
+    def counting(self, *args):
+        tiles.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(NumpyBackend, "sqdist_tile", counting)
+    both = exact_module.knn_distances(points, (1, 4), 16)
+    with_both = len(tiles)
+    tiles.clear()
+    alone = exact_module.knn_radii(points, 4, 16)
+    assert with_both == len(tiles)
+    np.testing.assert_array_equal(both[1], alone)
+    np.testing.assert_allclose(both[0], reference_radii(data, 1), rtol=1e-12, atol=0)
+    assert both[0][7] == both[0][8] == 0.0
+    with pytest.raises(ValueError, match="ranks"):
+        exact_module.knn_distances(points, (), 16)
+
+
+@pytest.mark.parametrize("tile_size", [None, 5])
+def test_nearest_other_distance_matches_brute_force(tile_size, engine_options):
+    rng = np.random.default_rng(19)
+    data = np.concatenate([rng.normal(size=(50, 3)), np.round(rng.normal(size=(20, 3)))])
+    data[3] = data[40]
+    manifold = RealManifold(data, 3, engine=engine_with(engine_options, tile_size=tile_size))
+    got = manifold.nearest_other_distance
+    np.testing.assert_allclose(got, reference_radii(data, 1), rtol=1e-12, atol=0)
+    assert got[3] == got[40] == 0.0
+    assert not got.flags.writeable and not manifold.radii.flags.writeable
+    k1 = RealManifold(data, 1, engine=engine_with(engine_options, tile_size=tile_size))
+    np.testing.assert_array_equal(k1.nearest_other_distance, k1.radii)

@@ -14,7 +14,7 @@ open_clip = pytest.importorskip("open_clip")
 Image = pytest.importorskip("PIL.Image")
 
 from rarity_score.features import WeightsUnavailable, clip, get_extractor  # noqa: E402
-from rarity_score.features.preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402
+from rarity_score.features.preprocess import CLIP_MEAN, CLIP_PREPROCESS, CLIP_STD  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_preprocessing_equals_open_clip(size: tuple[int, int]) -> None:
         True,
     )
     image = _image(*size)
-    extractor_preprocess = clip.registry.CLIP_PREPROCESS
+    extractor_preprocess = CLIP_PREPROCESS
     assert torch.equal(extractor_preprocess(image), theirs(image))
 
 

@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 huggingface_hub = pytest.importorskip("huggingface_hub")
 Image = pytest.importorskip("PIL.Image")
 
-from rarity_score.features import WeightsUnavailable, dinov2, get_extractor  # noqa: E402
+from rarity_score.features import WeightsUnavailable, dinov2, get_extractor, registry  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_class_token_after_layer_norm(tiny: torch.nn.Module) -> None:
 
 
 def test_registry_entry() -> None:
-    info = dinov2.registry.info("dinov2-vitl14")
+    info = registry.info("dinov2-vitl14")
     assert (info.dim, info.input_size, info.extra) == (1024, 224, "dinov2")
     config = dinov2.large_config()
     assert (config.hidden_size, config.num_hidden_layers, config.patch_size) == (1024, 24, 14)

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transforms = pytest.importorskip("torchvision.transforms")
 Image = pytest.importorskip("PIL.Image")
 
-from rarity_score.features import registry  # noqa: E402
+from rarity_score.features import preprocess as recipes  # noqa: E402
 from rarity_score.features.preprocess import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -37,7 +37,7 @@ def test_vgg_preprocessing_equals_reference_path() -> None:
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )(image)
-    ours = registry.VGG_PREPROCESS(image)
+    ours = recipes.VGG_PREPROCESS(image)
     assert ours.dtype == torch.float32 and ours.shape == (3, 224, 224)
     assert torch.equal(ours, reference)
     # and the same as plain PIL bicubic + numpy, the paper's recipe
@@ -74,7 +74,7 @@ def test_floor_crop_offsets() -> None:
 def test_deterministic_pure_and_picklable() -> None:
     image = _image()
     before = np.asarray(image).copy()
-    recipe = registry.efficientnet_preprocess(128)
+    recipe = recipes.efficientnet_preprocess(128)
     first, second = recipe(image), recipe(image)
     assert torch.equal(first, second)
     assert np.array_equal(np.asarray(image), before)  # the input is not modified
@@ -85,15 +85,15 @@ def test_deterministic_pure_and_picklable() -> None:
 
 def test_non_rgb_input_is_converted() -> None:
     gray = _image().convert("L")
-    out = registry.VGG_PREPROCESS(gray)
+    out = recipes.VGG_PREPROCESS(gray)
     assert out.shape == (3, 224, 224)
-    assert torch.equal(out, registry.VGG_PREPROCESS(gray.convert("RGB")))
+    assert torch.equal(out, recipes.VGG_PREPROCESS(gray.convert("RGB")))
 
 
 def test_efficientnet_normalisation_maps_to_minus_one_one() -> None:
     black = Image.new("RGB", (50, 40), (0, 0, 0))
     white = Image.new("RGB", (50, 40), (255, 255, 255))
-    recipe = registry.efficientnet_preprocess(112)
+    recipe = recipes.efficientnet_preprocess(112)
     assert recipe(black).shape == (3, 112, 112)
     np.testing.assert_allclose(recipe(black).numpy(), -127 / 128, rtol=1e-6)
     np.testing.assert_allclose(recipe(white).numpy(), 128 / 128, rtol=1e-6)

@@ -102,6 +102,60 @@ def test_error_types() -> None:
     assert issubclass(MissingDependency, ImportError)
 
 
+def test_the_errors_have_one_home() -> None:
+    # The image readers and the report raise them without importing the extractors.
+    from rarity_score import _errors
+    from rarity_score.features import errors
+
+    assert errors.MissingDependency is _errors.MissingDependency is MissingDependency
+    assert errors.WeightsUnavailable is _errors.WeightsUnavailable is WeightsUnavailable
+    assert errors.require is _errors.require is require
+
+
+@pytest.mark.parametrize(
+    ("module", "constant"),
+    [
+        ("vgg", "VGG16_FC2"),
+        ("inception", "INCEPTION_V3_POOL3"),
+        ("efficientnet", "EFFICIENTNET_LITE0"),
+        ("clip", "CLIP_VIT_B32"),
+        ("dinov2", "DINOV2_VITL14"),
+    ],
+)
+def test_each_family_describes_itself_as_the_registry_does(module: str, constant: str) -> None:
+    """A family reads its description from ``features.info``, never from the registry."""
+    import importlib
+
+    from rarity_score.features import info, registry
+
+    pytest.importorskip("torch")
+    family = importlib.import_module(f"rarity_score.features.{module}")
+    assert registry.info(family.NAME) is getattr(info, constant)
+
+
+def test_true_float32_switches_lower_precision_off_and_back() -> None:
+    """The one true-float32 context (``rarity_score._torch``) that the engine's torch backend
+    and the extractors share: float32 convolutions and GEMMs in full precision inside, the
+    caller's settings after."""
+    torch = pytest.importorskip("torch")
+    from rarity_score.engine.backend import TorchBackend
+    from rarity_score.features.base import true_float32
+
+    mkldnn = torch.backends.mkldnn
+    if not hasattr(mkldnn.matmul, "fp32_precision"):
+        pytest.skip("this torch has only the legacy allow_tf32 switch")
+    saved = mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision
+    try:
+        mkldnn.matmul.fp32_precision = mkldnn.conv.fp32_precision = "bf16"
+        with true_float32():
+            assert (mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision) == ("ieee", "ieee")
+        with TorchBackend("cpu").full_precision():  # GEMMs only: convolutions left as set
+            assert (mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision) == ("ieee", "bf16")
+        assert (mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision) == ("bf16", "bf16")
+    finally:
+        mkldnn.matmul.fp32_precision, mkldnn.conv.fp32_precision = saved
+
+
 def test_checkpoints_match_torchvision() -> None:
     from torchvision.models import Inception_V3_Weights, VGG16_Weights
 

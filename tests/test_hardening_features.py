@@ -14,6 +14,7 @@ from cli_helpers import assert_one_line_error, run_cli
 
 from rarity_score import RealManifold, evaluate
 from rarity_score.io.features import FeatureFileError, load_features
+from rarity_score.options import EngineOptions
 
 RNG = np.random.default_rng(5)
 REAL = RNG.standard_normal((30, 4))
@@ -95,11 +96,11 @@ def test_torch_integer_and_low_precision_tensors():
     eight = torch.from_numpy(REAL).to(torch.float8_e4m3fn)
     want = evaluate(eight.float().numpy(), FAKE, k=3).rarity
     for backend in ("numpy", "torch"):
-        got = evaluate(eight, FAKE, k=3, backend=backend).rarity
+        got = evaluate(eight, FAKE, k=3, engine=EngineOptions(backend=backend)).rarity
         np.testing.assert_array_equal(got, want)
     half = torch.from_numpy(REAL).to(torch.bfloat16)
     np.testing.assert_array_equal(
-        evaluate(half, FAKE, k=3, backend="numpy").rarity,
+        evaluate(half, FAKE, k=3, engine=EngineOptions(backend="numpy")).rarity,
         evaluate(half.float().numpy(), FAKE, k=3).rarity,
     )
 

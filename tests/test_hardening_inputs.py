@@ -26,8 +26,15 @@ from pipeline_helpers import TinyExtractor, assert_same_features
 from rarity_score.features.pipeline import extract_features
 from rarity_score.io import images as images_module
 from rarity_score.io.images import ImageInputError, UnreadableImage, open_images
+from rarity_score.options import ExtractionOptions
 
 QUIET = {"progress": False}
+
+
+def _options(extractor: object, **fields: object) -> ExtractionOptions:
+    return ExtractionOptions(extractor=extractor, **{**QUIET, **fields})  # type: ignore[arg-type]
+
+
 MTIME_NS = 1_600_000_000 * 10**9  # what `tar --mtime` or `touch -d` gives every file
 
 
@@ -37,11 +44,13 @@ def _bmp(seed: int) -> bytes:
 
 
 def _fresh(source: object) -> np.ndarray:
-    return extract_features(source, TinyExtractor(), cache_dir=False, **QUIET).features
+    return extract_features(source, _options(TinyExtractor(), cache_dir=False)).features
 
 
 def _cached(source: object, cache: Path, extractor: TinyExtractor | None = None) -> np.ndarray:
-    return extract_features(source, extractor or TinyExtractor(), cache_dir=cache, **QUIET).features
+    return extract_features(
+        source, _options(extractor or TinyExtractor(), cache_dir=cache)
+    ).features
 
 
 def _folder(path: Path, seeds: list[int]) -> Path:
@@ -320,8 +329,8 @@ def test_non_utf8_file_names_are_listed_loaded_and_cached(tmp_path: Path) -> Non
     assert images.load(1).size == (12, 8)
     cache = tmp_path / "cache"
     extractor = TinyExtractor()
-    first = extract_features(folder, extractor, cache_dir=cache, **QUIET)
-    again = extract_features(folder, extractor, cache_dir=cache, **QUIET)
+    first = extract_features(folder, _options(extractor, cache_dir=cache))
+    again = extract_features(folder, _options(extractor, cache_dir=cache))
     assert extractor.images == 2 and again.names == first.names == images.names
 
     tar = tmp_path / "names.tar"
@@ -373,7 +382,8 @@ def test_a_dimension_mismatch_is_refused_before_any_image_is_extracted(tmp_path,
     np.save(fake, np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32))
     extractor = TinyExtractor(dim=8)
     with pytest.raises(ValueError, match=r"dimensions differ.*3-dimensional.*8-dimensional"):
-        compare(folder, {"g": fake}, tmp_path / "out", extractor=extractor, cache_dir=False)
+        options = ExtractionOptions(extractor=extractor, cache_dir=False)
+        compare(folder, {"g": fake}, tmp_path / "out", extraction=options)
     assert extractor.images == 0  # refused before the first image
     # The command line, with a registry extractor whose weights are not even needed to know.
     result = run_cli(capsys, "score", "--real", folder, "--fake", fake, "--no-cache")

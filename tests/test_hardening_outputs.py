@@ -19,11 +19,14 @@ import pytest
 from cli_helpers import assert_one_line_error, run_cli
 
 import rarity_score.compare as compare_module
+import rarity_score.sources as sources_module
 from rarity_score import defaults
-from rarity_score.compare import build_results_report, compare, compare_datasets
+from rarity_score.compare import compare, compare_datasets
 from rarity_score.features.pipeline import FeatureSet, save_feature_set
 from rarity_score.io import atomic
+from rarity_score.report import build_report as build_results_report
 from rarity_score.results import Evaluation
+from rarity_score.results_dir import check_output_dir
 
 DIM = 6
 SRC = Path(compare_module.__file__).resolve().parents[1]
@@ -55,7 +58,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def _run(files: dict[str, Path], out: Path, **kwargs) -> Path:
-    return compare(files["real"], {"a": files["a"]}, out, report=False, progress=False, **kwargs)
+    return compare(files["real"], {"a": files["a"]}, out, report=False, **kwargs).path
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -72,7 +75,7 @@ def _no_work(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the output was checked")
 
-    monkeypatch.setattr(compare_module, "_load_inputs", refuse)
+    monkeypatch.setattr(sources_module, "load_inputs", refuse)
 
 
 # ---------------------------------------------------------------------- lost files
@@ -119,7 +122,7 @@ def test_own_results_are_replaced_also_after_a_report_rebuild(files, tmp_path, m
     assert "report/index.html" in listed and "histogram.png" in listed
     assert set(listed) == {p for p in _snapshot(out) if p != "run.json"}
     fakes = {"b": save_feature_set(tmp_path / "b.npz", _features(15, 2))}
-    compare(files["real"], fakes, out, report=False, progress=False)
+    compare(files["real"], fakes, out, report=False)
     assert sorted(p.name for p in (out / "sets").iterdir()) == ["b.csv", "b.npz"]
     assert not (out / "report").exists() and _hidden(tmp_path) == []
 
@@ -151,7 +154,7 @@ def test_a_forged_or_unlisted_results_directory_is_not_wiped(files, tmp_path, mo
     }
     (forged / "run.json").write_text(json.dumps(run))
     with pytest.raises(ValueError, match=r"thesis\.tex"):
-        compare_datasets({"a": files["a"]}, forged, report=False, progress=False)
+        compare_datasets({"a": files["a"]}, forged, report=False)
     assert (forged / "thesis.tex").read_text() == "precious"
 
 
@@ -160,7 +163,7 @@ def test_a_results_directory_that_holds_an_input_is_refused(files, tmp_path):
     inside = out / "sets" / "a.npz"
     before = _snapshot(out)
     with pytest.raises(ValueError, match="holds the input"):
-        compare(files["real"], {"a": inside}, out, report=False, progress=False)
+        compare(files["real"], {"a": inside}, out, report=False)
     assert _snapshot(out) == before
 
 
@@ -183,7 +186,7 @@ else:  # killed between moving the old results aside and moving the new ones in
         if str(dst).endswith(".old"):
             os.kill(os.getpid(), signal.SIGKILL)
     os.rename = die
-c.compare({real!r}, {{"a": {fake!r}}}, {out!r}, report=True, progress=False)
+c.compare({real!r}, {{"a": {fake!r}}}, {out!r}, report=True)
 """
 
 
@@ -217,7 +220,7 @@ def test_debris_of_killed_runs_is_cleaned_but_look_alikes_are_kept(files, tmp_pa
     saved = _snapshot(out)
     _killed_run(files, out, "old")
     assert not out.exists()  # the previous results sit in a hidden .old folder
-    compare_module.check_output_dir(out)
+    check_output_dir(out)
     _run(files, out)  # puts the previous results back first, then replaces them
     assert _hidden(work) == [look_alike.name]
     assert set(_snapshot(out)) == set(saved)
@@ -251,8 +254,8 @@ import rarity_score.report.build as b
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 b._write_report = die
-from rarity_score.compare import build_results_report
-build_results_report({str(out)!r})
+from rarity_score.report import build_report
+build_report({str(out)!r})
 """
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
@@ -261,7 +264,7 @@ build_results_report({str(out)!r})
     assert [p.name for p in out.iterdir() if p.name.startswith(".report.")]  # the debris
     build_results_report(out)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
-    compare(files["real"], {"a": files["a"]}, out, report=False, progress=False)  # still ours
+    compare(files["real"], {"a": files["a"]}, out, report=False)  # still ours
 
 
 def test_an_interrupt_while_publishing_leaves_nothing(files, tmp_path, monkeypatch):
@@ -273,7 +276,7 @@ def test_an_interrupt_while_publishing_leaves_nothing(files, tmp_path, monkeypat
 
     monkeypatch.setattr(compare_module, "_try_report", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        compare(files["real"], {"a": files["a"]}, out, report=True, progress=False)
+        compare(files["real"], {"a": files["a"]}, out, report=True)
     assert _snapshot(out) == saved and _hidden(tmp_path) == []
     assert list((defaults.cache_dir() / "journal").glob("*")) == []
 
@@ -296,7 +299,7 @@ FORMULAS = [
 def test_csv_cells_never_run_as_formulas(files, tmp_path):
     names = [*FORMULAS, *(f"ok_{i}.png" for i in range(12))]
     fake = save_feature_set(tmp_path / "f.npz", _features(20, 3, names))
-    out = compare(files["real"], {"=cmd|' /C calc'!A0": fake}, tmp_path / "out", report=False)
+    out = compare(files["real"], {"=cmd|' /C calc'!A0": fake}, tmp_path / "out", report=False).path
     with open(out / "summary.csv", newline="") as handle:
         summary = list(csv.DictReader(handle))
     assert summary[0]["name"] == "'=cmd|' /C calc'!A0"
@@ -315,8 +318,8 @@ def test_csv_cells_never_run_as_formulas(files, tmp_path):
         assert [str(n) for n in arrays["names"]][:2] == names[:2]
     assert json.loads((out / "summary.json").read_text())[0]["name"] == "=cmd|' /C calc'!A0"
 
-    evaluation = Evaluation(
-        k=1, n_real=2, n_fake=2, dim=1, metrics=("rarity",), rarity=np.array([-1.5, 2.0]),
+    evaluation = Evaluation.from_fields(
+        k=1, n_real=2, dim=1, metrics=("rarity",), rarity=np.array([-1.5, 2.0]),
         in_manifold=np.array([True, True]), sphere_index=np.array([0, 1]),
     )  # fmt: skip
     lines = evaluation.to_csv(names=["=1+1", "-x.png"]).splitlines()
@@ -330,7 +333,9 @@ def test_names_that_are_not_utf8_are_written_escaped(files, tmp_path):
     bad = os.fsdecode(b"caf\xe9.png")  # what a file system that is not UTF-8 gives Python
     names = [bad, *(f"ok_{i}.png" for i in range(19))]
     fake = FeatureSet(features=_array(20, 4), names=names, extractor="tiny")
-    out = compare(files["real"], {os.fsdecode(b"set\xff"): fake}, tmp_path / "out", report=False)
+    out = compare(
+        files["real"], {os.fsdecode(b"set\xff"): fake}, tmp_path / "out", report=False
+    ).path
     for path in out.rglob("*"):
         if path.suffix in (".csv", ".json", ".md"):
             path.read_text(encoding="utf-8")  # valid UTF-8 everywhere
@@ -343,8 +348,8 @@ def test_names_that_are_not_utf8_are_written_escaped(files, tmp_path):
     with np.load(out / run["sets"][0]["arrays"]) as arrays:
         assert str(arrays["names"][0]) == "caf\\xe9.png"
 
-    evaluation = Evaluation(
-        k=1, n_real=2, n_fake=1, dim=1, metrics=("rarity",), rarity=np.array([0.5]),
+    evaluation = Evaluation.from_fields(
+        k=1, n_real=2, dim=1, metrics=("rarity",), rarity=np.array([0.5]),
         in_manifold=np.array([True]), sphere_index=np.array([0]),
     )  # fmt: skip
     csv_path = evaluation.write_csv(tmp_path / "scores.csv", names=[bad])
@@ -357,13 +362,13 @@ def test_names_that_are_not_utf8_are_written_escaped(files, tmp_path):
 
 def test_long_set_names_write_and_give_short_messages(files, tmp_path):
     long_name = "n" * 300
-    out = compare(files["real"], {long_name: files["a"]}, tmp_path / "out", report=False)
+    out = compare(files["real"], {long_name: files["a"]}, tmp_path / "out", report=False).path
     run = json.loads((out / "run.json").read_text())
     assert run["sets"][0]["name"] == long_name and len(run["sets"][0]["slug"]) < 120
     huge = "x" * 10_000
     out = compare(
         files["real"], {huge: files["a"], huge.upper(): files["a"]}, tmp_path / "huge", report=False
-    )
+    ).path
     slugs = [entry["slug"] for entry in json.loads((out / "run.json").read_text())["sets"]]
     assert len({slug.lower() for slug in slugs}) == 2 and max(map(len, slugs)) < 120
     wrong = tmp_path / "wrong.npy"

@@ -22,10 +22,10 @@ pytest.importorskip("matplotlib")
 pytest.importorskip("PIL")
 
 from rarity_score import cli
-from rarity_score.compare import is_results_dir, read_summary
 from rarity_score.io.images import open_images
 from rarity_score.report import build_report, load_results
 from rarity_score.report.plots import histogram_png
+from rarity_score.results_dir import is_results_dir, read_summary
 
 
 @pytest.fixture(scope="module")

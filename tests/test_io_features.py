@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import importlib.util
 import os
 import sys
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 
 import rarity_score.io.atomic as atomic_module
-import rarity_score.io.features as features_module
 from rarity_score.io import (
     FeatureFileError,
     atomic_write_bytes,
@@ -291,13 +289,3 @@ def test_save_features_is_atomic(tmp_path, monkeypatch):
         save_features(path, X[:2])
     np.testing.assert_array_equal(load_features(path), X)
     assert [p.name for p in tmp_path.iterdir()] == ["f.npy"]
-
-
-# ---------------------------------------------------------------------- docs
-
-
-@pytest.mark.parametrize("module", [atomic_module, features_module], ids=lambda m: m.__name__)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-    assert result.attempted > 0

@@ -90,15 +90,6 @@ def test_missing_pillow_is_a_clear_import_error(tmp_path: Path, monkeypatch) -> 
         images.load(0)
 
 
-def test_docstring_examples() -> None:
-    import doctest
-
-    import rarity_score.io.images as module
-
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
-
-
 # ----------------------------------------------------------------------------------------------
 # Folders
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from checks import assert_close, assert_exact, assert_matches_reference, assert_scalar_close
+from checks import (
+    assert_close,
+    assert_exact,
+    assert_matches_reference,
+    assert_scalar_close,
+    engine_with,
+)
 from datagen import BUILDERS, check_nontrivial, dataset, dataset_cases, reference
 from reference import reference_evaluation
 
@@ -27,14 +33,14 @@ def test_dataset_is_nontrivial(name):
 @pytest.mark.parametrize(("name", "k"), CASES)
 def test_evaluate_matches_reference(name, k, tile_size, engine_options):
     ds = dataset(name)
-    ev = evaluate(ds.real, ds.fake, k, tile_size=tile_size, **engine_options)
+    ev = evaluate(ds.real, ds.fake, k, engine=engine_with(engine_options, tile_size=tile_size))
     assert_matches_reference(ev, reference(name, k))
 
 
 @pytest.mark.parametrize(("name", "k"), CASES)
 def test_manifold_radii_match_reference(name, k, engine_options):
     ds = dataset(name)
-    manifold = RealManifold(ds.real, k, tile_size=7, **engine_options)
+    manifold = RealManifold(ds.real, k, engine=engine_with(engine_options, tile_size=7))
     assert (manifold.k, manifold.n_real, manifold.dim) == (k, *ds.real.shape)
     # atol 0: duplicates must give radius exactly 0, not a rounding residue.
     assert_close("radii", manifold.radii, reference(name, k).radii)
@@ -43,7 +49,7 @@ def test_manifold_radii_match_reference(name, k, engine_options):
 @pytest.mark.parametrize(("name", "k"), CASES)
 def test_rarity_score_matches_reference(name, k, engine_options):
     ds = dataset(name)
-    scores = rarity_score(ds.real, ds.fake, k, **engine_options)
+    scores = rarity_score(ds.real, ds.fake, k, engine=engine_with(engine_options))
     assert_close("rarity", scores, reference(name, k).rarity)
 
 
@@ -51,7 +57,7 @@ def test_small_memory_budget_matches_reference(engine_options):
     # The smallest budget the engine accepts (1 MiB) is below this problem's size, so the engine
     # splits the sweep into tiles of its own choosing.
     ds = dataset("embedded")
-    ev = evaluate(ds.real, ds.fake, 3, memory_budget=2**20, **engine_options)
+    ev = evaluate(ds.real, ds.fake, 3, engine=engine_with(engine_options, memory_budget=2**20))
     assert_matches_reference(ev, reference("embedded", 3))
 
 
@@ -59,7 +65,7 @@ def test_tile_size_one_matches_reference(engine_options):
     # 1x1 tiles: every sample is its own block. A slice keeps the ties and keeps the test fast.
     ds = dataset("integer_ties")
     real, fake = ds.real[:40], ds.fake[:30]
-    ev = evaluate(real, fake, 3, tile_size=1, **engine_options)
+    ev = evaluate(real, fake, 3, engine=engine_with(engine_options, tile_size=1))
     assert_matches_reference(ev, reference_evaluation(real, fake, 3))
 
 
@@ -68,7 +74,7 @@ def test_recall_is_nan_with_warning_when_fake_set_too_small(engine_options):
     ds = dataset("gaussian")
     fake = ds.fake[:3]
     with pytest.warns(Warning, match="(?i)recall"):
-        ev = evaluate(ds.real, fake, 3, **engine_options)
+        ev = evaluate(ds.real, fake, 3, engine=engine_with(engine_options))
     with pytest.warns(RuntimeWarning):
         ref = reference_evaluation(ds.real, fake, 3)
     assert np.isnan(ev.recall)
@@ -78,7 +84,7 @@ def test_recall_is_nan_with_warning_when_fake_set_too_small(engine_options):
 def test_single_fake_sample(engine_options):
     ds = dataset("gaussian")
     with pytest.warns(Warning, match="(?i)recall"):
-        ev = evaluate(ds.real, ds.fake[:1], 3, **engine_options)
+        ev = evaluate(ds.real, ds.fake[:1], 3, engine=engine_with(engine_options))
     with pytest.warns(RuntimeWarning):
         ref = reference_evaluation(ds.real, ds.fake[:1], 3)
     assert_matches_reference(ev, ref)
@@ -89,7 +95,13 @@ def test_fake_equal_to_real_is_inside_with_infinite_realism(engine_options):
     ds = dataset("gaussian")
     ref = reference("gaussian", 3)
     small = int(np.flatnonzero((ref.radii > 0) & (ref.radii <= np.median(ref.radii)))[0])
-    ev = evaluate(ds.real, ds.real[[small]], 3, metrics=("realism", "nearest"), **engine_options)
+    ev = evaluate(
+        ds.real,
+        ds.real[[small]],
+        3,
+        metrics=("realism", "nearest"),
+        engine=engine_with(engine_options),
+    )
     assert ev.in_manifold[0]
     assert ev.rarity[0] <= ref.radii[small]
     assert ev.realism[0] == np.inf
@@ -105,7 +117,7 @@ def test_fake_equal_to_duplicated_real_picks_smallest_index(engine_options):
     dup_rows = first[counts >= 2]
     fake = ds.real[dup_rows]
     ref = reference_evaluation(ds.real, fake, 3)
-    ev = evaluate(ds.real, fake, 3, **engine_options)
+    ev = evaluate(ds.real, fake, 3, engine=engine_with(engine_options))
     assert_matches_reference(ev, ref)
     tied = 0
     for j, row in enumerate(dup_rows):
@@ -120,7 +132,7 @@ def test_fake_equal_to_duplicated_real_picks_smallest_index(engine_options):
 @pytest.mark.parametrize("k", [1, 3])
 def test_scalar_metrics_are_floats(k, engine_options):
     ds = dataset("gaussian")
-    ev = evaluate(ds.real, ds.fake, k, **engine_options)
+    ev = evaluate(ds.real, ds.fake, k, engine=engine_with(engine_options))
     ref = reference("gaussian", k)
     for name in ("precision", "recall", "density", "coverage"):
         assert_scalar_close(name, getattr(ev, name), getattr(ref, name))

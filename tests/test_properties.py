@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from checks import RTOL, assert_close, assert_exact, assert_matches_reference
+from checks import RTOL, assert_close, assert_exact, assert_matches_reference, engine_with
 from datagen import make_problem, random_rotation
 from hypothesis import given
 from hypothesis import strategies as st
@@ -48,7 +48,9 @@ def problems(draw, kinds=("continuous", "integer")) -> Problem:
 
 
 def run(real, fake, k, backend="numpy", tile_size=None, metrics=None):
-    return evaluate(real, fake, k, backend=backend, tile_size=tile_size, metrics=metrics)
+    return evaluate(
+        real, fake, k, engine=engine_with(backend=backend, tile_size=tile_size), metrics=metrics
+    )
 
 
 def stable(ref_a: Reference, ref_b: Reference) -> np.ndarray:
@@ -176,8 +178,12 @@ def test_power_of_two_scaling(problem, exponent, backend):
     ev = run(c * problem.real, c * problem.fake, problem.k, backend)
     assert_scaled(ev, base, c)
     assert_same_scalars(ev, base)
-    radii = RealManifold(c * problem.real, problem.k, backend=backend).radii
-    assert_close("radii", radii, c * RealManifold(problem.real, problem.k, backend=backend).radii)
+    radii = RealManifold(c * problem.real, problem.k, engine=engine_with(backend=backend)).radii
+    assert_close(
+        "radii",
+        radii,
+        c * RealManifold(problem.real, problem.k, engine=engine_with(backend=backend)).radii,
+    )
 
 
 @given(

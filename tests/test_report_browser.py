@@ -210,7 +210,7 @@ def test_table_shows_first_page_of_first_set(page: Page, compare_dir: Path) -> N
     assert headers[:4] == ["#", "name", "in manifold", "rarity"]
     assert "sphere (score from)" in headers and "nearest real" in headers
     item = load_results(compare_dir).sets[0]
-    nearest = page.column("nearest_name")
+    nearest = page.column("nearest_real_name")
     assert nearest == [f"real_{int(i):03d}.png" for i in item.nearest_real_index[:PAGE_SIZE]]
 
 

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from checks import ORACLE_METRICS
 
 import rarity_score.demo as demo_module
 import rarity_score.results as results_module
@@ -31,7 +32,8 @@ FAKE = np.vstack(
 
 @pytest.fixture(scope="module")
 def full() -> Evaluation:
-    return evaluate(REAL, FAKE, k=3)
+    # The oracle's metrics by name: a metric registered later adds columns of its own.
+    return evaluate(REAL, FAKE, k=3, metrics=ORACLE_METRICS)
 
 
 def _strict_json(text: str):
@@ -59,10 +61,10 @@ def _hand_made(**changes) -> Evaluation:
         "in_manifold": np.array([True, False, True, False]),
         "sphere_index": np.array([3, -1, 0, -1]),
         "realism": np.array([np.inf, 0.1, 2.0, np.nan]),
-        "precision": 0.5,
     }
     fields.update(changes)
-    return Evaluation(**fields)
+    # precision is derived (the fraction in the manifold, 0.5 here); given, it is checked.
+    return Evaluation.from_fields(**fields)
 
 
 # ---------------------------------------------------------------------- fixture sanity
@@ -292,3 +294,41 @@ def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+# ---------------------------------------------------------------------- hand-made evaluations
+
+
+def test_from_fields_checks_what_it_derives():
+    with pytest.raises(ValueError, match="n_fake=5"):
+        _hand_made(n_fake=5)
+    with pytest.raises(ValueError, match="precision"):
+        _hand_made(precision=0.75)  # two of four samples are in the manifold
+    with pytest.raises(TypeError, match="bogus"):
+        _hand_made(bogus=1)
+    ev = _hand_made(n_fake=4, precision=0.5, recall=0.25)
+    assert (ev.n_fake, ev.precision, ev.recall, ev.density) == (4, 0.5, None, None)
+    assert ev.values == {"recall": 0.25}  # kept (recall was not asked: reported as None)
+
+
+def test_evaluation_arrays_must_agree_in_length():
+    with pytest.raises(ValueError, match="lengths"):
+        Evaluation(
+            k=1,
+            n_real=2,
+            dim=1,
+            metrics=("rarity",),
+            columns={"in_manifold": np.ones(2, bool), "rarity": np.ones(3)},
+        )
+    with pytest.raises(ValueError, match="in_manifold"):
+        Evaluation(k=1, n_real=2, dim=1, metrics=(), columns={})
+
+
+def test_unknown_attribute_is_an_attribute_error(full):
+    with pytest.raises(AttributeError, match="rarty"):
+        full.rarty  # noqa: B018
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(full)).summary() == full.summary()
+    assert copy.deepcopy(full).summary() == full.summary()

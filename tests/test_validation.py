@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rarity_score import RealManifold, evaluate, rarity_score
+from rarity_score.options import EngineOptions
 
 RNG = np.random.default_rng(0)
 REAL = RNG.standard_normal((40, 5))
@@ -113,7 +114,9 @@ def test_empty_sets(entry, real, fake):
 
 
 def test_unknown_backend():
-    assert_value_error(lambda: evaluate(REAL, FAKE, backend="jax"), r"jax|backend")
+    assert_value_error(
+        lambda: evaluate(REAL, FAKE, engine=EngineOptions(backend="jax")), r"jax|backend"
+    )
 
 
 def test_unknown_metric():
@@ -134,3 +137,27 @@ def test_float16_overflow_to_inf_is_reported():
     assert_value_error(
         lambda: evaluate(REAL.astype(np.float16), fake, k=3), r"inf|finite", r"\b2\b"
     )
+
+
+def test_one_k_check_names_the_set():
+    from rarity_score._validation import check_k
+
+    assert check_k(np.int64(3), 10) == 3 and check_k(5) == 5
+    for bad in (0, -2, 2.0, True, "3"):
+        assert_value_error(lambda bad=bad: check_k(bad, 10), r"^k must be a whole number")
+    assert_value_error(
+        lambda: check_k(3, 3, label="the real set"),
+        r"^the real set \(3 samples\): k=3 needs at least k \+ 1 = 4 samples; choose k between "
+        r"1 and 2$",
+    )
+    assert_value_error(lambda: check_k(1, 1, label="dataset 'a'"), r"^dataset 'a' \(1 sample\)")
+    assert_value_error(
+        lambda: RealManifold(REAL, k=40, label="real features r.npz"), r"real features r\.npz"
+    )
+
+
+def test_unknown_metric_is_one_line_listing_the_names():
+    with pytest.raises(ValueError) as info:
+        evaluate(REAL, FAKE, metrics=["bogus"])
+    message = str(info.value)
+    assert "\n" not in message and "rarity, precision, recall" in message

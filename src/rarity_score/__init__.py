@@ -1,6 +1,7 @@
 """rarity-score: the Rarity Score of generated images and the k-NN-sphere metrics that share it.
 
-Public API: :func:`rarity_score`, :func:`evaluate`, :class:`RealManifold`, :class:`Evaluation`.
+Public API: :func:`rarity_score`, :func:`evaluate`, :class:`RealManifold`, :class:`Evaluation`,
+and :func:`load_results` (read a results directory of ``rarity compare`` / ``rarity datasets``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rarity_score.manifold import RealManifold, evaluate, rarity_score
     from rarity_score.results import Evaluation
+    from rarity_score.results_dir import load_results
 
 from rarity_score._version import __version__
 
-__all__ = ["Evaluation", "RealManifold", "__version__", "evaluate", "rarity_score"]
+__all__ = ["Evaluation", "RealManifold", "__version__", "evaluate", "load_results", "rarity_score"]
 
 # The public names load on first use (PEP 562), so that importing the package (as the `rarity`
 # command does first) imports no numpy: a Ctrl-C during start-up lands where it is caught.
@@ -23,6 +25,7 @@ _HOMES = {
     "evaluate": "rarity_score.manifold",
     "rarity_score": "rarity_score.manifold",
     "Evaluation": "rarity_score.results",
+    "load_results": "rarity_score.results_dir",
 }
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rarity_score import defaults
-from rarity_score.engine.backend import Backend, _is_torch_tensor
+from rarity_score._torch import is_tensor
+
+if TYPE_CHECKING:  # only a type: checking inputs loads no engine
+    from rarity_score.engine.backend import Backend
 
 
 def as_features(x: Any, name: str, backend: Backend) -> Any:
@@ -19,7 +20,7 @@ def as_features(x: Any, name: str, backend: Backend) -> Any:
 
     Values are never rounded on the way: integers beyond 2**53 and long doubles that float64
     cannot hold exactly are refused (see :func:`exact_floats`)."""
-    if _is_torch_tensor(x):
+    if is_tensor(x):
         array = tensor_features(x, name, keep_tensor=backend.name == "torch")
     else:
         array = exact_floats(_as_numpy(x, name), name)
@@ -226,20 +227,29 @@ def _finite_rows(array: Any) -> Any:
     return torch.isfinite(array).all(dim=1)
 
 
-def check_k(k: Any, n_real: int) -> int:
-    """k as an int in ``1 .. n_real - 1``."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise ValueError(f"k must be an integer, got {k!r}")
+def check_k(k: Any, n_real: int | None = None, *, label: str = "the real set") -> int:
+    """k as an int in ``1 .. n_real - 1``: the one check of k, with one message per way it fails.
+
+    ``n_real`` None checks only that k is a whole number of at least 1 (before the set is read);
+    ``label`` names the set whose k-NN spheres k is for (``"real features r.npz"``; a dataset of
+    a leave-one-out comparison).
+
+    >>> check_k(3, 10)
+    3
+    >>> check_k(5, 4, label="the real set")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: the real set (4 samples): k=5 needs at least k + 1 = 6 samples; choose k ... 3
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a whole number of at least 1, got {k!r}")
+    if n_real is None or k <= n_real - 1:
+        return int(k)
+    sizes = f"{label} ({n_real} sample{'s' if n_real != 1 else ''})"
+    needs = f"k={k} needs at least k + 1 = {k + 1} samples"
     if n_real < 2:
-        raise ValueError(
-            f"the real set has {n_real} sample; k-NN spheres need at least 2 real samples"
-        )
-    if not 1 <= k <= n_real - 1:
-        raise ValueError(
-            f"k must be between 1 and {n_real - 1} (the number of real samples minus one) "
-            f"for {n_real} real samples; got k={k}"
-        )
-    return int(k)
+        raise ValueError(f"{sizes}: {needs}; k-NN spheres need at least 2 samples")
+    raise ValueError(f"{sizes}: {needs}; choose k between 1 and {n_real - 1}")
 
 
 def check_same_dim(real_dim: int, fake_dim: int, fake_name: str = "fake features") -> None:
@@ -248,20 +258,3 @@ def check_same_dim(real_dim: int, fake_dim: int, fake_name: str = "fake features
             f"{fake_name} have {fake_dim} dimensions but the real features have "
             f"{real_dim}; both must come from the same feature extractor"
         )
-
-
-def check_metrics(metrics: Iterable[str] | None) -> tuple[str, ...]:
-    """The metrics asked for, in the canonical order; None means all."""
-    if metrics is None:
-        return defaults.METRICS
-    if isinstance(metrics, str):
-        metrics = [metrics]
-    wanted = set(metrics)
-    unknown = sorted(wanted - set(defaults.METRICS))
-    if unknown:
-        raise ValueError(
-            f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(defaults.METRICS)}"
-        )
-    if not wanted:
-        raise ValueError(f"no metric asked for; choose from {', '.join(defaults.METRICS)}")
-    return tuple(m for m in defaults.METRICS if m in wanted)

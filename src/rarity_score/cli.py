@@ -21,19 +21,20 @@ import sys
 import textwrap
 import threading
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rarity_score import __version__, defaults
+from rarity_score import defaults
+from rarity_score._version import __version__
 from rarity_score.io.atomic import is_machine_failure
-from rarity_score.io.features import features_fingerprint
-from rarity_score.results import Evaluation, format_summary
+from rarity_score.io.names import one_line
+from rarity_score.io.run_record import COMPARABILITY as _COMPARABILITY
 
 if TYPE_CHECKING:
-    from rarity_score.features.pipeline import CacheDir, ExtractionOptions, FeatureSet
-    from rarity_score.manifold import RealManifold
+    from rarity_score.options import CacheDir, EngineOptions, ExtractionOptions
+    from rarity_score.results import Evaluation
+    from rarity_score.sources import InputSet
 
 __all__ = ["main"]
 
@@ -41,11 +42,6 @@ logger = logging.getLogger(__name__)
 
 _MIB = 2**20
 _WIDTH = 88  # wrap width of printed prose
-
-_COMPARABILITY = (
-    "Rarity scores are distances in feature space: they are comparable only between runs that "
-    "use the same feature extractor, the same real reference set and the same k."
-)
 
 _SCORE_DESCRIPTION = f"""\
 Score generated samples against real samples. REAL and FAKE are each either images (a folder,
@@ -178,11 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (ValueError, OSError, ImportError) as error:  # FeatureFileError is a ValueError
         logger.debug("error details", exc_info=True)
-        print(f"rarity: error: {_one_line(error)}", file=sys.stderr)
+        print(f"rarity: error: {one_line(error)}", file=sys.stderr)
         return 1 if is_machine_failure(error) else 2  # a full disk is not the input's fault
     except (RuntimeError, MemoryError) as error:  # out of memory, a device failing: not the input
         logger.debug("error details", exc_info=True)
-        message = _one_line(error)
+        message = one_line(error)
         hint = "" if args is not None and args.verbose else " (run with -vv for the details)"
         print(f"rarity: error: {type(error).__name__}: {message}{hint}", file=sys.stderr)
         return 1
@@ -196,27 +192,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _restore_sigterm(previous)
 
 
-def _one_line(error: BaseException) -> str:
-    """The message of ``error`` on one line, each over-long word (a 10,000-character path or
-    name) cut to a readable length."""
-    from rarity_score.io.names import shorten
-
-    words = [shorten(word, limit=_LONGEST_WORD) for word in str(error).split()]
-    return " ".join(words) or type(error).__name__
-
-
-_LONGEST_WORD = 160  # characters of one word of a message (a path, a name) before it is cut
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error on one line (``rarity: error: ...``), like every other bad
     input, instead of the usage block and the error."""
 
     def error(self, message: str) -> NoReturn:
-        from rarity_score.io.names import shorten
-
-        words = " ".join(shorten(word, limit=_LONGEST_WORD) for word in message.split())
-        self.exit(2, f"rarity: error: {words} (see `{self.prog} --help`)\n")
+        self.exit(2, f"rarity: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 class _Terminated(KeyboardInterrupt):
@@ -264,71 +245,54 @@ def _silence_stdout() -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from rarity_score.features.pipeline import load_or_extract
-    from rarity_score.features.space import (
-        check_extractor_fits,
-        check_one_space,
-        describe_space,
-    )
+    from rarity_score.compare import score
+    from rarity_score.results_dir import check_output_dir, write_score_record, write_table
 
-    inputs = {"--real": args.real, "--fake": args.fake}
     _check_outputs(
-        inputs, files={"--out": args.out, "--json": args.json}, folders={"--report": args.report}
+        {"--real": args.real, "--fake": args.fake},
+        files={"--out": args.out, "--json": args.json},
+        folders={"--report": args.report},
     )
-    # Feature files are read first (once): the extractor they record decides the images' one.
-    given = {"real": _read_if_features(args.real), "fake": _read_if_features(args.fake)}
-    labels = {"real": f"--real {args.real}", "fake": f"--fake {args.fake}"}
-    known = [(labels[side], features) for side, features in given.items() if features is not None]
-    check_one_space(known)  # two feature files: refused before any extraction
-    extractor = _choose_extractor(args, given)
-    images = [labels[side] for side, features in given.items() if features is None]
-    check_extractor_fits(known, extractor, images)  # before minutes of extraction
-    options = replace(_extraction_options(args), extractor=extractor)
-    real = given["real"] or load_or_extract(args.real, options)
-    fake = given["fake"] or load_or_extract(args.fake, options)
-    check_one_space([(labels["real"], real), (labels["fake"], fake)])
-    label = args.extractor or real.extractor or fake.extractor or None
-    extra: dict[str, Any] = {
-        "feature_extractor": label,
-        "real_features": str(args.real),
-        "fake_features": str(args.fake),
-    }
-    # One space (checked above): a value recorded by either side is the space's.
-    for key, value in (
-        ("extractor_preprocessing", real.preprocessing or fake.preprocessing),
-        ("extractor_weights_id", real.weights_id or fake.weights_id),
-    ):
-        if value:
-            extra[key] = value
-    # What each side records of its space (null: not recorded, e.g. a plain .npy file).
-    extra["real_space"] = describe_space(real)
-    extra["fake_space"] = describe_space(fake)
-    for side, features in (("real", real), ("fake", fake)):
-        if features.skipped:
-            extra[f"{side}_skipped"] = [
-                {"name": name, "reason": reason} for name, reason in features.skipped
-            ]
-    evaluation, manifold = _evaluate(
-        args, real.features, fake.features, extra, real_label=str(args.real)
+    report = check_output_dir(args.report) if args.report is not None else None
+    extraction, engine = _options(args)
+    scored = score(
+        args.real, args.fake, k=args.k, metrics=args.metrics, extraction=extraction, engine=engine
     )
-    names = fake.names if fake.has_names else None
-    written = _write_outputs(evaluation, args.out, args.json, extra, names=names)
-    if args.report is not None:
-        written.append(_write_score_results(args, real, fake, evaluation, manifold))
+    fake = scored.fake.features
+    written = []
+    if args.out is not None:
+        names = fake.names if fake.has_names else None
+        written.append(write_table(args.out, scored.evaluation, names))
+    if args.json is not None:
+        written.append(
+            write_score_record(
+                args.json,
+                scored.evaluation,
+                scored.real,
+                scored.fake,
+                engine=engine,
+                command=args.command_line,
+            )
+        )
+    if report is not None:
+        written.append(scored.save(report, command=args.command_line).path)
+    for path in written:
+        logger.info("wrote %s", path)
     if not args.quiet:
+        extractor = scored.real.features.extractor or fake.extractor
         inputs = dict(
             [
-                _describe_input("real", args.real, real),
-                _describe_input("generated", args.fake, fake),
-                ("feature extractor", label or "unknown (precomputed features)"),
+                _describe_input("real", args.real, scored.real),
+                _describe_input("generated", args.fake, scored.fake),
+                ("feature extractor", extractor or "unknown (precomputed features)"),
             ]
         )
-        _print_summary(evaluation, inputs, written)
+        _print_summary(scored.evaluation, inputs, written)
     return 0
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from rarity_score.features.pipeline import save_feature_set
+    from rarity_score.features.pipeline import extract_features, save_feature_set
     from rarity_score.io.images import is_feature_file
 
     _check_outputs({"INPUT": args.input}, files={"-o/--out": args.out})
@@ -341,7 +305,7 @@ def _cmd_features(args: argparse.Namespace) -> int:
         raise ValueError(
             f"cannot write -o/--out {args.out}: give an .npz file (or .npy, without names)"
         )
-    features = _extraction_options(args).extract(args.input)
+    features = extract_features(args.input, _extraction_options(args))
     path = save_feature_set(args.out, features)
     logger.info("wrote %s", path)
     if not args.quiet:
@@ -360,17 +324,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     fakes = _named_sources(args.fake, "generated set", "--fake ")
     inputs = {"--real": args.real, **{f"--fake {name}": path for name, path in fakes.items()}}
     _check_outputs(inputs, folders={"--out": args.out})
-    path = compare(
+    extraction, engine = _options(args)
+    result = compare(
         args.real,
         fakes,
         args.out,
         k=args.k,
         metrics=args.metrics,
+        extraction=extraction,
+        engine=engine,
         report=args.report,
         command=args.command_line,
-        **_run_options(args),
     )
-    _print_results(args, path)
+    _print_results(args, result.run, result.rows, _written_results(result.path, result.run))
     return 0
 
 
@@ -378,27 +344,33 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     from rarity_score.compare import compare_datasets
 
     datasets = _named_sources(args.datasets, "dataset", "")
-    _check_outputs(
-        {f"dataset {name!r}": path for name, path in datasets.items()}, folders={"--out": args.out}
-    )
-    path = compare_datasets(
+    inputs = {f"dataset {name!r}": path for name, path in datasets.items()}
+    _check_outputs(inputs, folders={"--out": args.out})
+    extraction, engine = _options(args)
+    result = compare_datasets(
         datasets,
         args.out,
         k=args.k,
+        extraction=extraction,
+        engine=engine,
         report=args.report,
         command=args.command_line,
-        **_run_options(args),
     )
-    _print_results(args, path)
+    _print_results(args, result.run, result.rows, _written_results(result.path, result.run))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from rarity_score.compare import build_results_report
+    from rarity_score.results_dir import load_results
 
-    index = build_results_report(args.results_dir)
+    results = load_results(args.results_dir)  # refused here, before the report starts
+    from rarity_score.report import build_report
+
+    index = Path(build_report(args.results_dir))
     logger.info("wrote %s", index)
-    _print_results(args, Path(args.results_dir), computed=False)
+    histogram = results.root / "histogram.png"  # drawn by the report
+    written = [index, *([histogram] if histogram.is_file() else [])]
+    _print_results(args, results.run, results.summary, written)
     return 0
 
 
@@ -438,7 +410,8 @@ def _cmd_extractors(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rarity_score.demo import DemoConfig, describe_findings, findings, run_demo
+    from rarity_score.demo import DemoConfig, describe_findings, run_demo
+    from rarity_score.options import ExtractionOptions, on_device
 
     config = DemoConfig(
         n_real=args.n_real,
@@ -453,15 +426,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rarity demo: {line}", file=sys.stderr, flush=True)
 
+    extraction, engine = on_device(
+        args.device,
+        extraction=ExtractionOptions(
+            batch_size=args.batch_size,
+            workers=args.workers,
+            cache_dir=_cache_dir(args),
+            progress=not args.quiet,
+        ),
+    )
     result = run_demo(
         args.out,
         config,
-        cache_dir=_cache_dir(args),
-        device=args.device,
-        batch_size=args.batch_size,
-        workers=args.workers,
+        extraction=extraction,
+        engine=engine,
         report=args.report,
-        progress=not args.quiet,
         log=log,
         command=args.command_line,
     )
@@ -477,7 +456,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print()
     print("What the demo measured")
     print("======================")
-    for line in describe_findings(findings(result.truncation, result.datasets)):
+    for line in describe_findings(result.findings):
         print(line)
     _print_written(
         [
@@ -504,7 +483,7 @@ def _cache_dir(args: argparse.Namespace) -> CacheDir:
 
 def _extraction_options(args: argparse.Namespace) -> ExtractionOptions:
     """How images become features, as given on the command line."""
-    from rarity_score.features.pipeline import ExtractionOptions
+    from rarity_score.options import ExtractionOptions
 
     return ExtractionOptions(
         extractor=args.extractor,
@@ -520,38 +499,14 @@ def _extraction_options(args: argparse.Namespace) -> ExtractionOptions:
     )
 
 
-class _RunOptions(TypedDict):
-    """The extraction and engine keyword arguments of ``compare`` / ``compare_datasets``."""
+def _options(args: argparse.Namespace) -> tuple[ExtractionOptions, EngineOptions]:
+    """The extraction and engine options of `rarity score`, `compare` and `datasets`, built
+    once; --device runs the extractor and the sweep (:func:`rarity_score.options.on_device`)."""
+    from rarity_score.options import EngineOptions, on_device
 
-    extractor: str | None
-    device: str | None
-    batch_size: int
-    workers: int
-    weights: str | None
-    cache_dir: CacheDir
-    strict: bool
-    progress: bool
-    shard_size: int
-    input_size: int | None
-    backend: str
-    memory_budget: int
-
-
-def _run_options(args: argparse.Namespace) -> _RunOptions:
-    """The options of `rarity compare` / `rarity datasets` for the Python API."""
-    return _RunOptions(
-        extractor=args.extractor,
-        device=args.device,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        weights=args.weights,
-        cache_dir=_cache_dir(args),
-        strict=args.strict,
-        progress=not args.quiet,
-        shard_size=args.shard_size,
-        input_size=args.input_size,
-        backend=args.backend,
-        memory_budget=_memory_budget(args),
+    engine = EngineOptions(memory_budget=_memory_budget(args), progress=not args.quiet)
+    return on_device(
+        args.device, backend=args.backend, extraction=_extraction_options(args), engine=engine
     )
 
 
@@ -593,159 +548,46 @@ def _split_named(text: str, what: str, option: str) -> tuple[str, str]:
     return name, path
 
 
-def _write_score_results(
+def _print_results(
     args: argparse.Namespace,
-    real: FeatureSet,
-    fake: FeatureSet,
-    evaluation: Evaluation,
-    manifold: RealManifold,
-) -> Path:
-    """`rarity score --report DIR`: the one generated set as a results directory and report."""
-    from rarity_score.compare import InputSet, write_results
-    from rarity_score.io.features import split_key
+    run: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    written: Sequence[Path],
+) -> None:
+    """Print the summary table of a results directory (from what the run returned, or what
+    `rarity report` read) and the files written."""
+    from rarity_score.results_dir import run_text
 
-    logger.info("leave-one-out rarity of the real set (the reference curve of the report)")
-    name = split_key(str(args.fake))[0].stem or "generated"
-    return write_results(
-        args.report,
-        mode="score",
-        k=manifold.k,
-        real=InputSet.describe("real", args.real, real),
-        sets=[InputSet.describe(name, args.fake, fake)],
-        evaluations=[evaluation],
-        reference=manifold.leave_one_out(),
-        command=args.command_line,
-        report=True,
-    )
-
-
-def _print_results(args: argparse.Namespace, path: Path, *, computed: bool = True) -> None:
-    """Print the summary table of a results directory and the files it holds."""
     if args.quiet:
         return
-    _print_table(path)
-    report = [p for p in (path / "report" / "index.html", path / "histogram.png") if p.exists()]
-    if computed:
-        tables = [path / name for name in ("summary.csv", "summary.json", "summary.md", "sets")]
-        _print_written([path, *tables, *report])
-    elif report:
-        _print_written(report)
+    print(run_text(run, rows), end="")
+    if written:
+        _print_written(list(written))
+
+
+def _written_results(path: Path, run: Mapping[str, Any]) -> list[Path]:
+    """The files of a results directory worth naming, as its run.json lists them."""
+    files = run.get("files") or {}
+    tables = [path / name for name in ("summary.csv", "summary.json", "summary.md", "sets")]
+    report = [path / name for name in ("report/index.html", "histogram.png") if name in files]
+    return [path, *tables, *report]
 
 
 def _print_table(path: Path) -> None:
-    """The method, settings and summary table of a results directory, with the notes."""
-    from rarity_score.compare import format_table, read_run, read_summary
+    """The method, settings and summary table of a results directory, read from it."""
+    from rarity_score.results_dir import read_run, read_summary, run_text
 
-    run = read_run(path)
-    extractor = run.get("extractor") or {}
-    print(f"Method: {run['method']}")
-    dim = f" ({run['dim']}-d)" if run.get("dim") is not None else ""  # an older record: unknown
-    print(
-        f"k = {run['k']}; feature extractor: "
-        f"{extractor.get('name') or 'unknown (precomputed features)'}{dim}"
-    )
-    if run.get("real"):
-        print(f"Real set: {run['real']['source']} ({run['real']['n']} samples)")
-    print()
-    print(format_table(read_summary(path), str(run["mode"])), end="")
-    print()
-    note = (
-        "Rarity statistics are over in-manifold samples only; a sample in no sphere has no "
-        "score and counts as out of the manifold. "
-    )
-    if run["mode"] == "datasets":
-        note += (
-            "Each dataset is scored against its own manifold with its own sphere left out "
-            "(leave-one-out), so precision, recall, density and coverage do not apply. "
-        )
-    print(textwrap.fill(note + _COMPARABILITY, width=_WIDTH))
+    print(run_text(read_run(path), read_summary(path)), end="")
 
 
-def _read_if_features(given: str) -> Any:
-    """The FeatureSet of a feature file, or None for an image input."""
-    from rarity_score.features.pipeline import read_feature_set
-    from rarity_score.io.images import is_feature_file
-
-    return read_feature_set(given) if is_feature_file(given) else None
-
-
-def _choose_extractor(args: argparse.Namespace, given: dict[str, Any]) -> str:
-    """The extractor for image inputs (see :func:`rarity_score.compare.choose_extractor`), the
-    feature files given for either side being the recorded ones."""
-    from rarity_score.compare import choose_extractor
-
-    recorded = {
-        str(args.real if side == "real" else args.fake): features.extractor
-        for side, features in given.items()
-        if features is not None and features.extractor
-    }
-    return str(choose_extractor(args.extractor, recorded, asked_as="--extractor"))
-
-
-def _describe_input(side: str, given: str, features: Any) -> tuple[str, str]:
+def _describe_input(side: str, given: str, loaded: InputSet) -> tuple[str, str]:
     """The summary line of one input: ("real features", path) or ("real images", "path (n
     images, k unreadable skipped)")."""
-    from rarity_score.io.images import is_feature_file
-
-    if is_feature_file(given):
+    if loaded.kind == "features":
         return f"{side} features", str(given)
+    features = loaded.features
     skipped = f", {len(features.skipped)} unreadable skipped" if features.skipped else ""
     return f"{side} images", f"{given} ({len(features)} images{skipped})"
-
-
-def _evaluate(
-    args: argparse.Namespace,
-    real: Any,
-    fake: Any,
-    extra: dict[str, Any],
-    *,
-    real_label: str,
-) -> tuple[Evaluation, RealManifold]:
-    """Evaluate ``fake`` against ``real``; also return the real manifold (built once), which
-    ``--report`` reuses for the real set's leave-one-out reference curve."""
-    from rarity_score.io.names import printable
-    from rarity_score.manifold import RealManifold
-
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(
-            f"feature dimensions differ: the real features have {real.shape[1]} columns, the "
-            f"generated features {fake.shape[1]}; both must come from the same feature extractor"
-        )
-    n_real = real.shape[0]
-    if not 1 <= args.k <= n_real - 1:
-        raise ValueError(
-            f"k={args.k} is out of range for {n_real} real samples ({real_label}): "
-            f"k must be between 1 and n_real - 1 = {n_real - 1}"
-        )
-    extra["real_fingerprint"] = features_fingerprint(real)
-    extra["fake_fingerprint"] = features_fingerprint(fake)
-    logger.info(
-        "evaluating %d generated against %d real samples (dim %d, k=%d)",
-        fake.shape[0],
-        n_real,
-        real.shape[1],
-        args.k,
-    )
-    extra["requested_backend"] = args.backend
-    if args.device is not None:
-        extra["requested_device"] = args.device
-    # Errors found by the engine (a row beyond float32's reach, say) name the set and its file.
-    manifold = RealManifold(
-        real,
-        args.k,
-        backend=args.backend,
-        device=_sweep_device(args),
-        memory_budget=_memory_budget(args),
-        label=f"real features {printable(real_label)}",
-    )
-    fake_label = f"generated features {printable(str(args.fake))}"
-    return manifold.evaluate(fake, metrics=args.metrics, label=fake_label), manifold
-
-
-def _sweep_device(args: argparse.Namespace) -> str | None:
-    """--device also places the feature extractor; with --backend numpy the sweep stays on the
-    CPU whatever the extractor's device."""
-    return args.device if args.backend != "numpy" else None
 
 
 def _memory_budget(args: argparse.Namespace) -> int:
@@ -762,8 +604,9 @@ def _check_outputs(
 ) -> None:
     """Fail before any work, not after it, when an output cannot be written or would overwrite
     an input: every output file and results directory (``folders``) is checked against every
-    input (:mod:`rarity_score.io.paths`), against the other outputs, and for writability."""
-    from rarity_score.compare import check_output_dir
+    input (:mod:`rarity_score.io.paths`) and against the other outputs, and every file for
+    writability (a results directory is checked once, by the run that writes it:
+    :func:`rarity_score.results_dir.check_output_dir`)."""
     from rarity_score.io.paths import (
         check_distinct_outputs,
         check_not_an_input,
@@ -779,27 +622,11 @@ def _check_outputs(
     for option, path in folders.items():
         if path is not None:
             check_not_an_input(path, inputs, option, folder=True)
-            check_output_dir(path)
-
-
-def _write_outputs(
-    evaluation: Evaluation,
-    csv_path: str | Path | None,
-    json_path: str | Path | None,
-    extra: dict[str, Any],
-    names: Sequence[str] | None = None,
-) -> list[Path]:
-    written = []
-    if csv_path is not None:
-        written.append(evaluation.write_csv(csv_path, names=names))
-    if json_path is not None:
-        written.append(evaluation.write_json(json_path, extra))
-    for path in written:
-        logger.info("wrote %s", path)
-    return written
 
 
 def _print_summary(evaluation: Evaluation, inputs: dict[str, str], written: list[Path]) -> None:
+    from rarity_score.results import format_summary
+
     print(format_summary(evaluation.summary(), inputs), end="")
     print()
     print(textwrap.fill(_COMPARABILITY, width=_WIDTH))
@@ -1088,7 +915,7 @@ def _add_demo_options(demo: argparse.ArgumentParser) -> None:
     compute.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=128,
+        default=defaults.BATCH_SIZE,
         metavar="N",
         help="images per forward pass (default: %(default)s)",
     )
@@ -1132,7 +959,7 @@ def _engine_parent(*, with_metrics: bool) -> _Parser:
             metavar="LIST",
             help=(
                 "comma-separated metrics to compute, from: "
-                f"{', '.join(defaults.METRICS)} (default: all)"
+                f"{', '.join(_metric_names())} (default: all)"
             ),
         )
     compute = engine.add_argument_group("computation (results do not depend on these)")
@@ -1321,17 +1148,20 @@ _non_negative_int = _number_at_least(int, 0, False, "a whole number", "0 or more
 _at_least_one_float = _number_at_least(float, 1, False, "a number", "at least 1")
 
 
+def _metric_names() -> tuple[str, ...]:
+    from rarity_score import metrics
+
+    return metrics.names()
+
+
 def _metric_list(text: str) -> tuple[str, ...] | None:
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    if names == ["all"]:
-        return None
-    unknown = [name for name in names if name not in defaults.METRICS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(defaults.METRICS)} or 'all'"
-        )
-    return tuple(dict.fromkeys(names))
+    """--metrics: the one check of metric names (:func:`rarity_score.metrics.check_names`)."""
+    from rarity_score import metrics
+
+    try:
+        return metrics.check_names(text, option="--metrics")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,17 +21,6 @@ BACKENDS: tuple[str, ...] = ("auto", "numpy", "torch")
 #: Quantiles reported in summaries, over in-manifold samples.
 QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 
-#: Every metric `evaluate` can compute; the default computes all of them.
-METRICS: tuple[str, ...] = (
-    "rarity",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "realism",
-    "nearest",
-)
-
 # ---------------------------------------------------------------------- images -> features
 
 #: Feature extractor for image inputs: the paper's space (VGG16 fc2 after its ReLU, 4096-d).

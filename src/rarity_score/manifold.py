@@ -1,29 +1,32 @@
-"""The real manifold (k-NN radii computed once) and the one-sweep evaluation of generated sets."""
+"""The real manifold (k-NN radii computed once) and the one-sweep evaluation of generated sets.
+
+Which reducers a sweep runs, and what becomes of them, is read from the metric declarations of
+:mod:`rarity_score.metrics`: this module names no metric.
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from rarity_score import defaults
-from rarity_score._validation import as_features, check_k, check_metrics, check_same_dim
+from rarity_score import metrics as _metrics
+from rarity_score._progress import progress_bar
+from rarity_score._validation import as_features, check_k, check_same_dim
 from rarity_score.engine.backend import Backend, select_backend
-from rarity_score.engine.exact import knn_radii
+from rarity_score.engine.exact import knn_distances, knn_radii
 from rarity_score.engine.plan import tile_edge
 from rarity_score.engine.points import Frame, PointSet
-from rarity_score.engine.sweep import Reducer, sweep
-from rarity_score.metrics import (
-    FakeSphereHits,
-    NearestReal,
-    Realism,
-    RealSphereCounts,
-    SmallestSphere,
-)
+from rarity_score.engine.sweep import sweep
+from rarity_score.metrics.base import Metric, ReducerSpec, SweepContext
+from rarity_score.options import EngineOptions
 from rarity_score.results import Evaluation
 
 logger = logging.getLogger(__name__)
@@ -32,19 +35,16 @@ logger = logging.getLogger(__name__)
 class RealManifold:
     """The union of the real samples' k-NN spheres, ready to score any number of generated sets.
 
-    The radii are computed once, exactly (float64 definitions, float32 speed), in tiles that fit
-    ``memory_budget`` bytes.
+    The radii, and each real sample's distance to its nearest other real sample, are computed
+    once, exactly (float64 definitions, float32 speed), in tiles that fit the engine's memory
+    budget.
 
     Args:
         real: real features, shape (N, D): numpy array or torch tensor, float16/32/64 (or any
             real dtype that converts exactly, e.g. integers up to 2**53; lossy ones are refused).
         k: neighbourhood size; a radius is the distance to the k-th nearest other real sample.
-        backend: "numpy", "torch", or "auto" (torch for torch tensors, numpy otherwise).
-        device: torch device ("cpu", "cuda", "cuda:1"); implies the torch backend.
-        memory_budget: bytes one tile may use. Each feature set in use (the real set, a generated
-            set) also keeps up to this many bytes of float32 blocks for reuse, so the peak extra
-            memory is about three budgets.
-        tile_size: force the tile edge (for tests); results never depend on it.
+        engine: how the sweep runs (backend, device, memory budget, tile size, progress bar; see
+            :class:`~rarity_score.options.EngineOptions`); results never depend on it.
         label: how errors name the real set (the CLI gives the file: ``"real features r.npz"``);
             :meth:`evaluate` takes the same for a generated set.
 
@@ -55,6 +55,8 @@ class RealManifold:
         >>> manifold = RealManifold(real, k=1)
         >>> manifold.radii
         array([1., 1., 2., 4.])
+        >>> manifold.nearest_other_distance
+        array([1., 1., 2., 4.])
         >>> manifold.score(np.array([[0.5], [6.0], [20.0]]))
         array([ 1.,  4., nan])
     """
@@ -64,30 +66,37 @@ class RealManifold:
         real: Any,
         k: int = defaults.K,
         *,
-        backend: str = defaults.BACKEND,
-        device: str | None = None,
-        memory_budget: int = defaults.MEMORY_BUDGET,
-        tile_size: int | None = None,
+        engine: EngineOptions | None = None,
         label: str = "real features",
     ) -> None:
-        self._backend: Backend = select_backend(backend, device, real)
+        if engine is None:
+            engine = EngineOptions()
+        elif not isinstance(engine, EngineOptions):
+            raise TypeError(f"engine must be an EngineOptions, got {type(engine).__name__}")
+        self.engine: EngineOptions = engine
+        self._backend: Backend = select_backend(engine.backend, engine.device, real)
         self._label = label
         data = as_features(real, label, self._backend)
-        self.k: int = check_k(k, data.shape[0])
+        self.k: int = check_k(k, int(data.shape[0]), label=label)
         self.n_real: int = int(data.shape[0])
         self.dim: int = int(data.shape[1])
-        self._memory_budget = memory_budget
-        self._edge = tile_edge(memory_budget, tile_size)
+        self._edge = tile_edge(engine.memory_budget, engine.tile_size)
         started = time.perf_counter()
         points = self._points_of(data, Frame.fit(self._backend, data), label)
-        radii = knn_radii(points, self.k, self._edge)
+        # One sweep gives both: the k-th neighbour makes the spheres, the first one tells
+        # authenticity how close real samples lie to each other.
+        with _progress(engine, "k-NN radii") as hook:
+            nearest, radii = knn_distances(points, (1, self.k), self._edge, hook)
         # Visiting spheres smallest first lets rarity stop at the first sphere that holds a sample;
         # equal radii keep input order, so ties go to the smaller index.
         order = np.argsort(radii, kind="stable")
         self._points = points.reordered(order)
         self._sorted_radii = radii[order]
+        self._sorted_nearest = nearest[order]
         self.radii: np.ndarray = radii
         self.radii.flags.writeable = False
+        self._nearest_other = nearest
+        self._nearest_other.flags.writeable = False
         logger.debug(
             "real manifold: %d x %d, k=%d, %.2fs",
             self.n_real,
@@ -95,6 +104,12 @@ class RealManifold:
             self.k,
             time.perf_counter() - started,
         )
+
+    @property
+    def nearest_other_distance(self) -> np.ndarray:
+        """Each real sample's distance to its nearest other real sample, by input row (read-only;
+        0 for a sample with an exact duplicate)."""
+        return self._nearest_other
 
     def score(self, fake: Any, *, label: str = "fake features") -> np.ndarray:
         """Rarity score of each generated sample: float64, NaN where out of the manifold."""
@@ -105,79 +120,39 @@ class RealManifold:
     ) -> Evaluation:
         """All asked-for metrics of a generated set, from one sweep over the real spheres.
 
-        ``metrics`` is None (all) or a subset of ``defaults.METRICS``; rarity, in-manifold flags and
-        the sphere index are always computed. Asking for rarity or precision alone lets the sweep
-        stop early for samples already placed. ``label`` names the set in errors.
+        ``metrics`` is None (all) or some of :func:`rarity_score.metrics.names`; rarity,
+        in-manifold flags and the sphere index are always computed. Asking for rarity or
+        precision alone lets the sweep stop early for samples already placed. ``label`` names the
+        set in errors.
         """
-        wanted = check_metrics(metrics)
+        wanted = _metrics.check_names(metrics)
         data = as_features(fake, label, self._backend)
         check_same_dim(self.dim, int(data.shape[1]), label)
-        n_fake = int(data.shape[0])
         started = time.perf_counter()
 
+        computed = _metrics.computed_with(wanted)
+        specs = _metrics.specs_of(computed)
         fake_radii = None
-        if "recall" in wanted:
-            fake_radii = self._fake_radii(data, label)
-        fake = self._points_of(data, self._points.frame, label)
-        spheres = SmallestSphere(self.n_real, n_fake)
-        reducers: list[Reducer] = [spheres]
-        counts = hits = nearest = realism = None
-        if "density" in wanted or "coverage" in wanted:
-            counts = RealSphereCounts(self.n_real, n_fake)
-            reducers.append(counts)
-        if fake_radii is not None:
-            hits = FakeSphereHits(self.n_real)
-            reducers.append(hits)
-        if "nearest" in wanted:
-            nearest = NearestReal(n_fake)
-            reducers.append(nearest)
-        if "realism" in wanted:
-            realism = Realism(n_fake, self._points, self._sorted_radii)
-            reducers.append(realism)
-        sweep(
-            self._points,
-            fake,
-            reducers,
-            self._edge,
-            row_radii=self._sorted_radii,
-            col_radii=fake_radii,
+        if any(spec.needs_fake_radii for spec in specs):
+            fake_radii = self._fake_radii(data, label, computed)
+        if fake_radii is None:
+            specs = tuple(spec for spec in specs if not spec.needs_fake_radii)
+        context = SweepContext(
+            k=self.k,
+            real=self._points,
+            fake=self._points_of(data, self._points.frame, label),
+            sorted_radii=self._sorted_radii,
+            real_nearest_distance=self._sorted_nearest,
+            fake_radii=fake_radii,
         )
-
-        rarity, in_manifold, sphere_index = spheres.result(self._sorted_radii, self._points.order)
-        fields: dict[str, Any] = {}
-        if "precision" in wanted:
-            fields["precision"] = float(in_manifold.mean())
-        if counts is not None:
-            fields["sphere_count"] = counts.counts
-            if "density" in wanted:
-                fields["density"] = counts.density(self.k)
-            if "coverage" in wanted:
-                fields["coverage"] = counts.coverage()
-        if "recall" in wanted:
-            fields["recall"] = hits.recall() if hits is not None else float("nan")
-        if nearest is not None:
-            fields["nearest_real_index"], fields["nearest_real_distance"] = nearest.result(
-                self._points, fake
-            )
-        if realism is not None:
-            fields["realism"] = realism.result(self._points, fake)
+        evaluation = self._sweep(computed, specs, context, wanted)
         logger.debug(
             "evaluated %d generated samples (%s) in %.2fs",
-            n_fake,
+            evaluation.n_fake,
             ", ".join(wanted),
             time.perf_counter() - started,
         )
-        return Evaluation(
-            k=self.k,
-            n_real=self.n_real,
-            n_fake=n_fake,
-            dim=self.dim,
-            metrics=wanted,
-            rarity=rarity,
-            in_manifold=in_manifold,
-            sphere_index=sphere_index,
-            **fields,
-        )
+        return evaluation
 
     def leave_one_out(self) -> Evaluation:
         """Rarity of each real sample against the other real samples' spheres (its own sphere left
@@ -186,53 +161,99 @@ class RealManifold:
         This is the paper's way to compare the rarity of two datasets that share a concept: score
         each dataset against its own manifold this way, in one feature space, and compare the
         histograms. ``extra["method"]`` records it. A sample in no other sphere is out of the
-        manifold (NaN), as for generated samples.
+        manifold (NaN), as for generated samples. The metrics are those declared
+        ``in_leave_one_out`` (rarity).
         """
-        spheres = SmallestSphere(self.n_real, self.n_real)
+        computed = tuple(metric for metric in _metrics.REGISTRY if metric.in_leave_one_out)
         # Rows and columns are the same sorted set, so the masked diagonal is each own sphere.
-        sweep(
-            self._points,
-            self._points,
-            [spheres],
-            self._edge,
-            row_radii=self._sorted_radii,
+        context = SweepContext(
+            k=self.k,
+            real=self._points,
+            fake=self._points,
+            sorted_radii=self._sorted_radii,
+            real_nearest_distance=self._sorted_nearest,
+            fake_radii=None,
             same_set=True,
         )
-        by_position = spheres.result(self._sorted_radii, self._points.order)
-        rarity, in_manifold, sphere_index = (
-            _to_input_order(values, self._points.order) for values in by_position
-        )
+        names = tuple(metric.name for metric in computed)
+        specs = _metrics.specs_of(computed)
+        return self._sweep(computed, specs, context, names, extra={"method": "leave-one-out"})
+
+    def _sweep(
+        self,
+        computed: Sequence[Metric],
+        specs: Sequence[ReducerSpec],
+        context: SweepContext,
+        wanted: tuple[str, ...],
+        extra: dict[str, object] | None = None,
+    ) -> Evaluation:
+        """Build each spec once, sweep once, finish each spec, then compute each metric."""
+        reducers = [spec.make(context) for spec in specs]
+        with _progress(self.engine, "k-NN sweep") as hook:
+            sweep(
+                context.real,
+                context.fake,
+                reducers,
+                self._edge,
+                row_radii=context.sorted_radii,
+                col_radii=context.fake_radii,
+                same_set=context.same_set,
+                progress=hook,
+            )
+        finished: dict[str, Any] = {}
+        for spec, reducer in zip(specs, reducers, strict=True):
+            finished.update(spec.finish(reducer, context))
+        by_position: dict[str, np.ndarray] = {}
+        values: dict[str, Any] = {}
+        for metric in computed:
+            per_sample, kept = metric.compute(finished, context)
+            by_position.update(per_sample)
+            if kept is not None:
+                values[metric.name] = kept
+        # Columns by sweep position; generated sets are swept in input order, but leave-one-out
+        # sweeps the real set sorted by radius.
+        order = context.fake.order
+        declared = [column.name for column in _metrics.columns_of()]
+        names = [name for name in declared if name in by_position]
+        names += [name for name in by_position if name not in declared]
+        columns = {
+            name: _to_input_order(by_position[name], order)
+            if context.same_set
+            else by_position[name]
+            for name in names
+        }
         return Evaluation(
             k=self.k,
             n_real=self.n_real,
-            n_fake=self.n_real,
             dim=self.dim,
-            metrics=("rarity",),
-            rarity=rarity,
-            in_manifold=in_manifold,
-            sphere_index=sphere_index,
-            extra={"method": "leave-one-out"},
+            metrics=wanted,
+            columns=columns,
+            values=values,
+            extra=dict(extra or {}),
         )
 
-    def _fake_radii(self, data: Any, label: str) -> np.ndarray | None:
+    def _fake_radii(self, data: Any, label: str, computed: Sequence[Metric]) -> np.ndarray | None:
         """The generated samples' own k-NN radii (for recall), or None with a warning if too few."""
         n_fake = int(data.shape[0])
         if n_fake <= self.k:
+            needing = [m.name for m in computed if any(s.needs_fake_radii for s in m.reducers)]
+            verb, pronoun = ("needs", "it is") if len(needing) == 1 else ("need", "they are")
             warnings.warn(
-                f"recall needs more than k={self.k} generated samples (got {n_fake}); "
-                "it is reported as NaN",
+                f"{' and '.join(needing)} {verb} more than k={self.k} generated samples "
+                f"(got {n_fake}); {pronoun} reported as NaN",
                 stacklevel=3,
             )
             return None
         own = self._points_of(data, Frame.fit(self._backend, data), label)
-        return knn_radii(own, self.k, self._edge)
+        with _progress(self.engine, "k-NN radii (generated)") as hook:
+            return knn_radii(own, self.k, self._edge, hook)
 
     def _points_of(self, data: Any, frame: Frame, label: str) -> PointSet:
         return PointSet.build(
             self._backend,
             data,
             frame,
-            cache_bytes=self._memory_budget,
+            cache_bytes=self.engine.memory_budget,
             edge=self._edge,
             label=label,
         )
@@ -245,16 +266,47 @@ def _to_input_order(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Bar:
+    """The sweep's ``progress(done, total)`` hook drawn as the package's progress bar (created at
+    the first call, when the total is known)."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.bar: Any = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = progress_bar(total, self.description, unit="tile", enabled=True)
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@contextmanager
+def _progress(engine: EngineOptions, description: str) -> Iterator[_Bar | None]:
+    """A progress hook for one sweep when the options ask for it and stderr is a terminal; None
+    (no hook, no cost) otherwise."""
+    if not (engine.progress and sys.stderr.isatty()):
+        yield None
+        return
+    bar = _Bar(description)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 def evaluate(
     real: Any,
     fake: Any,
     k: int = defaults.K,
     *,
     metrics: Iterable[str] | None = None,
-    backend: str = defaults.BACKEND,
-    device: str | None = None,
-    memory_budget: int = defaults.MEMORY_BUDGET,
-    tile_size: int | None = None,
+    engine: EngineOptions | None = None,
 ) -> Evaluation:
     """Rarity score and every k-NN-sphere metric of ``fake`` against ``real``, in one sweep.
 
@@ -272,15 +324,9 @@ def evaluate(
         >>> 0.0 <= result.precision <= 1.0
         True
     """
-    manifold = RealManifold(
-        real,
-        k,
-        backend=backend,
-        device=device,
-        memory_budget=memory_budget,
-        tile_size=tile_size,
-    )
-    return manifold.evaluate(fake, metrics=metrics)
+    # Names are checked before the radii are computed: a typo costs nothing.
+    wanted = _metrics.check_names(metrics)
+    return RealManifold(real, k, engine=engine).evaluate(fake, metrics=wanted)
 
 
 def rarity_score(
@@ -288,10 +334,7 @@ def rarity_score(
     fake: Any,
     k: int = defaults.K,
     *,
-    backend: str = defaults.BACKEND,
-    device: str | None = None,
-    memory_budget: int = defaults.MEMORY_BUDGET,
-    tile_size: int | None = None,
+    engine: EngineOptions | None = None,
 ) -> np.ndarray:
     """Rarity score of each generated sample (Han et al., ICLR 2023).
 
@@ -307,12 +350,4 @@ def rarity_score(
         >>> rarity_score(real, np.array([[0.2, 0.1], [20.0, 20.0]]), k=1)
         array([ 1., nan])
     """
-    manifold = RealManifold(
-        real,
-        k,
-        backend=backend,
-        device=device,
-        memory_budget=memory_budget,
-        tile_size=tile_size,
-    )
-    return manifold.score(fake)
+    return RealManifold(real, k, engine=engine).score(fake)

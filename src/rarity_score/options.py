@@ -69,6 +69,22 @@ class ExtractionOptions:
     ``extractor=None`` means the one recorded in the feature files given beside the images, else
     ``defaults.EXTRACTOR``. Features never depend on ``batch_size``, ``workers``, ``shard_size``
     or ``progress`` (tested).
+
+    Attributes:
+        extractor: a registry name (``rarity extractors`` lists them), a
+            :class:`~rarity_score.features.info.FeatureExtractor` (e.g. from
+            :func:`rarity_score.features.from_module`), or None (see above).
+        device: torch device of the network: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+        batch_size: images per forward pass.
+        workers: DataLoader worker processes decoding images (0: in this process).
+        weights: a local weights file for a named extractor (machines without internet).
+        cache_dir: feature cache folder (:data:`CacheDir`): None, ``$RARITY_SCORE_CACHE`` or
+            ``~/.cache/rarity-score``; False, no cache.
+        strict: raise naming the unreadable images instead of skipping them.
+        progress: show a progress bar with images/s on stderr.
+        shard_size: images per cache shard; a killed run resumes from the last complete shard.
+        input_size: input side for a named extractor that allows another one
+            (``efficientnet-lite0``); part of its preprocessing, hence of the cache key.
     """
 
     extractor: str | FeatureExtractor | None = None
@@ -87,6 +103,19 @@ class ExtractionOptions:
         _positive("workers", self.workers, minimum=0)
         _positive("shard_size", self.shard_size)
         _positive("input_size", self.input_size, allow_none=True)
+        if self.extractor is None or isinstance(self.extractor, str):
+            return
+        if not (hasattr(self.extractor, "info") and hasattr(self.extractor, "preprocess")):
+            raise TypeError(
+                "expected an extractor name or a FeatureExtractor, got "
+                f"{type(self.extractor).__name__}; wrap a torch module with "
+                "rarity_score.features.from_module(module, name=...)"
+            )
+        if self.weights is not None or self.input_size is not None:
+            # A user's network comes built: its weights and input size are part of it.
+            raise ValueError(
+                "weights= and input_size= apply to a named extractor; set them up in your own model"
+            )
 
     def with_extractor(self, extractor: str | FeatureExtractor | None) -> ExtractionOptions:
         """These options with another extractor."""

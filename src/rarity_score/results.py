@@ -8,10 +8,14 @@ score. In arrays it is NaN (with ``in_manifold`` False and ``sphere_index`` -1);
 and never dropped: every output has one entry per generated sample.
 
 JSON has no NaN or infinity. :meth:`Evaluation.to_dict` therefore writes every non-finite float as
-``null`` and, where a value can be legitimately infinite (the realism score of a generated sample
+``null`` and, where a column can be legitimately infinite (the realism score of a generated sample
 that coincides with a real sample of a pruned sphere, ``d(r, g) = 0``), adds an explicit boolean
-flag list ``realism_infinite`` so that ``null`` is never ambiguous. CSV files write ``inf`` (which
-``float()`` reads back) and an empty cell for NaN.
+flag list ``<column>_infinite`` (``realism_infinite``) so that ``null`` is never ambiguous. CSV
+files write ``inf`` (which ``float()`` reads back) and an empty cell for NaN.
+
+Everything here is driven by the metric declarations of :mod:`rarity_score.metrics` (their
+:class:`~rarity_score.metrics.base.Column` and :class:`~rarity_score.metrics.base.SetValue`
+values): no column, summary entry or heading is listed in this module.
 """
 
 from __future__ import annotations
@@ -28,24 +32,40 @@ from typing import Any
 
 import numpy as np
 
-from rarity_score import defaults
+from rarity_score import defaults, metrics
+from rarity_score._version import __version__
 from rarity_score.io.atomic import atomic_write_text
 from rarity_score.io.names import csv_cell, printable
+from rarity_score.metrics.base import (
+    DTYPES,
+    Computed,
+    Metric,
+    Section,
+    format_value,
+    quantile_name,
+    scalar,
+)
 
 __all__ = ["Evaluation", "format_summary", "quantile_name"]
 
-#: Conventions written into every JSON result, so that a file explains itself.
-_NOTES: dict[str, str] = {
-    "rarity": (
-        "statistics over in-manifold samples only; a generated sample outside every real k-NN "
-        "sphere has no rarity score (null) and is counted in n_out_of_manifold"
-    ),
-    "comparability": (
-        "scores are comparable only within one feature extractor, one real reference set "
-        "(real_fingerprint) and one k"
-    ),
-    "encoding": "JSON has no NaN or infinity: missing values are null; realism_infinite flags +inf",
-}
+
+def _notes() -> dict[str, str]:
+    """Conventions written into every JSON result, so that a file explains itself."""
+    infinite = [f"{c.name}_infinite" for c in metrics.columns_of() if c.may_be_infinite]
+    flags = " and ".join(infinite) + (" flags" if len(infinite) == 1 else " flag")
+    encoding = "JSON has no NaN or infinity: missing values are null"
+    return {
+        "rarity": (
+            "statistics over in-manifold samples only; a generated sample outside every real "
+            "k-NN sphere has no rarity score (null) and is counted in n_out_of_manifold"
+        ),
+        "comparability": (
+            "scores are comparable only within one feature extractor, one real reference set "
+            "(real_fingerprint) and one k"
+        ),
+        "encoding": f"{encoding}; {flags} +inf" if infinite else encoding,
+    }
+
 
 #: Version of the layout of :meth:`Evaluation.to_dict` / :meth:`Evaluation.write_json`.
 JSON_FORMAT_VERSION = 1
@@ -55,22 +75,29 @@ JSON_FORMAT_VERSION = 1
 class Evaluation:
     """Everything one sweep computed for a generated set against a real set.
 
-    Per-sample arrays have one entry per generated sample, in input order. Indices refer to rows of
-    the real array as given. Fields of metrics that were not asked for are ``None``.
-    Out-of-manifold samples have ``rarity`` NaN, ``in_manifold`` False and ``sphere_index`` -1.
+    ``columns`` holds the per-sample arrays by column name (one entry per generated sample, in
+    input order; indices refer to rows of the real array as given), in table order; ``values``
+    what the sweep kept per set that the arrays cannot give (recall, coverage), by metric name.
+    Everything else is derived when asked: :attr:`n_fake`, precision (the fraction in the
+    manifold), density (from ``sphere_count``), the statistics of :meth:`summary`.
+
+    The attributes of the metrics (``rarity``, ``in_manifold``, ``sphere_index``, ``precision``,
+    ``recall``, ..., and those of any registered metric, e.g. ``authentic``) read from there;
+    those of metrics not asked for are ``None``. Out-of-manifold samples have ``rarity`` NaN,
+    ``in_manifold`` False and ``sphere_index`` -1 (rarity is computed in every sweep; ``metrics``
+    lists what was asked, which is what the outputs hold).
 
     Example (an evaluation built by hand; :func:`rarity_score.evaluate` makes real ones):
 
-    >>> ev = Evaluation(
-    ...     k=3, n_real=5, n_fake=3, dim=2, metrics=("rarity", "precision"),
+    >>> ev = Evaluation.from_fields(
+    ...     k=3, n_real=5, dim=2, metrics=("rarity", "precision"),
     ...     rarity=np.array([0.5, np.nan, 1.5]),
     ...     in_manifold=np.array([True, False, True]),
     ...     sphere_index=np.array([4, -1, 0]),
-    ...     precision=2 / 3,
     ... )
     >>> s = ev.summary()
-    >>> s["n_out_of_manifold"], s["rarity"]["mean"], s["recall"]
-    (1, 1.0, None)
+    >>> s["n_out_of_manifold"], s["rarity"]["mean"], s["recall"], round(ev.precision, 4)
+    (1, 1.0, None, 0.6667)
     >>> print(ev.to_csv(), end="")
     index,in_manifold,rarity,sphere_index
     0,true,0.5,4
@@ -80,40 +107,167 @@ class Evaluation:
 
     k: int
     n_real: int
-    n_fake: int
     dim: int
     metrics: tuple[str, ...]
-    rarity: np.ndarray
-    in_manifold: np.ndarray
-    sphere_index: np.ndarray
-    sphere_count: np.ndarray | None = None
-    nearest_real_index: np.ndarray | None = None
-    nearest_real_distance: np.ndarray | None = None
-    realism: np.ndarray | None = None
-    precision: float | None = None
-    recall: float | None = None
-    density: float | None = None
-    coverage: float | None = None
+    columns: Mapping[str, np.ndarray]
+    values: Mapping[str, Any] = field(default_factory=dict)
     extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if "in_manifold" not in self.columns:
+            raise ValueError("an Evaluation needs the in_manifold column")
+        lengths = {name: len(values) for name, values in self.columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"per-sample columns of different lengths: {lengths}")
+
+    @classmethod
+    def from_fields(
+        cls,
+        *,
+        k: int,
+        n_real: int,
+        dim: int,
+        metrics: Sequence[str],
+        n_fake: int | None = None,
+        extra: dict[str, object] | None = None,
+        **fields: Any,
+    ) -> Evaluation:
+        """An evaluation from named fields: per-sample arrays by column name (``rarity=...``)
+        and kept per-set values by metric name (``recall=0.5``); None entries are left out.
+
+        Derived values may be given too (``n_fake``, ``precision``, ``density``), and are checked
+        against what the arrays give: a ValueError when they disagree.
+        """
+        column_names = {column.name for column in _registry_columns()}
+        columns: dict[str, np.ndarray] = {}
+        values: dict[str, Any] = {}
+        derived: dict[str, Any] = {}
+        for name, value in fields.items():
+            if value is None:
+                continue
+            if name in column_names:
+                columns[name] = np.asarray(value)
+            elif name in _metric_names():
+                if _metric(name).summarize is None:
+                    values[name] = value
+                else:
+                    derived[name] = value
+            else:
+                raise TypeError(f"Evaluation.from_fields() got an unexpected field {name!r}")
+        order = [c.name for c in _registry_columns() if c.name in columns]
+        evaluation = cls(
+            k=k,
+            n_real=n_real,
+            dim=dim,
+            metrics=tuple(metrics),
+            columns={name: columns[name] for name in order},
+            values=values,
+            extra=dict(extra or {}),
+        )
+        if n_fake is not None and n_fake != evaluation.n_fake:
+            raise ValueError(f"n_fake={n_fake} but the arrays have {evaluation.n_fake} samples")
+        for name, given in derived.items():
+            got = evaluation.entry(name)
+            if not _same(got, given):
+                raise ValueError(f"{name}={given!r} disagrees with the arrays, which give {got!r}")
+        return evaluation
+
+    # ------------------------------------------------------------------ attributes
+
+    @property
+    def n_fake(self) -> int:
+        """Number of generated samples (the length of every per-sample array)."""
+        return len(self.columns["in_manifold"])
+
+    @property
+    def in_manifold(self) -> np.ndarray:
+        return self.columns["in_manifold"]
+
+    @property
+    def rarity(self) -> np.ndarray:
+        return self.columns["rarity"]
+
+    @property
+    def sphere_index(self) -> np.ndarray:
+        return self.columns["sphere_index"]
+
+    @property
+    def sphere_count(self) -> np.ndarray | None:
+        return self.columns.get("sphere_count")
+
+    @property
+    def nearest_real_index(self) -> np.ndarray | None:
+        return self.columns.get("nearest_real_index")
+
+    @property
+    def nearest_real_distance(self) -> np.ndarray | None:
+        return self.columns.get("nearest_real_distance")
+
+    @property
+    def realism(self) -> np.ndarray | None:
+        return self.columns.get("realism")
+
+    @property
+    def precision(self) -> float | None:
+        return self.entry("precision")  # type: ignore[no-any-return]
+
+    @property
+    def recall(self) -> float | None:
+        return self.entry("recall")  # type: ignore[no-any-return]
+
+    @property
+    def density(self) -> float | None:
+        return self.entry("density")  # type: ignore[no-any-return]
+
+    @property
+    def coverage(self) -> float | None:
+        return self.entry("coverage")  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        """The columns and summary entries of registered metrics without a property above
+        (``evaluation.authentic``): None when not computed."""
+        # Reached only when ordinary lookup fails; dunder and private names (copy, pickle) and
+        # a half-built instance must fail as usual instead of recursing.
+        columns = self.__dict__.get("columns")
+        if name.startswith("_") or columns is None:
+            raise AttributeError(name)
+        if name in {column.name for column in _registry_columns()}:
+            return columns.get(name)
+        if name in _metric_names():
+            return self.entry(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def entry(self, name: str, quantiles: Sequence[float] = defaults.QUANTILES) -> Any:
+        """Metric ``name``'s entry of :meth:`summary`, as computed (NaN kept, numpy numbers
+        possible), or None when it was not asked for."""
+        return self._entry(_metric(name), quantiles)
+
+    def _entry(self, metric: Metric, quantiles: Sequence[float]) -> Any:
+        if metric.name not in self.metrics:
+            return None
+        kept = self.values.get(metric.name)
+        if metric.summarize is None:
+            return kept
+        return metric.summarize(Computed(int(self.k), self.columns, kept, tuple(quantiles)))
 
     # ------------------------------------------------------------------ summaries
 
     def summary(self, quantiles: Sequence[float] = defaults.QUANTILES) -> dict[str, Any]:
-        """Counts, rarity statistics over in-manifold samples, and the set-level metrics.
+        """Counts, and one entry per metric that has per-set values (in registry order).
 
         Keys: ``k``, ``n_real``, ``n_fake``, ``dim``, ``metrics``, ``n_in_manifold``,
-        ``n_out_of_manifold``, ``fraction_out_of_manifold``, ``rarity`` (a dict with ``n``,
-        ``mean``, ``std`` (population, ddof=0), ``min``, ``max``, ``median`` and one ``qNN``
-        entry per quantile, all over in-manifold samples only; ``None`` when rarity was not
-        computed), ``precision``, ``recall``, ``density``, ``coverage`` (``None`` when not
-        computed) and ``realism`` (``None`` or a dict with ``mean`` and ``median`` over finite
-        values and ``n_infinite``). Statistics with no sample to average are ``None``, never NaN.
-        Values are plain Python ``int`` / ``float`` / ``None``.
+        ``n_out_of_manifold``, ``fraction_out_of_manifold``, then each metric's entry
+        (``None`` when not computed): ``rarity`` (a dict with ``n``, ``mean``, ``std``
+        (population, ddof=0), ``min``, ``max``, ``median`` and one ``qNN`` entry per quantile,
+        all over in-manifold samples only), ``precision``, ``recall``, ``density``,
+        ``coverage``, ``realism`` (a dict with ``mean`` and ``median`` over finite values and
+        ``n_infinite``). Statistics with no sample to average are ``None``, never NaN. Values are
+        plain Python ``int`` / ``float`` / ``None``.
 
-        >>> ev = Evaluation(k=3, n_real=4, n_fake=2, dim=2, metrics=("rarity",),
-        ...                 rarity=np.array([np.nan, np.nan]),
-        ...                 in_manifold=np.array([False, False]),
-        ...                 sphere_index=np.array([-1, -1]))
+        >>> ev = Evaluation.from_fields(k=3, n_real=4, dim=2, metrics=("rarity",),
+        ...                             rarity=np.array([np.nan, np.nan]),
+        ...                             in_manifold=np.array([False, False]),
+        ...                             sphere_index=np.array([-1, -1]))
         >>> s = ev.summary()
         >>> s["fraction_out_of_manifold"], s["rarity"]["n"], s["rarity"]["median"]
         (1.0, 0, None)
@@ -127,24 +281,9 @@ class Evaluation:
             "n_out_of_manifold": n_fake - n_in,
             "fraction_out_of_manifold": (n_fake - n_in) / n_fake if n_fake else None,
         }
-        if self._has("rarity"):
-            scores = np.asarray(self.rarity, dtype=np.float64)[in_manifold]
-            out["rarity"] = _statistics(scores, quantiles)
-        else:
-            out["rarity"] = None
-        for name in ("precision", "recall", "density", "coverage"):
-            out[name] = _scalar(getattr(self, name))
-        if self.realism is not None:
-            realism = np.asarray(self.realism, dtype=np.float64)
-            finite = realism[np.isfinite(realism)]
-            out["realism"] = {
-                "n_finite": int(finite.size),
-                "n_infinite": int(np.isposinf(realism).sum()),
-                "mean": _scalar(finite.mean()) if finite.size else None,
-                "median": _scalar(np.median(finite)) if finite.size else None,
-            }
-        else:
-            out["realism"] = None
+        for metric in metrics.REGISTRY:
+            if metric.values:
+                out[metric.name] = _plain(self._entry(metric, quantiles))
         return out
 
     def _sizes(self) -> dict[str, Any]:
@@ -152,7 +291,7 @@ class Evaluation:
         return {
             "k": int(self.k),
             "n_real": int(self.n_real),
-            "n_fake": int(self.n_fake),
+            "n_fake": self.n_fake,
             "dim": int(self.dim),
             "metrics": list(self.metrics),
         }
@@ -162,8 +301,6 @@ class Evaluation:
         engine's own notes (``extra``). Scores are comparable only within one feature extractor,
         one real reference set and one k; callers add the first two (see :meth:`write_json`).
         """
-        from rarity_score import __version__
-
         out: dict[str, Any] = {
             **self._sizes(),
             "package": "rarity-score",
@@ -176,25 +313,17 @@ class Evaluation:
     # ------------------------------------------------------------------ per sample
 
     def per_sample_columns(self) -> dict[str, np.ndarray]:
-        """The computed per-sample arrays, by CSV column name, in column order.
+        """The per-sample arrays of the metrics asked for, by column name, in column order.
 
-        ``rarity`` and ``sphere_index`` appear when rarity was computed; the other columns when
-        their arrays are present.
+        ``in_manifold`` always; the other columns of a metric when it was asked for (``rarity``
+        and ``sphere_index`` for rarity) and its arrays are present.
         """
-        columns: dict[str, np.ndarray] = {"in_manifold": np.asarray(self.in_manifold, dtype=bool)}
-        if self._has("rarity"):
-            columns["rarity"] = np.asarray(self.rarity, dtype=np.float64)
-            columns["sphere_index"] = np.asarray(self.sphere_index)
-        optional = {
-            "sphere_count": self.sphere_count,
-            "nearest_real_index": self.nearest_real_index,
-            "nearest_real_distance": self.nearest_real_distance,
-            "realism": self.realism,
-        }
-        for name, values in optional.items():
+        out: dict[str, np.ndarray] = {}
+        for column in metrics.columns_of(self.metrics):
+            values = self.columns.get(column.name)
             if values is not None:
-                columns[name] = np.asarray(values)
-        return columns
+                out[column.name] = np.asarray(values, dtype=DTYPES[column.kind])
+        return out
 
     def per_sample_rows(self, names: Sequence[str] | None = None) -> Iterator[dict[str, str]]:
         """One dict of CSV cells per generated sample, in input order.
@@ -207,25 +336,27 @@ class Evaluation:
         float64 (``repr``); ``rarity`` and ``sphere_index`` are empty for out-of-manifold
         samples (never 0); NaN is an empty cell and +inf is ``inf``.
 
-        >>> ev = Evaluation(k=1, n_real=2, n_fake=2, dim=1, metrics=("rarity",),
-        ...                 rarity=np.array([0.1, np.nan]), in_manifold=np.array([True, False]),
-        ...                 sphere_index=np.array([1, -1]))
+        >>> ev = Evaluation.from_fields(k=1, n_real=2, dim=1, metrics=("rarity",),
+        ...                             rarity=np.array([0.1, np.nan]),
+        ...                             in_manifold=np.array([True, False]),
+        ...                             sphere_index=np.array([1, -1]))
         >>> list(ev.per_sample_rows(names=["a.png", "b.png"]))[1]
         {'index': '1', 'name': 'b.png', 'in_manifold': 'false', 'rarity': '', 'sphere_index': ''}
         """
-        n = int(np.asarray(self.in_manifold).size)
+        n = self.n_fake
         if names is not None:
             names = list(names)
             if len(names) != n:
                 raise ValueError(f"got {len(names)} names for {n} generated samples")
         columns = self.per_sample_columns()
-        in_manifold = columns["in_manifold"]
+        in_manifold = np.asarray(self.in_manifold, dtype=bool)
+        blank_outside = _only_in_manifold(columns)
         for i in range(n):
             row = {"index": str(i)}
             if names is not None:
                 row["name"] = csv_cell(str(names[i]))
             for name, values in columns.items():
-                if name in ("rarity", "sphere_index") and not in_manifold[i]:
+                if name in blank_outside and not in_manifold[i]:
                     row[name] = ""
                 else:
                     row[name] = _cell(values[i])
@@ -246,9 +377,9 @@ class Evaluation:
         """Write the per-sample table (see :meth:`per_sample_rows`) to ``path`` atomically.
 
         >>> import tempfile, pathlib
-        >>> ev = Evaluation(k=1, n_real=2, n_fake=1, dim=1, metrics=("rarity",),
-        ...                 rarity=np.array([0.25]), in_manifold=np.array([True]),
-        ...                 sphere_index=np.array([0]))
+        >>> ev = Evaluation.from_fields(k=1, n_real=2, dim=1, metrics=("rarity",),
+        ...                             rarity=np.array([0.25]), in_manifold=np.array([True]),
+        ...                             sphere_index=np.array([0]))
         >>> p = ev.write_csv(pathlib.Path(tempfile.mkdtemp()) / "scores.csv")
         >>> p.read_text().splitlines()
         ['index,in_manifold,rarity,sphere_index', '0,true,0.25,0']
@@ -274,12 +405,15 @@ class Evaluation:
 
         Encoding: NaN is ``null`` (out-of-manifold ``rarity``; ``sphere_index`` is ``null`` there
         too, not -1). JSON has no infinity, so an infinite realism score is also ``null``, and the
-        list ``per_sample["realism_infinite"]`` flags which entries are +inf; the summary counts
-        them in ``realism.n_infinite``. The result passes ``json.dumps(..., allow_nan=False)``.
+        list ``per_sample["realism_infinite"]`` flags which entries are +inf (likewise for every
+        column that may be infinite); the summary counts them in ``realism.n_infinite``. The
+        result passes ``json.dumps(..., allow_nan=False)``.
 
-        >>> ev = Evaluation(k=1, n_real=2, n_fake=2, dim=1, metrics=("rarity", "realism"),
-        ...                 rarity=np.array([0.5, np.nan]), in_manifold=np.array([True, False]),
-        ...                 sphere_index=np.array([1, -1]), realism=np.array([np.inf, 0.2]))
+        >>> ev = Evaluation.from_fields(k=1, n_real=2, dim=1, metrics=("rarity", "realism"),
+        ...                             rarity=np.array([0.5, np.nan]),
+        ...                             in_manifold=np.array([True, False]),
+        ...                             sphere_index=np.array([1, -1]),
+        ...                             realism=np.array([np.inf, 0.2]))
         >>> d = ev.to_dict()
         >>> table = d["per_sample"]
         >>> table["rarity"], table["realism"], table["realism_infinite"]
@@ -293,11 +427,12 @@ class Evaluation:
             "format_version": JSON_FORMAT_VERSION,
             "settings": settings,
             "summary": self.summary(),
-            "notes": dict(_NOTES),
+            "notes": _notes(),
         }
         if per_sample:
             columns = self.per_sample_columns()
-            in_manifold = columns["in_manifold"]
+            in_manifold = np.asarray(self.in_manifold, dtype=bool)
+            declared = {column.name: column for column in metrics.columns_of(self.metrics)}
             table: dict[str, list[Any]] = {}
             if names is not None:
                 if len(names) != in_manifold.size:
@@ -307,13 +442,13 @@ class Evaluation:
                 table["name"] = [printable(str(name)) for name in names]
             for name, values in columns.items():
                 cells = [_jsonable(value) for value in values.tolist()]
-                if name in ("rarity", "sphere_index"):
+                if declared[name].only_in_manifold:
                     cells = [
                         c if inside else None for c, inside in zip(cells, in_manifold, strict=True)
                     ]
                 table[name] = cells
-                if name == "realism":
-                    table["realism_infinite"] = np.isposinf(values.astype(np.float64)).tolist()
+                if declared[name].may_be_infinite:
+                    table[f"{name}_infinite"] = np.isposinf(values.astype(np.float64)).tolist()
             out["per_sample"] = table
         return out
 
@@ -336,9 +471,9 @@ class Evaluation:
         missing and infinite values: see :meth:`to_dict`.
 
         >>> import json, tempfile, pathlib
-        >>> ev = Evaluation(k=1, n_real=2, n_fake=1, dim=1, metrics=("rarity",),
-        ...                 rarity=np.array([np.nan]), in_manifold=np.array([False]),
-        ...                 sphere_index=np.array([-1]))
+        >>> ev = Evaluation.from_fields(k=1, n_real=2, dim=1, metrics=("rarity",),
+        ...                             rarity=np.array([np.nan]), in_manifold=np.array([False]),
+        ...                             sphere_index=np.array([-1]))
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> p = ev.write_json(folder / "s.json", {"real_features": "r.npy"})
         >>> d = json.loads(p.read_text())
@@ -348,29 +483,18 @@ class Evaluation:
         text = self.to_json(per_sample=per_sample, names=names, extra=extra)
         return atomic_write_text(path, text)
 
-    # ------------------------------------------------------------------ helpers
-
-    def _has(self, metric: str) -> bool:
-        return metric in self.metrics
-
-
-def quantile_name(q: float) -> str:
-    """The summary key of a quantile: ``0.1 -> "q10"``, ``0.025 -> "q2.5"``.
-
-    >>> [quantile_name(q) for q in (0.1, 0.25, 0.5, 0.025)]
-    ['q10', 'q25', 'q50', 'q2.5']
-    """
-    return "q" + f"{round(q * 100, 6):g}"
-
 
 def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None = None) -> str:
     """A readable, aligned text table of :meth:`Evaluation.summary` (what ``rarity score`` prints).
 
-    ``inputs`` adds labelled lines under "Settings" (e.g. the feature files).
+    ``inputs`` adds labelled lines under "Settings" (e.g. the feature files). A metric with a
+    section of its own (rarity) prints it; the in-text values of the others are the lines of
+    "Fidelity and diversity" (shown when computed or asked for; ``n/a`` when missing).
 
-    >>> ev = Evaluation(k=3, n_real=5, n_fake=2, dim=2, metrics=("rarity",),
-    ...                 rarity=np.array([0.5, np.nan]), in_manifold=np.array([True, False]),
-    ...                 sphere_index=np.array([4, -1]))
+    >>> ev = Evaluation.from_fields(k=3, n_real=5, dim=2, metrics=("rarity",),
+    ...                             rarity=np.array([0.5, np.nan]),
+    ...                             in_manifold=np.array([True, False]),
+    ...                             sphere_index=np.array([4, -1]))
     >>> print(format_summary(ev.summary()), end="")  # doctest: +NORMALIZE_WHITESPACE
     Settings
       k                  3
@@ -393,7 +517,7 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
       q90                0.5
       max                0.5
     """
-    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    sections: list[Section] = []
 
     settings = [("k", str(summary["k"]))]
     settings += [
@@ -421,32 +545,25 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
         )
     )
 
-    rarity = summary.get("rarity")
-    if rarity is not None:
-        title = f"Rarity score (over the {rarity['n']} in-manifold samples)"
-        if rarity["n"] == 0:
-            sections.append((title, [("(none)", "no generated sample lies in the real manifold")]))
-        else:
-            quantiles = [key for key in rarity if key.startswith("q") and key != "q50"]
-            low = [key for key in quantiles if float(key[1:]) < 50]
-            high = [key for key in quantiles if float(key[1:]) > 50]
-            keys = ["mean", "std", "min", *low, "median", *high, "max"]
-            sections.append((title, [(key, _number(rarity[key])) for key in keys]))
-
     asked = set(summary.get("metrics") or ())
-    fidelity = [
-        (name, _number(summary[name]))
-        for name in ("precision", "recall", "density", "coverage")
-        if summary.get(name) is not None or name in asked
-    ]
-    realism = summary.get("realism")
-    if realism is not None:
-        fidelity.append(("realism mean", _number(realism["mean"])))
-        fidelity.append(("realism median", _number(realism["median"])))
-        if realism["n_infinite"]:
-            fidelity.append(("realism infinite", str(realism["n_infinite"])))
-    if fidelity:
-        sections.append(("Fidelity and diversity", fidelity))
+    common: list[tuple[str, str]] = []
+    for metric in metrics.REGISTRY:
+        entry = summary.get(metric.name)
+        if metric.section is not None:
+            if entry is not None:
+                sections.append(metric.section(entry))
+            continue
+        for value in metric.values:
+            if not value.in_text:
+                continue
+            number = _lookup(summary, value.path)
+            if number is None and metric.name not in asked:
+                continue
+            if not number and not value.text_when_zero:
+                continue
+            common.append((value.heading, format_value(number, value.kind)))
+    if common:
+        sections.append(("Fidelity and diversity", common))
 
     width = max(len(label) for _, rows in sections for label, _ in rows)
     lines: list[str] = []
@@ -457,25 +574,53 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
     return "\n".join(lines[:-1]) + "\n"
 
 
-def _statistics(scores: np.ndarray, quantiles: Sequence[float]) -> dict[str, Any]:
-    stats: dict[str, Any] = {"n": int(scores.size)}
-    empty = scores.size == 0
-    stats["mean"] = None if empty else _scalar(scores.mean())
-    stats["std"] = None if empty else _scalar(scores.std())
-    stats["min"] = None if empty else _scalar(scores.min())
-    stats["max"] = None if empty else _scalar(scores.max())
-    stats["median"] = None if empty else _scalar(np.median(scores))
-    for q in quantiles:
-        stats[quantile_name(q)] = None if empty else _scalar(np.quantile(scores, q))
-    return stats
+def _registry_columns() -> tuple[Any, ...]:
+    return metrics.columns_of()
 
 
-def _scalar(value: object) -> float | None:
-    """A plain float, or ``None`` for missing / NaN values."""
-    if value is None:
-        return None
-    number = float(value)  # type: ignore[arg-type]
-    return None if math.isnan(number) else number
+def _metric_names() -> tuple[str, ...]:
+    return metrics.names()
+
+
+def _metric(name: str) -> Metric:
+    return metrics.get(name)
+
+
+def _only_in_manifold(columns: Mapping[str, np.ndarray]) -> set[str]:
+    return {c.name for c in metrics.columns_of() if c.only_in_manifold and c.name in columns}
+
+
+def _lookup(summary: Mapping[str, Any], path: Sequence[str]) -> Any:
+    """The value at ``path`` in a summary, or None where the path ends early."""
+    value: Any = summary
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, NaN equal to NaN."""
+    if a is None or b is None:
+        return a is b
+    try:
+        return bool(a == b) or (math.isnan(float(a)) and math.isnan(float(b)))
+    except (TypeError, ValueError):
+        return False
+
+
+def _plain(value: Any) -> Any:
+    """A summary entry as plain Python values: dicts of ints, floats and None (never NaN)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return scalar(value)
+    return value
 
 
 def _jsonable(value: Any) -> Any:
@@ -511,7 +656,3 @@ def _cell(value: Any) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     return str(value)
-
-
-def _number(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.6g}"

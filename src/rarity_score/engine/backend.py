@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 import numpy as np
+
+from rarity_score._torch import is_tensor, true_float32
 
 #: Rows converted to float64 at once when preparing a block; bounds the temporary memory.
 _PREPARE_CHUNK_ROWS = 1024
@@ -283,46 +284,8 @@ class TorchBackend:
         return out
 
 
-@contextlib.contextmanager
-def true_float32(torch: Any, convolutions: bool = False) -> Iterator[None]:
-    """Run float32 matrix products (and convolutions, if asked) in true float32: no TF32 on CUDA,
-    no bf16 on CPUs that have it, whatever the caller set; the caller's settings come back after.
-    """
-    switches = _precision_switches(torch, convolutions)
-    previous = [getattr(holder, name) for holder, name, _ in switches]
-    for holder, name, exact in switches:
-        setattr(holder, name, exact)
-    try:
-        yield
-    finally:
-        for (holder, name, _), value in zip(switches, previous, strict=True):
-            setattr(holder, name, value)
-
-
-def _precision_switches(torch: Any, convolutions: bool) -> list[tuple[Any, str, Any]]:
-    """``(holder, attribute, full-precision value)`` of each setting that lets float32 work run
-    in lower precision. Newer torch has per-backend ``fp32_precision`` (reading the legacy
-    ``allow_tf32`` then raises); older torch only ``allow_tf32``."""
-    backends = torch.backends
-    kinds = ("matmul", "conv") if convolutions else ("matmul",)
-    holders = [getattr(backends.cuda, "matmul", None)]
-    for family in (getattr(backends, "mkldnn", None), getattr(backends, "cudnn", None)):
-        holders += [getattr(family, kind, None) for kind in kinds]
-    switches = [
-        (holder, "fp32_precision", "ieee")
-        for holder in holders
-        if holder is not None and hasattr(holder, "fp32_precision")
-    ]
-    if switches:
-        return switches
-    legacy = [(backends.cuda.matmul, "allow_tf32", False)]
-    if convolutions:
-        legacy.append((backends.cudnn, "allow_tf32", False))
-    return legacy
-
-
-def _is_torch_tensor(x: Any) -> bool:
-    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+#: The tensor test under its old name (``_validation`` imports it from here).
+_is_torch_tensor = is_tensor
 
 
 #: The device strings accepted everywhere (``--device``, ``device=``), in words and as a pattern.
@@ -378,7 +341,7 @@ def select_backend(backend: str, device: str | None, *inputs: Any) -> Backend:
     runs everything else with numpy; ``device`` implies torch."""
     if backend not in ("auto", "numpy", "torch"):
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
-    tensors = [x for x in inputs if _is_torch_tensor(x)]
+    tensors = [x for x in inputs if is_tensor(x)]
     use_torch = backend == "torch" or (backend == "auto" and (bool(tensors) or device is not None))
     if not use_torch:
         if device not in (None, "cpu"):

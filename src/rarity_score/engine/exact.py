@@ -8,7 +8,7 @@ mattered; the rare query without one (many exact ties) is recomputed against eve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -205,7 +205,33 @@ def knn_radii(
 ) -> np.ndarray:
     """Exact k-NN radii, by position, in original units: the distance from each point to its k-th
     nearest other point (self excluded by index; duplicates count, so a radius can be 0)."""
-    selection = Smallest(len(points), k + EXTRA_CANDIDATES, axis=1)
+    return knn_distances(points, (k,), edge, progress)[0]
+
+
+def knn_distances(
+    points: PointSet,
+    ranks: Sequence[int],
+    edge: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """Exact distances from each point to its ``rank``-th nearest other point, for every rank, from
+    one sweep: shape ``(len(ranks), len(points))``, by position, original units (self excluded by
+    index; duplicates count, so a distance can be 0).
+
+    One selection keeps candidates for the largest rank; each rank is then finalized from it with
+    its own certificate, so asking for rank 1 beside rank k costs no tile.
+    """
+    if not ranks or min(ranks) < 1:
+        raise ValueError(f"ranks must be positive, got {tuple(ranks)}")
+    selection = Smallest(len(points), max(ranks) + EXTRA_CANDIDATES, axis=1)
     sweep(points, points, [selection], edge, same_set=True, symmetric=True, progress=progress)
-    squared, _ = selection.finalize(points, points, k, same_set=True)
-    return np.sqrt(squared / points.frame.scale**2)
+    out = np.empty((len(ranks), len(points)))
+    done: dict[int, np.ndarray] = {}
+    for i, rank in enumerate(ranks):
+        if rank not in done:
+            squared, _ = selection.finalize(points, points, rank, same_set=True)
+            # As the nearest real distance is taken (sqrt, then the exact power-of-two unscaling),
+            # so that the two compare as the float64 distances they are (authenticity).
+            done[rank] = np.sqrt(squared) / points.frame.scale
+        out[i] = done[rank]
+    return out

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from rarity_score.engine.backend import true_float32 as engine_true_float32
+from rarity_score import _torch
 from rarity_score.features.info import ExtractorInfo
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def true_float32() -> contextlib.AbstractContextManager[None]:
     TF32 keeps a 10-bit mantissa: features would then depend on the GPU generation at the 1e-3
     level, and the k-NN radii built on them with it.
     """
-    return engine_true_float32(torch, convolutions=True)
+    return _torch.true_float32(torch, convolutions=True)
 
 
 class TorchExtractor:

@@ -24,9 +24,10 @@ from typing import cast
 import torch
 from torch import nn
 
-from rarity_score.features import registry
+from rarity_score._errors import WeightsUnavailable, require
 from rarity_score.features.base import TorchExtractor
-from rarity_score.features.errors import WeightsUnavailable, require
+from rarity_score.features.info import CLIP_VIT_B32
+from rarity_score.features.preprocess import CLIP_PREPROCESS
 from rarity_score.features.weights import (
     cached_hub_files,
     hub_unreachable,
@@ -36,7 +37,7 @@ from rarity_score.features.weights import (
 
 __all__ = ["HF_REPO", "MODEL", "TAG", "build", "checkpoint_path", "from_model"]
 
-NAME = "clip-vit-b32"
+NAME = CLIP_VIT_B32.name
 MODEL = "ViT-B-32"
 TAG = "openai"
 HF_REPO = "timm/vit_base_patch32_clip_224.openai"
@@ -60,13 +61,13 @@ class ImageEncoder(nn.Module):
 
 def from_model(model: nn.Module, *, weights_id: str, device: str = "cpu") -> TorchExtractor:
     """Wrap an open_clip CLIP model (any weights) as ``clip-vit-b32``; keeps ``model.visual``."""
-    info = registry.info(NAME)
+    info = CLIP_VIT_B32
     visual = cast(nn.Module, model.visual)
     dim = int(getattr(visual, "output_dim", info.dim))
     return TorchExtractor(
         dataclasses.replace(info, dim=dim),
         ImageEncoder(visual),
-        registry.CLIP_PREPROCESS,
+        CLIP_PREPROCESS,
         weights_id=weights_id,
         device=device,
     )

@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rarity_score.features.errors import require
+from rarity_score._errors import require
 from rarity_score.features.info import ExtractorInfo, FeatureExtractor
 
 if TYPE_CHECKING:

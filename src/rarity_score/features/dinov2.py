@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rarity_score.features import registry
+from rarity_score._errors import WeightsUnavailable, require
 from rarity_score.features.base import TorchExtractor
-from rarity_score.features.errors import WeightsUnavailable, require
+from rarity_score.features.info import DINOV2_VITL14
+from rarity_score.features.preprocess import DINOV2_PREPROCESS
 from rarity_score.features.weights import (
     cached_hub_files,
     hub_unreachable,
@@ -38,7 +39,7 @@ from rarity_score.features.weights import (
 
 __all__ = ["HF_REPO", "build", "from_model", "large_config", "resolve_weights"]
 
-NAME = "dinov2-vitl14"
+NAME = DINOV2_VITL14.name
 HF_REPO = "facebook/dinov2-large"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 #: The files of the hub repository that are fetched (and looked for in the cache).
@@ -76,12 +77,12 @@ def large_config() -> Any:
 
 def from_model(model: nn.Module, *, weights_id: str, device: str = "cpu") -> TorchExtractor:
     """Wrap a transformers ``Dinov2Model`` (any size or weights) as ``dinov2-vitl14``."""
-    info = registry.info(NAME)
+    info = DINOV2_VITL14
     dim = int(getattr(getattr(model, "config", None), "hidden_size", info.dim))
     return TorchExtractor(
         dataclasses.replace(info, dim=dim),
         ClassToken(model),
-        registry.DINOV2_PREPROCESS,
+        DINOV2_PREPROCESS,
         weights_id=weights_id,
         device=device,
     )

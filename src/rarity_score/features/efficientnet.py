@@ -36,14 +36,15 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from rarity_score.features import registry
+from rarity_score._errors import WeightsUnavailable, require
 from rarity_score.features.base import TorchExtractor
-from rarity_score.features.errors import WeightsUnavailable, require
+from rarity_score.features.info import EFFICIENTNET_LITE0, ExtractorInfo
+from rarity_score.features.preprocess import efficientnet_preprocess
 from rarity_score.features.weights import load_into, load_state_dict, weights_id_of_file
 
 __all__ = ["EfficientNetLite0", "build", "from_model", "info_for", "weights_file"]
 
-NAME = "efficientnet-lite0"
+NAME = EFFICIENTNET_LITE0.name
 
 #: TF's batch-norm epsilon for EfficientNet; the converted statistics assume it.
 BN_EPS = 1e-3
@@ -182,11 +183,12 @@ class _Features(nn.Module):
         return self.model.features(x)
 
 
-def info_for(input_size: int) -> registry.ExtractorInfo:
-    """The registry's description of efficientnet-lite0 at another input size."""
-    base = registry.info(NAME)
-    preprocess = registry.efficientnet_preprocess(input_size)
-    return dataclasses.replace(base, input_size=input_size, preprocessing=preprocess.describe())
+def info_for(input_size: int) -> ExtractorInfo:
+    """The description of efficientnet-lite0 at another input size."""
+    preprocess = efficientnet_preprocess(input_size)
+    return dataclasses.replace(
+        EFFICIENTNET_LITE0, input_size=input_size, preprocessing=preprocess.describe()
+    )
 
 
 def weights_file() -> Path:
@@ -211,7 +213,7 @@ def from_model(
     return TorchExtractor(
         info_for(input_size),
         _Features(model),
-        registry.efficientnet_preprocess(input_size),
+        efficientnet_preprocess(input_size),
         weights_id=weights_id,
         device=device,
     )

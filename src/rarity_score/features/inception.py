@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from rarity_score.features import registry
 from rarity_score.features.base import TorchExtractor
+from rarity_score.features.info import INCEPTION_V3_POOL3
+from rarity_score.features.preprocess import INCEPTION_PREPROCESS
 from rarity_score.features.weights import (
     Checkpoint,
     load_into,
@@ -32,7 +33,7 @@ from rarity_score.features.weights import (
 
 __all__ = ["CHECKPOINT", "Pool3", "build", "from_model"]
 
-NAME = "inception-v3-pool3"
+NAME = INCEPTION_V3_POOL3.name
 
 #: torchvision's ``Inception_V3_Weights.IMAGENET1K_V1`` (checked against torchvision in a test).
 CHECKPOINT = Checkpoint(
@@ -87,9 +88,9 @@ def from_model(inception: nn.Module, *, weights_id: str, device: str = "cpu") ->
     """Wrap a torchvision Inception3 (any weights) as ``inception-v3-pool3``. Build it with
     ``transform_input=True`` to match the pretrained model's input convention."""
     return TorchExtractor(
-        registry.info(NAME),
+        INCEPTION_V3_POOL3,
         Pool3(inception),
-        registry.INCEPTION_PREPROCESS,
+        INCEPTION_PREPROCESS,
         weights_id=weights_id,
         device=device,
     )

@@ -11,8 +11,8 @@ Guarantees
       of the network's kernels): every image is preprocessed on its own, and rows come back in
       collection order.
     * Unreadable images (corrupt, truncated, zero-byte, too large) never stop a run: they are left
-      out and listed in one warning with their count; ``strict=True`` raises instead. Every row
-      keeps its name, so outputs line up with the right files.
+      out and listed in one warning with their count; ``ExtractionOptions(strict=True)`` raises
+      instead. Every row keeps its name, so outputs line up with the right files.
     * The feature cache (:mod:`rarity_score.io.cache`) is keyed by the extractor, its
       preprocessing, its weights, every image's name and a sha256 of the images' bytes (each
       file's, or the archive file's), so other images never get these features, whatever their
@@ -24,20 +24,21 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from rarity_score import defaults
+from rarity_score._errors import require
+from rarity_score._progress import progress_bar
 from rarity_score._validation import tensor_features
 from rarity_score.engine.backend import check_device
 from rarity_score.io.cache import CachedFeatures, FeatureCache, Shard, cache_key, shard_ranges
-from rarity_score.io.features import load_features, split_key
+from rarity_score.io.features import load_features, save_features, split_key
 from rarity_score.io.images import (
     CHANGED_REASON,
     ImageCollection,
@@ -46,6 +47,8 @@ from rarity_score.io.images import (
     is_feature_file,
     open_images,
 )
+from rarity_score.io.npz import str_array, write_npz
+from rarity_score.options import CacheDir, ExtractionOptions
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
     from rarity_score.features.info import FeatureExtractor
 
 __all__ = [
+    "CacheDir",
     "ExtractionOptions",
     "FeatureSet",
     "extract_features",
@@ -76,8 +80,6 @@ _METADATA_ARRAYS = (
     "weights_id",
     "source",
 )
-
-CacheDir = Union[str, "os.PathLike[str]", Literal[False], None]
 
 
 @dataclass(frozen=True)
@@ -129,20 +131,7 @@ class FeatureSet:
 # ---------------------------------------------------------------------- public functions
 
 
-def extract_features(
-    source: Any,
-    extractor: str | FeatureExtractor = defaults.EXTRACTOR,
-    *,
-    device: str = "cpu",
-    batch_size: int = defaults.BATCH_SIZE,
-    workers: int = defaults.WORKERS,
-    weights: str | os.PathLike[str] | None = None,
-    cache_dir: CacheDir = None,
-    strict: bool = False,
-    progress: bool = True,
-    shard_size: int = defaults.SHARD_SIZE,
-    input_size: int | None = None,
-) -> FeatureSet:
+def extract_features(source: Any, options: ExtractionOptions | None = None) -> FeatureSet:
     """Extract features of every readable image of ``source``.
 
     Args:
@@ -150,24 +139,15 @@ def extract_features(
             file, a sequence of paths, a numpy array / torch tensor of images, or an
             :class:`~rarity_score.io.images.ImageCollection` (see
             :func:`rarity_score.io.images.open_images`).
-        extractor: a registry name (``rarity extractors`` lists them) or a
+        options: how (default :class:`~rarity_score.options.ExtractionOptions`, whose fields
+            say what each one does): the extractor (``None``: ``defaults.EXTRACTOR``; a
+            registry name, see ``rarity extractors``, or a
             :class:`~rarity_score.features.info.FeatureExtractor`, e.g. from
-            :func:`rarity_score.features.from_module`.
-        device: torch device of the network: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
-        batch_size: images per forward pass. Features do not depend on it.
-        workers: DataLoader worker processes decoding images (0: in this process). Features do
-            not depend on it.
-        weights: a local weights file for a named extractor (machines without internet).
-        cache_dir: feature cache folder; ``None``: ``$RARITY_SCORE_CACHE`` or
-            ``~/.cache/rarity-score``; ``False``: no cache. Arrays of images are not cached
-            (the caller holds them), nor are extractor objects unless ``cache_dir`` is given
-            (their name and ``weights_id`` are the caller's to keep unique).
-        strict: raise :class:`~rarity_score.io.images.ImageInputError` naming the unreadable
-            images instead of skipping them.
-        progress: show a progress bar with images/s on stderr.
-        shard_size: images per cache shard; a killed run resumes from the last complete shard.
-        input_size: input side for a named extractor that allows another one
-            (``efficientnet-lite0``); part of its preprocessing, hence of the cache key.
+            :func:`rarity_score.features.from_module`), device, batch size, workers, weights,
+            cache folder, strictness, progress bar, shard size and input size. Arrays of images
+            are never cached (the caller holds them), nor are extractor objects unless
+            ``cache_dir`` is given (their name and ``weights_id`` are the caller's to keep
+            unique). Features do not depend on the batch size, the workers or the shard size.
 
     Raises:
         ImageInputError: the input is missing or holds no images, no image could be read, or
@@ -175,9 +155,7 @@ def extract_features(
         WeightsUnavailable: the weights cannot be loaded (offline and not on disk).
         MissingDependency: torch, torchvision, Pillow or an extractor's own library is missing.
     """
-    _check_positive(batch_size=batch_size, shard_size=shard_size)
-    if workers < 0:
-        raise ValueError(f"workers must be 0 or more, got {workers}")
+    options = _options(options)
     if is_feature_file(source):
         raise ImageInputError(
             f"{os.fspath(source)} is a feature file, not images; use load_or_extract to accept "
@@ -186,10 +164,11 @@ def extract_features(
     collection = open_images(source)
     if len(collection) == 0:
         raise ImageInputError(f"no images in {collection.source}")
-    check_device(device)
-    model = _resolve_extractor(extractor, weights=weights, device=device, input_size=input_size)
+    check_device(options.device)
+    extractor = defaults.EXTRACTOR if options.extractor is None else options.extractor
+    model = _resolve_extractor(extractor, options)
     info = model.info
-    cache = _open_cache(cache_dir, collection, model, named=isinstance(extractor, str))
+    cache = _open_cache(options.cache_dir, collection, model, named=isinstance(extractor, str))
     names = collection.names
 
     if cache is not None:
@@ -199,59 +178,13 @@ def extract_features(
                 "using cached %s features of %s (%s)", info.name, collection.source, cache.npz_path
             )
             result = _feature_set(cached, names, model, collection)
-            _report_skipped(result, collection, strict=strict)
+            _report_skipped(result, collection, strict=options.strict)
             return result
 
-    merged = _extract_with_shards(
-        collection,
-        model,
-        cache,
-        shard_size=shard_size,
-        device=device,
-        batch_size=batch_size,
-        workers=workers,
-        strict=strict,
-        progress=progress,
-    )
+    merged = _extract_with_shards(collection, model, cache, options)
     result = _feature_set(merged, names, model, collection)
-    _report_skipped(result, collection, strict=strict)
+    _report_skipped(result, collection, strict=options.strict)
     return result
-
-
-@dataclass(frozen=True)
-class ExtractionOptions:
-    """How images become features: everything :func:`extract_features` takes besides the images.
-
-    One value shared by :func:`load_or_extract`, :mod:`rarity_score.compare` and the command line.
-    ``extractor=None`` means ``defaults.EXTRACTOR``.
-    """
-
-    extractor: str | FeatureExtractor | None = None
-    device: str = "cpu"
-    batch_size: int = defaults.BATCH_SIZE
-    workers: int = defaults.WORKERS
-    weights: str | os.PathLike[str] | None = None
-    cache_dir: CacheDir = None
-    strict: bool = False
-    progress: bool = True
-    shard_size: int = defaults.SHARD_SIZE
-    input_size: int | None = None
-
-    def extract(self, source: Any) -> FeatureSet:
-        """:func:`extract_features` of ``source`` with these options."""
-        return extract_features(
-            source,
-            self.extractor or defaults.EXTRACTOR,
-            device=self.device,
-            batch_size=self.batch_size,
-            workers=self.workers,
-            weights=self.weights,
-            cache_dir=self.cache_dir,
-            strict=self.strict,
-            progress=self.progress,
-            shard_size=self.shard_size,
-            input_size=self.input_size,
-        )
 
 
 def load_or_extract(source: Any, options: ExtractionOptions | None = None) -> FeatureSet:
@@ -278,7 +211,7 @@ def load_or_extract(source: Any, options: ExtractionOptions | None = None) -> Fe
             names=[f"#{i}" for i in range(array.shape[0])],
             source=f"{type(source).__name__} {tuple(array.shape)}",
         )
-    return (options or ExtractionOptions()).extract(source)
+    return extract_features(source, options)
 
 
 def save_feature_set(path: str | os.PathLike[str], features: FeatureSet) -> Path:
@@ -287,10 +220,6 @@ def save_feature_set(path: str | os.PathLike[str], features: FeatureSet) -> Path
 
     :func:`load_or_extract` and ``rarity score`` read the names and extractor back from ``.npz``.
     """
-    from rarity_score.io.atomic import atomic_write_bytes
-    from rarity_score.io.cache import _npz_bytes, _str_array
-    from rarity_score.io.features import save_features
-
     path = Path(path)
     suffix = path.suffix.lower()
     array = np.asarray(features.features, dtype=np.float32)
@@ -303,17 +232,17 @@ def save_feature_set(path: str | os.PathLike[str], features: FeatureSet) -> Path
         return save_features(path, array)
     if suffix != ".npz":
         raise ValueError(f"{path}: write features as .npz (with names) or .npy, not {suffix!r}")
-    data = _npz_bytes(
+    return write_npz(
+        path,
         features=array,
-        names=_str_array(features.names),
-        skipped_names=_str_array([name for name, _ in features.skipped]),
-        skipped_reasons=_str_array([reason for _, reason in features.skipped]),
+        names=str_array(features.names),
+        skipped_names=str_array([name for name, _ in features.skipped]),
+        skipped_reasons=str_array([reason for _, reason in features.skipped]),
         extractor=np.array(features.extractor),
         preprocessing=np.array(features.preprocessing),
         weights_id=np.array(features.weights_id),
         source=np.array(features.source),
     )
-    return atomic_write_bytes(path, data)
 
 
 def read_feature_set(path: str | os.PathLike[str]) -> FeatureSet:
@@ -337,20 +266,14 @@ def _extract_with_shards(
     collection: ImageCollection,
     model: FeatureExtractor,
     cache: FeatureCache | None,
-    *,
-    shard_size: int,
-    device: str,
-    batch_size: int,
-    workers: int,
-    strict: bool,
-    progress: bool,
+    options: ExtractionOptions,
 ) -> CachedFeatures:
     """Reuse the complete shards in the cache, extract the others (writing each as it completes),
     merge them in collection order and store the merged result in the cache."""
     names = collection.names
-    ranges = shard_ranges(len(collection), shard_size)
+    ranges = shard_ranges(len(collection), options.shard_size)
     done: dict[int, Shard] = cache.load_shards(ranges) if cache is not None else {}
-    if strict:
+    if options.strict:
         _raise_if_skipped(_skipped_in(done.values(), names), collection)
     todo = [(index, span) for index, span in enumerate(ranges) if index not in done]
     n_reused = sum(shard.stop - shard.start for shard in done.values())
@@ -367,23 +290,13 @@ def _extract_with_shards(
             model.info.name,
             len(collection) - n_reused,
             collection.source,
-            device,
-            batch_size,
-            workers,
+            options.device,
+            options.batch_size,
+            options.workers,
         )
     start_time = time.perf_counter()
     writer = _ShardWriter(cache)
-    for shard in _run(
-        collection,
-        model,
-        todo,
-        device=device,
-        batch_size=batch_size,
-        workers=workers,
-        strict=strict,
-        progress=progress,
-        n_done=n_reused,
-    ):
+    for shard in _run(collection, model, todo, options, n_done=n_reused):
         done[shard.index] = shard
         writer.write(shard)
     merged = _merge([done[index] for index in range(len(ranges))])
@@ -404,7 +317,7 @@ def _extract_with_shards(
             "source": collection.source,
             "kind": collection.kind,
             "content_fingerprint": cache.content_fingerprint,
-            "shard_size": shard_size,
+            "shard_size": options.shard_size,
             "reused_shards": len(ranges) - len(todo),
             "reused_images": n_reused,
             "extracted_images": len(collection) - n_reused,
@@ -456,12 +369,8 @@ def _run(
     collection: ImageCollection,
     model: FeatureExtractor,
     todo: Sequence[tuple[int, tuple[int, int]]],
+    options: ExtractionOptions,
     *,
-    device: str,
-    batch_size: int,
-    workers: int,
-    strict: bool,
-    progress: bool,
     n_done: int,
 ) -> Iterator[Shard]:
     """Extract the shards ``todo`` (index, (start, stop)) in order, yielding each when complete."""
@@ -470,6 +379,7 @@ def _run(
     torch = _import("torch")
     from torch.utils.data import DataLoader
 
+    device, batch_size = options.device, options.batch_size
     # Batches never straddle a shard, so each shard is complete as soon as its last batch is.
     batches: list[list[int]] = []
     for _, (start, stop) in todo:
@@ -480,11 +390,17 @@ def _run(
     loader: Any = DataLoader(
         cast(Any, _Items(collection, model.preprocess)),
         batch_sampler=batches,
-        num_workers=workers,
+        num_workers=options.workers,
         collate_fn=_collate,
         pin_memory=on_cuda,  # faster host -> GPU copies
     )
-    bar = _progress_bar(len(collection), n_done, collection.source, enabled=progress)
+    bar = progress_bar(
+        len(collection),
+        f"features {collection.source}",
+        unit=" images",  # the rate reads "12.3 images/s"
+        enabled=options.progress,
+        initial=n_done,
+    )
     pending = iter(todo)
     index, (start, stop) = next(pending)
     ok: list[bool] = []
@@ -492,7 +408,7 @@ def _run(
     reasons: list[str] = []
     try:
         for indices, batch, batch_reasons in loader:
-            if strict and any(batch_reasons):
+            if options.strict and any(batch_reasons):
                 _raise_if_skipped(
                     [
                         (collection[i].name, r)
@@ -542,26 +458,31 @@ def _stack(rows: list[np.ndarray], model: FeatureExtractor) -> np.ndarray:
 # ---------------------------------------------------------------------- helpers
 
 
+def _options(options: Any) -> ExtractionOptions:
+    if options is None:
+        return ExtractionOptions()
+    if not isinstance(options, ExtractionOptions):
+        # The old signature took the extractor second: say how to give it now.
+        raise TypeError(
+            f"options must be ExtractionOptions, got {type(options).__name__}; give the "
+            "extractor as ExtractionOptions(extractor=...)"
+        )
+    return options
+
+
 def _resolve_extractor(
-    extractor: str | FeatureExtractor, *, weights: Any, device: str, input_size: int | None
+    extractor: str | FeatureExtractor, options: ExtractionOptions
 ) -> FeatureExtractor:
+    """The network of ``extractor`` on ``options.device`` (the options checked that an object
+    comes without ``weights`` and ``input_size``)."""
     if isinstance(extractor, str):
         from rarity_score.features import get_extractor
 
-        options: dict[str, Any] = {"weights": weights, "device": device}
-        if input_size is not None:
-            options["input_size"] = input_size
-        return get_extractor(extractor, **options)
-    if weights is not None or input_size is not None:
-        raise ValueError(
-            "weights= and input_size= apply to a named extractor; set them up in your own model"
-        )
-    if not (hasattr(extractor, "info") and hasattr(extractor, "preprocess")):
-        raise TypeError(
-            f"expected an extractor name or a FeatureExtractor, got {type(extractor).__name__}; "
-            "wrap a torch module with rarity_score.features.from_module(module, name=...)"
-        )
-    return extractor.to(device)
+        settings: dict[str, Any] = {"weights": options.weights, "device": options.device}
+        if options.input_size is not None:
+            settings["input_size"] = options.input_size
+        return get_extractor(extractor, **settings)
+    return extractor.to(options.device)
 
 
 def _open_cache(
@@ -689,27 +610,7 @@ def _report_skipped(result: FeatureSet, collection: ImageCollection, *, strict: 
     )
 
 
-def _progress_bar(total: int, initial: int, source: str, *, enabled: bool) -> Any:
-    tqdm = _import("tqdm").tqdm
-    label = source if len(source) <= 30 else "..." + source[-27:]
-    return tqdm(
-        total=total,
-        initial=initial,
-        desc=f"features {label}",
-        unit=" images",  # the rate reads "12.3 images/s"
-        file=sys.stderr,
-        disable=not enabled,
-        dynamic_ncols=True,
-        leave=True,
-        # Runs shorter than this show no bar at all: it would only flash, and an error message
-        # after a very short run stays alone on its line.
-        delay=0.5,
-    )
-
-
 def _import(module: str) -> Any:
-    from rarity_score.features.errors import require
-
     return require(module, what="extracting image features")
 
 
@@ -768,9 +669,3 @@ def _is_feature_array(source: Any) -> bool:
     """A 2-D numpy array or torch tensor: features, since image batches have 3 or 4 axes."""
     shape = getattr(source, "shape", None)
     return shape is not None and hasattr(source, "dtype") and len(shape) == 2
-
-
-def _check_positive(**values: int) -> None:
-    for name, value in values.items():
-        if not (isinstance(value, int) and value >= 1) or isinstance(value, bool):
-            raise ValueError(f"{name} must be a positive whole number, got {value!r}")

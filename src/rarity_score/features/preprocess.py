@@ -14,7 +14,18 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGENET_MEAN", "IMAGENET_STD", "ImagePreprocess"]
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_PREPROCESS",
+    "CLIP_STD",
+    "DINOV2_PREPROCESS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INCEPTION_PREPROCESS",
+    "VGG_PREPROCESS",
+    "ImagePreprocess",
+    "efficientnet_preprocess",
+]
 
 #: torchvision's ImageNet statistics (what its classification weights were trained with).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -115,3 +126,28 @@ class ImagePreprocess:
         mean = torch.tensor(self.mean, dtype=torch.float32).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=torch.float32).view(-1, 1, 1)
         return x.sub_(mean).div_(std)
+
+
+# ------------------------------------------------- the built-in extractors' recipes
+
+#: The paper's preprocessing: PIL bicubic straight to 224x224, ImageNet statistics.
+VGG_PREPROCESS = ImagePreprocess(224, IMAGENET_MEAN, IMAGENET_STD, normalisation="ImageNet")
+#: Same recipe at Inception-V3's 299x299.
+INCEPTION_PREPROCESS = ImagePreprocess(299, IMAGENET_MEAN, IMAGENET_STD, normalisation="ImageNet")
+#: open_clip's evaluation transform for the OpenAI weights (shorter side 224, centre crop).
+CLIP_PREPROCESS = ImagePreprocess(
+    224, CLIP_MEAN, CLIP_STD, resize_to=224, normalisation="OpenAI CLIP"
+)
+#: The DINOv2 image processor's recipe (shorter side 256, centre crop 224 with floored offsets,
+#: ImageNet statistics).
+DINOV2_PREPROCESS = ImagePreprocess(
+    224, IMAGENET_MEAN, IMAGENET_STD, resize_to=256, normalisation="ImageNet", floor_crop=True
+)
+
+
+def efficientnet_preprocess(size: int = 224) -> ImagePreprocess:
+    """EfficientNet-Lite's input: ``(v - 127) / 128`` on 0-255 values, i.e. mean 127/255 and
+    std 128/255 in [0, 1] units (TF's ``MEAN_RGB`` / ``STDDEV_RGB`` for the Lite models)."""
+    return ImagePreprocess(
+        size, (127 / 255,) * 3, (128 / 255,) * 3, normalisation="EfficientNet-Lite (v - 127) / 128"
+    )

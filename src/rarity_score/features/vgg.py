@@ -15,8 +15,9 @@ from typing import cast
 import torch
 from torch import nn
 
-from rarity_score.features import registry
 from rarity_score.features.base import TorchExtractor
+from rarity_score.features.info import VGG16_FC2
+from rarity_score.features.preprocess import VGG_PREPROCESS
 from rarity_score.features.weights import (
     Checkpoint,
     load_into,
@@ -27,7 +28,7 @@ from rarity_score.features.weights import (
 
 __all__ = ["CHECKPOINT", "Fc2", "build", "from_model"]
 
-NAME = "vgg16-fc2"
+NAME = VGG16_FC2.name
 
 #: torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (written out so that listing and the offline
 #: message need no torchvision import; a test checks it against torchvision's own entry).
@@ -55,9 +56,9 @@ class Fc2(nn.Module):
 def from_model(vgg: nn.Module, *, weights_id: str, device: str = "cpu") -> TorchExtractor:
     """Wrap a torchvision VGG16 (any weights, e.g. random ones in tests) as ``vgg16-fc2``."""
     return TorchExtractor(
-        registry.info(NAME),
+        VGG16_FC2,
         Fc2(vgg),
-        registry.VGG_PREPROCESS,
+        VGG_PREPROCESS,
         weights_id=weights_id,
         device=device,
     )

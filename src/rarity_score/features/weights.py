@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rarity_score.features.errors import WeightsUnavailable
+from rarity_score._errors import WeightsUnavailable
 
 if TYPE_CHECKING:
     import torch

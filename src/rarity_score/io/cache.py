@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from rarity_score._version import __version__
 from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -202,8 +203,6 @@ class FeatureCache:
                 skipped_reasons=_str_array(result.reasons),
             ),
         )
-        from rarity_score import __version__
-
         record: dict[str, Any] = {
             "format": "rarity-score/feature-cache",
             "format_version": CACHE_FORMAT_VERSION,

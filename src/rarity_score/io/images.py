@@ -73,6 +73,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Union, overload
 
 import numpy as np
 
+from rarity_score._errors import MissingDependency
 from rarity_score.io.features import FEATURE_SUFFIXES, split_key
 from rarity_score.io.run_record import FORMAT as RESULTS_FORMAT
 
@@ -1302,9 +1303,6 @@ def _pil() -> Any:
     try:
         from PIL import Image
     except ImportError as error:
-        # Imported here, not at the top: the features package imports this module.
-        from rarity_score.features.errors import MissingDependency
-
         raise MissingDependency(
             "loading images needs pillow: pip install 'rarity-score[images]'"
         ) from error

@@ -42,7 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from rarity_score import defaults
-from rarity_score.io.atomic import atomic_write_text, write_error
+from rarity_score.io.atomic import (
+    StorageFullError,
+    atomic_write_text,
+    is_machine_failure,
+    write_error,
+)
 from rarity_score.io.names import printable, shorten
 
 __all__ = [
@@ -52,7 +57,9 @@ __all__ = [
     "describe_foreign",
     "foreign_entries",
     "journal_dir",
+    "publish_folder",
     "read_manifest",
+    "record_files",
     "remove_empty_folders",
     "remove_verified",
     "replace_folder",
@@ -119,10 +126,10 @@ def record_files(
     *,
     own: tuple[str, ...] = ("run.json",),
     part: Callable[[str], bool] | None = None,
-) -> None:
+) -> dict[str, Any]:
     """Write the list of the files of ``folder`` into its ``run.json["files"]``, last: what a
-    later run may replace. With ``part``, only the entries it accepts are listed anew (a
-    rebuilt report); the others stay as they were listed."""
+    later run may replace; return that list. With ``part``, only the entries it accepts are
+    listed anew (a rebuilt report); the others stay as they were listed."""
     path = Path(folder) / "run.json"
     run = json.loads(path.read_text(encoding="utf-8"))
     written = build_manifest(folder, own=own)
@@ -134,6 +141,7 @@ def record_files(
         files.update({rel: entry for rel, entry in written.items() if part(rel)})
     run["files"] = files
     atomic_write_text(path, json.dumps(run, indent=2, allow_nan=False) + "\n")
+    return files
 
 
 def remove_empty_folders(folder: str | os.PathLike[str]) -> None:
@@ -503,3 +511,40 @@ def _check_replaceable(
             f"write or that changed since ({describe_foreign(foreign)}); move them elsewhere "
             "or give a new folder"
         )
+
+
+def publish_folder(
+    target: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    *,
+    manifest: Callable[[], Manifest | None],
+    own: tuple[str, ...] = (),
+    refuse: str = "cannot replace",
+) -> None:
+    """Publish a folder as a whole: ``write(staging)`` fills a journaled staging folder beside
+    ``target``, which then replaces ``target`` (:func:`replace_folder`) with the files
+    ``manifest()`` lists, asked for right before the swap (a folder can change while the run
+    works). The results directory and the report's rebuild both publish through here.
+
+    A write error names ``target``, never the staging folder (a full disk stays a
+    :class:`~rarity_score.io.atomic.StorageFullError`). ``target`` may be ``"."``: the folder
+    is renamed as a whole.
+    """
+    place = Path(os.path.abspath(target))
+    with staging_folder(place.parent, place.name, shown=target) as staging:
+        try:
+            write(staging)
+            remove_empty_folders(staging)  # a staging folder: all ours
+            replace_folder(staging, place, manifest(), own=own, refuse=refuse)
+        except OSError as error:
+            raise _renamed(error, staging, Path(target)) from error
+
+
+def _renamed(error: OSError, staging: Path, target: Path) -> OSError:
+    """``error`` with the staging folder's path replaced by the target's."""
+    text = str(error).replace(os.fspath(staging), os.fspath(target))
+    if os.fspath(target) not in text:
+        return write_error(target, error)
+    out = StorageFullError(text) if is_machine_failure(error) else OSError(text)
+    out.errno = error.errno
+    return out

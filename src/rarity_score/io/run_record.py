@@ -1,11 +1,11 @@
 """Reading a results directory's own description (``run.json``, ``summary.json``) as untrusted
 input: a results directory may come from someone else.
 
-Every reader of the package (``compare.read_run`` / ``read_summary``, the report) goes through
-:func:`read_run_record` and :func:`validate_summary`, so that a damaged or edited file gives one
-line naming the file and the field (a :class:`ValueError`), never a ``KeyError`` deep inside a
-command. The record is validated for what the package reads (required keys and their types);
-keys it does not know are kept as they are, so newer writers may add some.
+The reader of the format (:mod:`rarity_score.results_dir`, which the report reads through)
+goes through :func:`read_run_record` and :func:`validate_summary`, so that a damaged or edited
+file gives one line naming the file and the field (a :class:`ValueError`), never a ``KeyError``
+deep inside a command. The record is validated for what the package reads (required keys and
+their types); keys it does not know are kept as they are, so newer writers may add some.
 
 - JSON is parsed strictly: ``NaN`` / ``Infinity`` are not JSON and are refused, and so is a
   document nested too deeply to parse.
@@ -27,12 +27,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 __all__ = [
+    "COMPARABILITY",
     "FORMAT",
     "FORMAT_VERSION",
     "IMAGE_KINDS",
     "METHODS",
-    "SUMMARY_COLUMNS",
     "inside",
+    "notes",
     "read_json",
     "read_run_record",
     "validate_run",
@@ -54,25 +55,32 @@ METHODS: dict[str, str] = {
 #: Input kinds whose images can be opened again from ``source``.
 IMAGE_KINDS = ("folder", "archive", "list", "image")
 
-#: Columns of ``summary.csv`` (and keys of each row of ``summary.json``), in order.
-SUMMARY_COLUMNS: tuple[str, ...] = (
-    "name",
-    "n",
-    "n_in_manifold",
-    "fraction_in_manifold",
-    "n_out_of_manifold",
-    "rarity_mean",
-    "rarity_median",
-    "rarity_q10",
-    "rarity_q90",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
+#: What every output that holds scores says of them: the one text of the comparability note
+#: (``run.json``, the JSON of ``rarity score``, the printed tables, ``--help``, the report).
+COMPARABILITY = (
+    "Rarity scores are distances in feature space: they are comparable only between runs that "
+    "use the same feature extractor, the same real reference set and the same k."
 )
 
-#: Summary columns holding a number (or null), as the writer saves them.
-_SUMMARY_NUMBERS = SUMMARY_COLUMNS[1:]
+_NOTES: dict[str, str] = {
+    "rarity": (
+        "a sample outside every k-NN sphere of its reference has no rarity score (NaN in .npz, "
+        "empty in CSV, null in JSON) and is counted as out of the manifold; rarity statistics "
+        "are over in-manifold samples only"
+    ),
+    "comparability": COMPARABILITY,
+    "leave-one-out": (
+        "each sample of a set is scored against the k-NN spheres of the other samples of the "
+        "same set (its own sphere left out; the other samples' radii are those of the full set)"
+    ),
+}
+
+
+def notes(*, leave_one_out: bool) -> dict[str, str]:
+    """``run.json["notes"]``: the conventions of the record in words; the leave-one-out note
+    where the run scored some set against its own manifold (the real set's reference curve, or
+    every dataset)."""
+    return {key: text for key, text in _NOTES.items() if key != "leave-one-out" or leave_one_out}
 
 
 # ---------------------------------------------------------------------- files
@@ -302,7 +310,9 @@ def validate_run(run: Any, where: str) -> dict[str, Any]:
         if real is None:
             raise top.fail("real", f"an object in {mode} mode")
         record["real"] = _input(where, "real", real, False)
-    record["real_has_images"] = top.boolean("real_has_images", False)
+    # Derivable from the real set's entry, so no longer written; an older record's value wins.
+    derived = bool(record["real"] and record["real"]["has_images"])
+    record["real_has_images"] = top.boolean("real_has_images", derived)
     return record
 
 
@@ -319,7 +329,8 @@ def _input(where: str, prefix: str, entry: Any, is_set: bool) -> dict[str, Any]:
         out[key] = fields.string(key)
     out["n"] = fields.integer("n")
     out["n_skipped"] = fields.integer("n_skipped") or 0
-    out["has_images"] = fields.boolean("has_images", False)
+    # Not recorded (an older or hand-written record): images when the kind is one of images.
+    out["has_images"] = fields.boolean("has_images", out["kind"] in IMAGE_KINDS)
     skipped = entry.get("skipped")
     if skipped is not None:
         if not isinstance(skipped, list):
@@ -333,18 +344,22 @@ def _input(where: str, prefix: str, entry: Any, is_set: bool) -> dict[str, Any]:
 
 
 def validate_summary(
-    rows: Any, where: str, names: Sequence[str] | None = None
+    rows: Any,
+    where: str,
+    names: Sequence[str] | None = None,
+    *,
+    numbers: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Check the rows of ``summary.json``: a list of objects, each with a string ``name`` and a
-    number or null in every numeric column; with ``names`` (the sets of ``run.json``, in order)
-    the rows must be those sets. Returns ``rows``; ValueError (one line naming ``where``)
-    otherwise."""
+    number or null in every numeric column (``numbers``, the per-set values the reader knows;
+    None: every other key); with ``names`` (the sets of ``run.json``, in order) the rows must be
+    those sets. Returns ``rows``; ValueError (one line naming ``where``) otherwise."""
     if not isinstance(rows, list):
         raise ValueError(f"{where}: must hold a list of rows, not {_json_type(rows)}")
     for i, row in enumerate(rows):
         fields = _Fields(where, f"[{i}]", row)
         fields.string("name", required=True)
-        for key in _SUMMARY_NUMBERS:
+        for key in [key for key in row if key != "name"] if numbers is None else numbers:
             value = row.get(key)
             if value is None:
                 continue

@@ -15,6 +15,16 @@ import numpy as np
 
 from rarity_score.engine.exact import EXTRA_CANDIDATES, Smallest
 from rarity_score.engine.points import PointSet
+from rarity_score.metrics.base import (
+    Column,
+    Computed,
+    Finished,
+    Metric,
+    ReducerSpec,
+    SetValue,
+    SweepContext,
+    scalar,
+)
 
 
 def participating(sorted_radii: np.ndarray) -> tuple[int, int]:
@@ -47,3 +57,62 @@ class Realism(Smallest):
         scaled_ratio, _ = self.finalize(fake, real, 1)
         with np.errstate(divide="ignore"):
             return 1.0 / np.sqrt(scaled_ratio / self.weight_scale)
+
+
+REALISM_SEARCH = ReducerSpec(
+    name="realism",
+    make=lambda context: Realism(len(context.fake), context.real, context.sorted_radii),
+    finish=lambda reducer, context: {"realism": reducer.result(context.real, context.fake)},
+)
+
+
+def _compute(finished: Finished, context: SweepContext) -> tuple[dict[str, np.ndarray], None]:
+    return {"realism": finished["realism"]}, None
+
+
+def _summarize(computed: Computed) -> dict[str, object] | None:
+    if "realism" not in computed.columns:
+        return None
+    realism = np.asarray(computed.columns["realism"], dtype=np.float64)
+    finite = realism[np.isfinite(realism)]
+    return {
+        "n_finite": int(finite.size),
+        "n_infinite": int(np.isposinf(realism).sum()),
+        "mean": scalar(finite.mean()) if finite.size else None,
+        "median": scalar(np.median(finite)) if finite.size else None,
+    }
+
+
+REALISM = Metric(
+    name="realism",
+    description="max over the smaller half of the real spheres of radius / distance",
+    reducers=(REALISM_SEARCH,),
+    compute=_compute,
+    columns=(
+        Column(
+            "realism",
+            "realism",
+            "float",
+            "realism score: max of rad_k(r) / d(r, g) over real spheres up to the median radius",
+            may_be_infinite=True,
+        ),
+    ),
+    # Printed in the summary of one set only: neither the summary files nor the table comparing
+    # sets have held realism.
+    values=(
+        SetValue("realism_mean", "realism mean", ("realism", "mean"), in_table=False, in_row=False),
+        SetValue(
+            "realism_median", "realism median", ("realism", "median"), in_table=False, in_row=False
+        ),
+        SetValue(
+            "realism_infinite",
+            "realism infinite",
+            ("realism", "n_infinite"),
+            "count",
+            text_when_zero=False,
+            in_table=False,
+            in_row=False,
+        ),
+    ),
+    summarize=_summarize,
+)

@@ -23,27 +23,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rarity_score.compare import SUMMARY_COLUMNS
-from rarity_score.features.errors import MissingDependency
+from rarity_score._version import __version__
 from rarity_score.io import publish
-from rarity_score.io.atomic import (
-    atomic_write_bytes,
-    is_machine_failure,
-    write_error,
-)
+from rarity_score.io.atomic import atomic_write_bytes, is_machine_failure, write_error
 from rarity_score.io.names import printable, shorten
-from rarity_score.report.load import (
-    ReportError,
-    Results,
-    SetResult,
-    load_results,
-)
-from rarity_score.report.plots import histogram_png
+from rarity_score.io.run_record import COMPARABILITY
+from rarity_score.report.load import ReportError, Results, SetResult, load_results
+from rarity_score.report.plots import histogram_png, require_matplotlib
 from rarity_score.report.thumbnails import ImageOrigin, Thumb, ThumbnailMaker
+from rarity_score.results_dir import value_text
+
+if TYPE_CHECKING:
+    from rarity_score.metrics.base import Column, Gallery
 
 __all__ = ["build_report"]
 
@@ -52,22 +47,6 @@ logger = logging.getLogger(__name__)
 _STATIC_FILES = ("report.css", "report.js")
 _REAL_GROUP = "real"  # thumbs/real/ holds the real set's thumbnails (set slugs get "set-")
 _OUT_SAMPLE_SEED = 0  # the out-of-manifold sample is the same on every rebuild
-
-_SUMMARY_HEADINGS: dict[str, str] = {
-    "name": "set",
-    "n": "n",
-    "n_in_manifold": "in manifold",
-    "fraction_in_manifold": "fraction in",
-    "n_out_of_manifold": "out of manifold",
-    "rarity_mean": "rarity mean",
-    "rarity_median": "median",
-    "rarity_q10": "10th pct",
-    "rarity_q90": "90th pct",
-    "precision": "precision",
-    "recall": "recall",
-    "density": "density",
-    "coverage": "coverage",
-}
 
 
 def build_report(
@@ -80,9 +59,11 @@ def build_report(
     """Build ``RESULTS_DIR/report/`` from a saved results directory; return its ``index.html``.
 
     Reads only what the directory holds (``run.json``, the summary, the per-set arrays, the
-    leave-one-out reference) and the images its sources point to, for thumbnails of the shown
-    images. Also writes ``RESULTS_DIR/histogram.png``. The report folder is built beside the old
-    one and swapped in when complete, so a reader never sees half a report.
+    leave-one-out reference; through :func:`rarity_score.results_dir.load_results`) and the
+    images its sources point to, for thumbnails of the shown images. Also writes
+    ``RESULTS_DIR/histogram.png`` (the one histogram: the report embeds a copy). The report
+    folder is built beside the old one and swapped in when complete, so a reader never sees
+    half a report.
 
     Args:
         results_dir: a results directory as written by ``rarity compare`` / ``rarity datasets``.
@@ -92,28 +73,32 @@ def build_report(
 
     Raises:
         ReportError: the directory is not a readable results directory, or cannot be written.
+        MissingDependency: matplotlib (for the histogram) is not installed; an ImportError,
+            raised before anything is written.
     """
     if gallery_size < 0 or out_of_manifold_sample < 0 or page_size < 1:
         raise ValueError("gallery_size and out_of_manifold_sample must be >= 0, page_size >= 1")
     results = load_results(results_dir)
+    require_matplotlib()  # the histogram is part of the report: nothing is built without it
     root = results.root
     publish.clean_stale()  # what a killed run (or rebuild) left beside it
     manifest = _check_replaceable(results)
+
+    def write(staging: Path) -> None:
+        png = _write_report(
+            results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
+        )
+        atomic_write_bytes(root / "histogram.png", png)
+
     # Built in a journaled staging folder (a killed rebuild leaves nothing the next run does not
     # clean) and swapped in whole; the old report/ is deleted only file by file as verified.
     try:
-        with publish.staging_folder(root, "report", shown=root / "report") as staging:
-            png = _write_report(
-                results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
-            )
-            if png is not None:
-                atomic_write_bytes(root / "histogram.png", png)
-            publish.replace_folder(
-                staging,
-                root / "report",
-                _report_part(manifest),
-                refuse="cannot rebuild the report in",
-            )
+        publish.publish_folder(
+            root / "report",
+            write,
+            manifest=lambda: _report_part(manifest),
+            refuse="cannot rebuild the report in",
+        )
         publish.record_files(root, part=_is_report_file)  # the old report's entries replaced
     except OSError as error:
         if is_machine_failure(error):  # the machine, not the input (exit 1)
@@ -169,27 +154,20 @@ def _is_report_file(rel: str) -> bool:
 
 def _write_report(
     results: Results, folder: Path, gallery_size: int, out_sample: int, page_size: int
-) -> bytes | None:
-    """Write every file of the report into ``folder``; return the histogram PNG (or None)."""
+) -> bytes:
+    """Write every file of the report into ``folder``; return the histogram PNG."""
     static = resources.files("rarity_score.report") / "static"
     for name in _STATIC_FILES:
         (folder / name).write_bytes((static / name).read_bytes())
 
-    png: bytes | None = None
-    try:
-        png = histogram_png(results)
-    except MissingDependency as error:
-        # The rest of the report is still useful; say what is missing where the plot would be.
-        logger.warning("report without histogram: %s", error)
-        histogram = f'  <p class="note warning">No histogram: {_e(str(error))}.</p>'
-    else:
-        (folder / "histogram.png").write_bytes(png)
-        histogram = (
-            '  <figure class="histogram"><img src="histogram.png" id="histogram-img" '
-            'alt="Overlaid rarity histograms of all sets"><figcaption>'
-            f"{_e(_histogram_caption(results))} Also saved as <code>histogram.png</code> in the "
-            "results directory.</figcaption></figure>"
-        )
+    png = histogram_png(results)
+    (folder / "histogram.png").write_bytes(png)
+    histogram = (
+        '  <figure class="histogram"><img src="histogram.png" id="histogram-img" '
+        'alt="Overlaid rarity histograms of all sets"><figcaption>'
+        f"{_e(_histogram_caption(results))} Also saved as <code>histogram.png</code> in the "
+        "results directory.</figcaption></figure>"
+    )
 
     thumbs = ThumbnailMaker(folder)
     plans = [
@@ -235,11 +213,13 @@ def _write_report(
         title=_e(_title(results)),
         lede=_e(_lede(results)),
         settings=_render_settings(results),
-        summary_head="".join(
-            f'<th scope="col" data-col="{key}">{_e(_SUMMARY_HEADINGS[key])}</th>'
-            for key in SUMMARY_COLUMNS
+        summary_head='<th scope="col" data-col="name">set</th>'
+        + "".join(
+            f'<th scope="col" data-col="{_e(value.key)}">{_e(value.heading)}</th>'
+            for value in results.values
         ),
         summary_rows=_render_summary(results),
+        comparability=_e(COMPARABILITY),
         histogram=histogram,
         gallery_note=_e(_gallery_note(results)),
         galleries=galleries,
@@ -265,8 +245,6 @@ def _template(name: str) -> Template:
 
 
 def _package_version() -> str:
-    from rarity_score import __version__
-
     return __version__
 
 
@@ -433,16 +411,13 @@ def _describe_source(entry: Mapping[str, Any]) -> str:
 def _render_summary(results: Results) -> str:
     lines = []
     for row in results.summary:
-        cells = []
-        for key in SUMMARY_COLUMNS:
-            value = row.get(key)
-            if key == "name":
-                cells.append(f'<th scope="row">{_e(value if value is not None else "")}</th>')
-                continue
-            if key == "fraction_in_manifold" and isinstance(value, (int, float)):
-                text = f"{100 * value:.1f} %"
-            else:
-                text = _number(value)
+        name = row.get("name")
+        cells = [f'<th scope="row">{_e(name if name is not None else "")}</th>']
+        for spec in results.values:
+            value = row.get(spec.key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                value = None  # validated when read from summary.json; summary.csv may hold text
+            text = value_text(value, spec, missing="—", grouping=True)
             title = ' title="not applicable"' if value is None else ""
             cells.append(f'<td class="num"{title}>{_e(text)}</td>')
         lines.append("      <tr>" + "".join(cells) + "</tr>")
@@ -495,6 +470,10 @@ def _plan_galleries(
             sample,
         ),
     ]
+    plan += [
+        _declared_gallery(item, gallery, position, size)
+        for position, gallery in enumerate(results.galleries(item))
+    ]
     group = f"set-{item.slug}"
     origin = _origin(item)
     ref_source, ref_group = _reference(results, item)
@@ -508,6 +487,20 @@ def _plan_galleries(
                 if 0 <= index < len(ref_names) and ref_names[index]:
                     thumbs.request(ref_group, ref_source, ref_names[index], index)
     return plan
+
+
+def _declared_gallery(
+    item: SetResult, gallery: Gallery, position: int, size: int
+) -> tuple[str, str, str, list[int]]:
+    """A gallery a metric declares: the samples whose ``column`` equals ``value``, in increasing
+    ``order_by`` (missing values last, ties in row order), the first ``size`` of them."""
+    flagged = np.flatnonzero(item.columns[gallery.column] == gallery.value)
+    if gallery.order_by is not None:
+        keys = np.asarray(item.columns[gallery.order_by], dtype=np.float64)[flagged]
+        flagged = flagged[np.argsort(np.where(np.isnan(keys), np.inf, keys), kind="stable")]
+    rows = flagged[:size].tolist()
+    counts = f"{gallery.caption} · {len(rows)} of {flagged.size:,}"
+    return f"declared-{position}", gallery.title, counts, rows
 
 
 def _origin(item: SetResult) -> ImageOrigin:
@@ -601,13 +594,19 @@ def _render_card(results: Results, item: SetResult, row: int, thumbs: ThumbnailM
             thumb = thumbs.get(thumbs.request(ref_group, ref_source, name, index))
             slots.append(_slot(thumb, role, role_class, label))
 
-    values = [("rarity", _number(float(item.rarity[row]), 5) if inside else "out of manifold")]
-    if item.nearest_real_distance is not None:
-        values.append(("nearest distance", _number(float(item.nearest_real_distance[row]), 5)))
-    if item.realism is not None and not math.isnan(float(item.realism[row])):
-        values.append(("realism", _number(float(item.realism[row]), 5)))
-    if item.sphere_count is not None:
-        values.append(("spheres holding it", _number(int(item.sphere_count[row]))))
+    values = []
+    for column in results.columns:  # each value of the sample (neighbours are the slots)
+        array = item.columns.get(column.name)
+        if array is None or column.kind == "index" or column.name == "in_manifold":
+            continue
+        if column.only_in_manifold and not inside:
+            values.append((column.heading, "out of manifold"))
+        elif column.kind == "bool":
+            values.append((column.heading, "yes" if array[row] else "no"))
+        elif column.kind == "float" and not math.isnan(float(array[row])):
+            values.append((column.heading, _number(float(array[row]), 5)))
+        elif column.kind == "int":
+            values.append((column.heading, _number(int(array[row]))))
     values.append(("row", str(row)))
     return (
         _template("card.html")
@@ -645,9 +644,7 @@ def _write_js(path: Path, text: str) -> None:
 
 
 def _js_strings(values: Sequence[str]) -> str:
-    # JSON strings are JavaScript strings; "<" is escaped too so that the text stays inert even
-    # if someone pastes it into an inline <script>.
-    return json.dumps(list(values), ensure_ascii=True).replace("<", "\\u003c")
+    return _js_json(list(values))
 
 
 def _js_floats(values: np.ndarray) -> str:
@@ -667,24 +664,31 @@ def _js_ints(values: Iterable[int]) -> str:
     return "[" + ",".join(str(int(value)) for value in values) + "]"
 
 
+#: How the page's table shows and sorts each kind of column.
+_JS_KINDS = {"float": "float", "int": "int", "bool": "flag", "index": "ref"}
+
+
 def _set_data_js(results: Results, item: SetResult) -> str:
-    columns: dict[str, str] = {
-        "name": _js_strings(item.names),
-        "in_manifold": _js_ints(item.in_manifold.astype(np.int8).tolist()),
-        "rarity": _js_floats(np.where(item.in_manifold, item.rarity, np.nan)),
-    }
-    if item.nearest_real_distance is not None:
-        columns["nearest_real_distance"] = _js_floats(item.nearest_real_distance)
-    if item.realism is not None and not np.isnan(item.realism).all():
-        columns["realism"] = _js_floats(item.realism)
-    if item.sphere_count is not None:
-        columns["sphere_count"] = _js_ints(item.sphere_count.tolist())
-    if item.sphere_index is not None:
-        columns["sphere_index"] = _js_ints(
-            np.where(item.in_manifold, item.sphere_index, -1).tolist()
-        )
-    if item.nearest_real_index is not None:
-        columns["nearest_real_index"] = _js_ints(item.nearest_real_index.tolist())
+    """One set's data file: its rows by column, and the table's columns (key, heading, kind;
+    an index column is shown as the name of the row it points at), from the declarations."""
+    inside = item.in_manifold
+    columns: dict[str, str] = {"name": _js_strings(item.names)}
+    table: list[dict[str, str]] = []
+    for column in results.columns:
+        values = item.columns.get(column.name)
+        if values is None:
+            continue
+        if column.kind == "float":
+            shown = np.where(inside, values, np.nan) if column.only_in_manifold else values
+            if np.isnan(shown).all():
+                continue  # nothing to show (realism in a leave-one-out run)
+            columns[column.name] = _js_floats(shown)
+        elif column.kind == "bool":
+            columns[column.name] = _js_ints(values.astype(np.int8).tolist())
+        else:
+            shown = np.where(inside, values, -1) if column.only_in_manifold else values
+            columns[column.name] = _js_ints(shown.tolist())
+        table.append(_table_column(results, column))
     reference = "self" if results.datasets_mode else ("real" if results.real_names else "none")
     body = ",\n".join(f"{json.dumps(key)}: {value}" for key, value in columns.items())
     slug = json.dumps(item.slug)
@@ -692,5 +696,23 @@ def _set_data_js(results: Results, item: SetResult) -> str:
         "// Per-image rows of one set, for the report's table (loaded on demand).\n"
         "window.RARITY_REPORT_DATA = window.RARITY_REPORT_DATA || {};\n"
         f"window.RARITY_REPORT_DATA[{slug}] = {{\n"
-        f'"n": {item.n}, "reference": {json.dumps(reference)}, "columns": {{\n{body}\n}}}};\n'
+        f'"n": {item.n}, "reference": {json.dumps(reference)}, '
+        f'"table": {_js_json(table)}, "columns": {{\n{body}\n}}}};\n'
     )
+
+
+def _table_column(results: Results, column: Column) -> dict[str, str]:
+    """The page's description of one column of the table."""
+    heading = column.heading
+    if column.kind != "index":
+        return {"key": column.name, "label": heading, "kind": _JS_KINDS[column.kind]}
+    if results.datasets_mode:  # the rows pointed at are other samples of the same dataset
+        heading = heading.replace("real", "other")
+    key = column.names_column or f"{column.name}_name"
+    return {"key": key, "label": heading, "kind": "ref", "from": column.name}
+
+
+def _js_json(value: Any) -> str:
+    # JSON is JavaScript; "<" is escaped too so that the text stays inert even if someone pastes
+    # it into an inline <script>.
+    return json.dumps(value, ensure_ascii=True).replace("<", "\\u003c")

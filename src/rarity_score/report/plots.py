@@ -11,16 +11,17 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from rarity_score.features.errors import require
+from rarity_score._errors import require
 from rarity_score.io.atomic import atomic_write_bytes
 from rarity_score.io.names import printable, shorten
-from rarity_score.report.load import Results, load_results
+from rarity_score.results_dir import Results, load_results
 
-__all__ = ["histogram_png", "plot_histograms"]
+__all__ = ["histogram_png", "plot_histograms", "require_matplotlib"]
 
 _MAX_BINS = 60
 
@@ -31,13 +32,21 @@ def plot_histograms(results_dir: str | os.PathLike[str], out_png: str | os.PathL
     The file is written atomically; its folder must exist. Raises
     :class:`~rarity_score.features.MissingDependency` when matplotlib is not installed and
     :class:`~rarity_score.report.ReportError` when the results directory cannot be read.
+    :func:`~rarity_score.report.build_report` draws the report's own copy through
+    :func:`histogram_png`.
     """
     return atomic_write_bytes(out_png, histogram_png(load_results(results_dir)))
 
 
+def require_matplotlib() -> ModuleType:
+    """matplotlib, or :class:`~rarity_score.features.MissingDependency` saying how to install
+    it: what the histogram (and so the report) needs."""
+    return require("matplotlib", what="the rarity histogram", extra="report")
+
+
 def histogram_png(results: Results) -> bytes:
     """The PNG bytes of the overlaid histograms of a loaded results directory."""
-    matplotlib = require("matplotlib", what="the rarity histogram", extra="report")
+    matplotlib = require_matplotlib()
     # Agg draws without a display, whatever backend the user configured for interactive use.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

