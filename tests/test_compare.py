@@ -135,8 +135,8 @@ def test_per_sample_rows_line_up_with_names(files, tmp_path):
     rows = _rows(out / "sets" / "psi_0.7.csv")
     assert list(rows[0]) == [
         "index", "name", "in_manifold", "rarity", "sphere_index", "sphere_count",
-        "nearest_real_index", "nearest_real_distance", "realism", "sphere_name",
-        "nearest_real_name",
+        "nearest_real_index", "nearest_real_distance", "realism", "authentic",
+        "authenticity_ratio", "sphere_name", "nearest_real_name",
     ]  # fmt: skip
     assert [row["name"] for row in rows] == fake_names
     assert 0 < expected.in_manifold.sum() < len(fake_names)  # both kinds of rows are checked

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from rarity_score.metrics.authenticity import AUTHENTICITY
 from rarity_score.metrics.base import Column, Gallery, Metric, ReducerSpec, SetValue
 from rarity_score.metrics.coverage import COVERAGE
 from rarity_score.metrics.density import DENSITY
@@ -53,6 +54,7 @@ REGISTRY: tuple[Metric, ...] = (
     COVERAGE,
     REALISM,
     NEAREST,
+    AUTHENTICITY,
 )
 
 
