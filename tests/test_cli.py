@@ -80,15 +80,22 @@ def test_score_options_reach_the_engine(capsys, files, tmp_path):
     code, _, err = run_cli(
         capsys,
         "score",
-        "--real", real,
-        "--fake", fake,
-        "-k", "5",
-        "--metrics", "rarity,precision",
-        "--backend", "numpy",
-        "--memory-budget", "1",
-        "--out", out_csv,
+        "--real",
+        real,
+        "--fake",
+        fake,
+        "-k",
+        "5",
+        "--metrics",
+        "rarity,precision",
+        "--backend",
+        "numpy",
+        "--memory-budget",
+        "1",
+        "--out",
+        out_csv,
         "--quiet",
-    )  # fmt: skip
+    )
     assert code == 0, err
     with open(out_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -293,3 +300,208 @@ def test_machine_failures_are_one_line_not_tracebacks(monkeypatch, capsys, tmp_p
     assert code == 1
     assert "Traceback" not in err and "out of memory" in err
     assert len([line for line in err.splitlines() if line.strip()]) == 1
+
+
+# ---------------------------------------------------------------------- option values, progress
+
+
+def _captured_options(monkeypatch, capsys, *argv):
+    """Run ``rarity score`` with ``argv`` and return the options it passed to the API."""
+    import rarity_score.compare
+
+    seen = {}
+    real_score = rarity_score.compare.score
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(rarity_score.compare, "score", spy)
+    code, _, err = run_cli(capsys, "score", *argv)
+    assert code == 0, err
+    return seen
+
+
+def test_option_values_are_the_option_classes_defaults(monkeypatch, capsys, files):
+    from rarity_score import defaults
+    from rarity_score.options import EngineOptions, ExtractionOptions
+
+    real, fake = files
+    seen = _captured_options(monkeypatch, capsys, "--real", real, "--fake", fake)
+    assert seen["extraction"] == ExtractionOptions(progress=True)
+    assert seen["engine"] == EngineOptions(progress=True)
+    assert seen["k"] == defaults.K and seen["metrics"] is None
+    seen = _captured_options(
+        monkeypatch,
+        capsys,
+        "--real",
+        real,
+        "--fake",
+        fake,
+        "-q",
+        "--backend",
+        "numpy",
+        "--memory-budget",
+        "2",
+        "--batch-size",
+        "7",
+        "--no-cache",
+        "--metrics",
+        "rarity",
+    )
+    assert seen["extraction"] == ExtractionOptions(batch_size=7, cache_dir=False, progress=False)
+    assert seen["engine"] == EngineOptions(backend="numpy", memory_budget=2 * 2**20)
+
+
+def test_the_demo_takes_the_same_declared_options(monkeypatch, capsys, tmp_path):
+    # One declaration of --batch-size, --workers and -k: the demo's defaults are the package's.
+    import rarity_score.demo
+    from rarity_score import defaults
+    from rarity_score.cli.parser import build_parser
+    from rarity_score.options import EngineOptions, ExtractionOptions
+
+    parser = build_parser()
+    demo = parser.parse_args(["demo"])
+    score = parser.parse_args(["score", "--real", "r", "--fake", "f"])
+    for name in ("batch_size", "workers", "k", "cache_dir", "device"):
+        assert getattr(demo, name) == getattr(score, name), name
+    assert demo.batch_size == defaults.BATCH_SIZE == ExtractionOptions().batch_size
+
+    seen = {}
+
+    def stand_in(*args, **kwargs):
+        seen.update(kwargs)
+        raise ValueError("stand-in: stop here")
+
+    monkeypatch.setattr(rarity_score.demo, "run_demo", stand_in)
+    code, _, err = run_cli(capsys, "demo", "--out", tmp_path / "demo")
+    assert code == 2 and "stand-in: stop here" in err
+    assert seen["extraction"] == ExtractionOptions(progress=True)
+    assert seen["engine"] == EngineOptions(progress=True)  # the demo's sweeps show progress too
+    assert seen["command"][:2] == ["rarity", "demo"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (("--shard-size", "0"), ("argument --shard-size", "shard_size", "at least 1")),
+        (("--batch-size", "-3"), ("argument --batch-size", "-3")),
+        (("--input-size", "0"), ("argument --input-size",)),
+        (("-k", "0"), ("argument -k", "k must be a whole number of at least 1")),
+        (("--backend", "jax"), ("argument --backend", "jax", "auto, numpy, torch")),
+        (("--no-cache", "--cache-dir", "x"), ("--no-cache and --cache-dir",)),
+    ],
+)
+def test_a_value_is_checked_by_its_option_class_and_names_the_option(
+    capsys, files, argv, fragments
+):
+    real, fake = files
+    result = run_cli(capsys, "score", "--real", real, "--fake", fake, *argv)
+    assert_one_line_error(*result, *fragments)
+
+
+def test_a_bad_metric_is_named_once(capsys, files):
+    from rarity_score import metrics
+
+    real, fake = files
+    result = run_cli(capsys, "score", "--real", real, "--fake", fake, "--metrics", "bogus")
+    assert_one_line_error(*result, "bogus", *metrics.names())
+    assert result[2].count("--metrics") == 1  # not "argument --metrics: --metrics: ..."
+
+
+def test_demo_size_checks_name_the_option(capsys, tmp_path):
+    result = run_cli(capsys, "demo", "--out", tmp_path / "demo", "--n-real", "0")
+    assert_one_line_error(*result, "argument --n-real", "n_real must be at least 1")
+    assert not (tmp_path / "demo").exists()
+
+
+def test_metrics_help_lists_the_registry(capsys):
+    from rarity_score import metrics
+
+    code, out, _ = run_cli(capsys, "compare", "--help")
+    assert code == 0
+    listed = " ".join(out.split())
+    assert f"from: {', '.join(metrics.names())} (default: all)" in listed
+
+
+def _bars(monkeypatch, terminal: bool) -> list[str]:
+    """Record the sweep's progress bars; stderr is a terminal when ``terminal``."""
+    import rarity_score.manifold
+
+    made: list[str] = []
+    real_bar = rarity_score.manifold.progress_bar
+
+    def spy(total, description, **kwargs):
+        made.append(description)
+        return real_bar(total, description, **kwargs)
+
+    monkeypatch.setattr(rarity_score.manifold, "progress_bar", spy)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+    return made
+
+
+def test_the_sweep_shows_progress_unless_quiet_or_not_a_terminal(monkeypatch, capsys, files):
+    real, fake = files
+    made = _bars(monkeypatch, terminal=True)
+    code, _, err = run_cli(capsys, "score", "--real", real, "--fake", fake)
+    assert code == 0, err
+    assert any(description.startswith("k-NN") for description in made), made
+    made.clear()
+    code, _, err = run_cli(capsys, "score", "--real", real, "--fake", fake, "-q")
+    assert code == 0 and err == ""
+    assert made == []
+    made = _bars(monkeypatch, terminal=False)
+    code, _, err = run_cli(
+        capsys,
+        "compare",
+        "--real",
+        real,
+        "--fake",
+        f"a={fake}",
+        "--out",
+        files[0].parent / "run",
+        "--no-report",
+    )
+    assert code == 0, err
+    assert made == []
+
+
+def test_printed_tables_come_from_the_run_not_from_disk(monkeypatch, capsys, tmp_path):
+    # `rarity compare` and `rarity demo` print what the API returned: reading the results
+    # directory back (the old _print_table) fails here.
+    import rarity_score.demo
+    import rarity_score.results_dir
+    from rarity_score.compare import compare, compare_datasets
+    from rarity_score.demo import DemoResult, findings
+
+    def stand_in(out_dir, config, **kwargs):
+        out = Path(out_dir)
+        out.mkdir()
+        fakes = {"psi=1.0": FAKE, "psi=0.4": 0.5 * FAKE}
+        truncation = compare(REAL, fakes, out / "truncation", report=False)
+        datasets = compare_datasets({"A": REAL, "B": FAKE}, out / "datasets", report=False)
+        return DemoResult(
+            out_dir=out,
+            images=out / "images",
+            config=config,
+            truncation_run=truncation,
+            datasets_run=datasets,
+            findings=findings(truncation, datasets),
+        )
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the command read back what the run returned")
+
+    monkeypatch.setattr(rarity_score.demo, "run_demo", stand_in)
+    for name in ("read_run", "read_summary", "load_results"):
+        monkeypatch.setattr(rarity_score.results_dir, name, no_reading)
+    code, out, err = run_cli(capsys, "demo", "--out", tmp_path / "demo")
+    assert code == 0, err
+    for fragment in ("1. Truncation", "psi=0.4", "2. Datasets", "What the demo measured"):
+        assert fragment in out
+    np.save(tmp_path / "real.npy", REAL)
+    np.save(tmp_path / "fake.npy", FAKE)
+    argv = ["--real", tmp_path / "real.npy", "--fake", f"b={tmp_path / 'fake.npy'}"]
+    code, out, err = run_cli(capsys, "compare", *argv, "--out", tmp_path / "run", "--no-report")
+    assert code == 0, err
+    assert "Method:" in out and str(tmp_path / "run" / "summary.csv") in out

@@ -5,7 +5,6 @@ publication, and bad input refused with nothing written."""
 from __future__ import annotations
 
 import csv
-import doctest
 import json
 import logging
 import types
@@ -337,8 +336,3 @@ def test_missing_report_module_leaves_a_note(files, tmp_path, monkeypatch, caplo
         out = compare(files["real"], _fakes(files), tmp_path / "out").path
     assert "report not built" in caplog.text
     assert (out / "run.json").exists() and not (out / "report").exists()
-
-
-def test_docstring_examples():
-    result = doctest.testmod(compare_module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

@@ -141,10 +141,10 @@ def test_check_demo_dir(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["demo", "demo.data", "demo.model", "demo.findings"])
-def test_docstring_examples(name):
+def test_the_demo_modules_keep_their_examples(name):
+    # tests/test_docstrings.py runs them; this says which of the demo's modules must have some.
     module = importlib.import_module(f"rarity_score.{name}")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    assert any(test.examples for test in doctest.DocTestFinder().find(module))
 
 
 def test_defaults_come_from_the_one_table(tmp_path):

@@ -29,6 +29,7 @@ OPTIONAL = {
     "PIL",
     "tqdm",
     "matplotlib",
+    "scipy",
     "open_clip",
     "transformers",
     "huggingface_hub",

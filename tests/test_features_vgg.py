@@ -13,6 +13,7 @@ torchvision = pytest.importorskip("torchvision")
 Image = pytest.importorskip("PIL.Image")
 
 from rarity_score.features import WeightsUnavailable, get_extractor, vgg  # noqa: E402
+from rarity_score.features import weights as weights_module  # noqa: E402
 from rarity_score.features.info import FeatureExtractor  # noqa: E402
 
 
@@ -97,7 +98,7 @@ def test_build_loads_a_weights_file(
         loaded.append(file)
         return model.state_dict()
 
-    monkeypatch.setattr(vgg, "load_state_dict", fake_load)
+    monkeypatch.setattr(weights_module, "load_state_dict", fake_load)
     extractor = get_extractor("vgg16-fc2", weights=path)
     assert loaded == [path]
     assert extractor.weights_id == hashlib.sha256(b"stand-in").hexdigest()[:16]

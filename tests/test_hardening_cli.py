@@ -326,7 +326,7 @@ def test_ctrl_c_while_parsing_is_one_line(monkeypatch, capsys):
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_build_parser", interrupted)
+    monkeypatch.setattr(cli, "build_parser", interrupted)
     try:
         code = cli.main(["extractors"])
     except KeyboardInterrupt:

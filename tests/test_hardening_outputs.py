@@ -419,13 +419,3 @@ def test_write_errors_name_the_target(tmp_path, monkeypatch):
     with pytest.raises(ValueError) as refused:
         atomic.check_writable(target)
     assert str(target) in str(refused.value) and ".tmp" not in str(refused.value)
-
-
-@pytest.mark.parametrize("module_name", ["names", "atomic", "publish"])
-def test_docstring_examples(module_name):
-    import doctest
-    import importlib
-
-    module = importlib.import_module(f"rarity_score.io.{module_name}")
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0

@@ -4,7 +4,6 @@ never 0, never dropped; JSON has null, not NaN)."""
 from __future__ import annotations
 
 import csv
-import doctest
 import json
 import math
 
@@ -12,8 +11,6 @@ import numpy as np
 import pytest
 from checks import ORACLE_METRICS
 
-import rarity_score.demo as demo_module
-import rarity_score.results as results_module
 from rarity_score import Evaluation, __version__, defaults, evaluate
 from rarity_score.results import format_summary, quantile_name
 
@@ -284,16 +281,6 @@ def test_format_summary_mentions_the_conventions(full):
 def test_format_summary_asked_but_missing_metric_is_na():
     text = format_summary(_hand_made(recall=float("nan"), metrics=("rarity", "recall")).summary())
     assert "recall" in text and "n/a" in text
-
-
-# ---------------------------------------------------------------------- docs
-
-
-@pytest.mark.parametrize("module", [results_module, demo_module], ids=lambda m: m.__name__)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
-    assert result.attempted > 0
 
 
 # ---------------------------------------------------------------------- hand-made evaluations

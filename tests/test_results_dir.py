@@ -122,7 +122,9 @@ def test_a_registered_metric_reaches_every_file_and_the_report(tmp_path):
         item = loaded.sets[0]
         np.testing.assert_array_equal(item.toy_score, expected_score)
         assert [c.name for c in loaded.columns][-2:] == ["toy_flag", "toy_score"]
-        assert loaded.galleries(item) == TOY.galleries
+        # Every registered metric's galleries, in registry order: the toy's among them.
+        galleries = loaded.galleries(item)
+        assert galleries == metrics.galleries_of(metrics.names()) and TOY.galleries[0] in galleries
 
         # The report: the table's columns, the summary's heading and the gallery.
         data = (out / "report" / "data" / "set-a.js").read_text()
@@ -131,7 +133,8 @@ def test_a_registered_metric_reaches_every_file_and_the_report(tmp_path):
         assert {"key": "toy_flag", "label": "toy flag", "kind": "flag"} in table
         page = (out / "report" / "index.html").read_text()
         assert 'data-col="toy_mean">toy mean</th>' in page
-        gallery = page.split('data-gallery="declared-0"', 1)[1].split("\n  </div>", 1)[0]
+        index = galleries.index(TOY.galleries[0])
+        gallery = page.split(f'data-gallery="declared-{index}"', 1)[1].split("\n  </div>", 1)[0]
         assert "Toy picks" in gallery
         shown = [int(r) for r in re.findall(r'data-row="(\d+)"', gallery)]
         assert shown == [9, 6, 3, 0]  # the flagged samples, lowest toy score first

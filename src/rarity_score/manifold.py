@@ -137,14 +137,7 @@ class RealManifold:
             fake_radii = self._fake_radii(data, label, computed)
         if fake_radii is None:
             specs = tuple(spec for spec in specs if not spec.needs_fake_radii)
-        context = SweepContext(
-            k=self.k,
-            real=self._points,
-            fake=self._points_of(data, self._points.frame, label),
-            sorted_radii=self._sorted_radii,
-            real_nearest_distance=self._sorted_nearest,
-            fake_radii=fake_radii,
-        )
+        context = self._context(self._points_of(data, self._points.frame, label), fake_radii)
         evaluation = self._sweep(computed, specs, context, wanted)
         logger.debug(
             "evaluated %d generated samples (%s) in %.2fs",
@@ -166,18 +159,24 @@ class RealManifold:
         """
         computed = tuple(metric for metric in _metrics.REGISTRY if metric.in_leave_one_out)
         # Rows and columns are the same sorted set, so the masked diagonal is each own sphere.
-        context = SweepContext(
-            k=self.k,
-            real=self._points,
-            fake=self._points,
-            sorted_radii=self._sorted_radii,
-            real_nearest_distance=self._sorted_nearest,
-            fake_radii=None,
-            same_set=True,
-        )
+        context = self._context(self._points, None, same_set=True)
         names = tuple(metric.name for metric in computed)
         specs = _metrics.specs_of(computed)
         return self._sweep(computed, specs, context, names, extra={"method": "leave-one-out"})
+
+    def _context(
+        self, fake: PointSet, fake_radii: np.ndarray | None, *, same_set: bool = False
+    ) -> SweepContext:
+        """What the reducers and metrics see of this manifold when ``fake`` is swept over it."""
+        return SweepContext(
+            k=self.k,
+            real=self._points,
+            fake=fake,
+            sorted_radii=self._sorted_radii,
+            real_nearest_distance=self._sorted_nearest,
+            fake_radii=fake_radii,
+            same_set=same_set,
+        )
 
     def _sweep(
         self,

@@ -20,18 +20,27 @@ from rarity_score import defaults
 if TYPE_CHECKING:
     from rarity_score.features.info import FeatureExtractor
 
-__all__ = ["CacheDir", "EngineOptions", "ExtractionOptions", "on_device"]
+__all__ = ["CacheDir", "EngineOptions", "ExtractionOptions", "OptionError", "on_device"]
 
 #: Where extracted features are cached: None (the default folder, :func:`defaults.cache_dir`),
 #: False (no cache) or a folder.
 CacheDir = Union[str, "os.PathLike[str]", Literal[False], None]
 
 
+class OptionError(ValueError):
+    """A bad value of one option field; ``field`` names it, so that the command line can name
+    the ``--option`` that set it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _positive(name: str, value: object, *, allow_none: bool = False, minimum: int = 1) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum}, got {value!r}")
+        raise OptionError(name, f"{name} must be an integer of at least {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -55,8 +64,9 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         if self.backend not in defaults.BACKENDS:
-            raise ValueError(
-                f"unknown backend {self.backend!r}: use one of {', '.join(defaults.BACKENDS)}"
+            raise OptionError(
+                "backend",
+                f"unknown backend {self.backend!r}: use one of {', '.join(defaults.BACKENDS)}",
             )
         _positive("memory_budget", self.memory_budget)
         _positive("tile_size", self.tile_size, allow_none=True)

@@ -20,8 +20,6 @@ values): no column, summary entry or heading is listed in this module.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -35,7 +33,8 @@ import numpy as np
 from rarity_score import defaults, metrics
 from rarity_score._version import __version__
 from rarity_score.io.atomic import atomic_write_text
-from rarity_score.io.names import csv_cell, printable
+from rarity_score.io.names import csv_cell, csv_text, csv_value, printable
+from rarity_score.io.run_record import COMPARABILITY
 from rarity_score.metrics.base import (
     DTYPES,
     Computed,
@@ -59,10 +58,7 @@ def _notes() -> dict[str, str]:
             "statistics over in-manifold samples only; a generated sample outside every real "
             "k-NN sphere has no rarity score (null) and is counted in n_out_of_manifold"
         ),
-        "comparability": (
-            "scores are comparable only within one feature extractor, one real reference set "
-            "(real_fingerprint) and one k"
-        ),
+        "comparability": COMPARABILITY,
         "encoding": f"{encoding}; {flags} +inf" if infinite else encoding,
     }
 
@@ -359,7 +355,7 @@ class Evaluation:
                 if name in blank_outside and not in_manifold[i]:
                     row[name] = ""
                 else:
-                    row[name] = _cell(values[i])
+                    row[name] = csv_value(values[i])
             yield row
 
     def to_csv(self, names: Sequence[str] | None = None) -> str:
@@ -367,11 +363,7 @@ class Evaluation:
         rows = self.per_sample_rows(names)
         header = ["index"] + (["name"] if names is not None else [])
         header += list(self.per_sample_columns())
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=header, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buffer.getvalue()
+        return csv_text(header, rows)
 
     def write_csv(self, path: str | os.PathLike[str], names: Sequence[str] | None = None) -> Path:
         """Write the per-sample table (see :meth:`per_sample_rows`) to ``path`` atomically.
@@ -642,17 +634,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return printable(str(os.fspath(value)))
     return printable(str(value))
-
-
-def _cell(value: Any) -> str:
-    """One CSV cell: booleans as true/false, floats by repr (round-trips), NaN empty."""
-    if isinstance(value, (bool, np.bool_)):
-        return "true" if value else "false"
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        if math.isnan(number):
-            return ""
-        return repr(number)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return str(value)

@@ -25,7 +25,7 @@ from rarity_score import defaults
 from rarity_score.demo.data import balanced_subset, load_mnist, load_sklearn_digits
 from rarity_score.demo.findings import findings
 from rarity_score.demo.model import fit_digit_model, sample_digits, truncate
-from rarity_score.options import EngineOptions, ExtractionOptions
+from rarity_score.options import EngineOptions, ExtractionOptions, OptionError
 
 if TYPE_CHECKING:
     from rarity_score.results_dir import RunResult
@@ -82,7 +82,7 @@ class DemoConfig:
     def __post_init__(self) -> None:
         for name in ("n_real", "samples_per_level", "n_dataset", "n_components", "input_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise OptionError(name, f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.psi or len(set(self.psi)) != len(self.psi):
             raise ValueError(f"give one or more different truncation levels, got {self.psi}")
         for psi in self.psi:

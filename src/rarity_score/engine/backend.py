@@ -284,10 +284,6 @@ class TorchBackend:
         return out
 
 
-#: The tensor test under its old name (``_validation`` imports it from here).
-_is_torch_tensor = is_tensor
-
-
 #: The device strings accepted everywhere (``--device``, ``device=``), in words and as a pattern.
 DEVICE_FORMS = "cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
 _DEVICE_PATTERN = r"(cpu|cuda|mps)(:[0-9]+)?"

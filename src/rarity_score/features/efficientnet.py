@@ -40,7 +40,7 @@ from rarity_score._errors import WeightsUnavailable, require
 from rarity_score.features.base import TorchExtractor
 from rarity_score.features.info import EFFICIENTNET_LITE0, ExtractorInfo
 from rarity_score.features.preprocess import efficientnet_preprocess
-from rarity_score.features.weights import load_into, load_state_dict, weights_id_of_file
+from rarity_score.features.weights import load_checkpoint
 
 __all__ = ["EfficientNetLite0", "build", "from_model", "info_for", "weights_file"]
 
@@ -240,8 +240,5 @@ def build(
             f"{NAME}: input_size must be at least 32 (five stride-2 stages), got {size}"
         )
     path = Path(weights).expanduser() if weights is not None else weights_file()
-    state = load_state_dict(path, what=NAME)
-    with torch.device("meta"):
-        model = EfficientNetLite0()
-    load_into(model, state, path, what=NAME)
-    return from_model(model, weights_id=weights_id_of_file(path), input_size=size, device=device)
+    model, weights_id = load_checkpoint(path, EfficientNetLite0, what=NAME)
+    return from_model(model, weights_id=weights_id, input_size=size, device=device)

@@ -23,13 +23,7 @@ from torch import nn
 from rarity_score.features.base import TorchExtractor
 from rarity_score.features.info import INCEPTION_V3_POOL3
 from rarity_score.features.preprocess import INCEPTION_PREPROCESS
-from rarity_score.features.weights import (
-    Checkpoint,
-    load_into,
-    load_state_dict,
-    resolve_checkpoint,
-    weights_id_of_file,
-)
+from rarity_score.features.weights import Checkpoint, load_checkpoint, resolve_checkpoint
 
 __all__ = ["CHECKPOINT", "Pool3", "build", "from_model"]
 
@@ -113,12 +107,13 @@ def build(
     import torchvision
 
     path = resolve_checkpoint(CHECKPOINT, weights, what=NAME)
-    state = load_state_dict(path, what=NAME)
-    with torch.device("meta"):
+    model, weights_id = load_checkpoint(
+        path,
         # As torchvision's builder does for these weights: aux_logits (their keys are in the
         # file), transform_input (the weights expect (x - 0.5) / 0.5 inputs).
-        model = torchvision.models.inception_v3(
+        lambda: torchvision.models.inception_v3(
             weights=None, aux_logits=True, transform_input=True, init_weights=False
-        )
-    load_into(model, state, path, what=NAME)
-    return from_model(model, weights_id=weights_id_of_file(path), device=device)
+        ),
+        what=NAME,
+    )
+    return from_model(model, weights_id=weights_id, device=device)

@@ -18,13 +18,7 @@ from torch import nn
 from rarity_score.features.base import TorchExtractor
 from rarity_score.features.info import VGG16_FC2
 from rarity_score.features.preprocess import VGG_PREPROCESS
-from rarity_score.features.weights import (
-    Checkpoint,
-    load_into,
-    load_state_dict,
-    resolve_checkpoint,
-    weights_id_of_file,
-)
+from rarity_score.features.weights import Checkpoint, load_checkpoint, resolve_checkpoint
 
 __all__ = ["CHECKPOINT", "Fc2", "build", "from_model"]
 
@@ -79,10 +73,7 @@ def build(
     import torchvision
 
     path = resolve_checkpoint(CHECKPOINT, weights, what=NAME)
-    state = load_state_dict(path, what=NAME)
-    # Built on the meta device and filled by load_state_dict(assign=True): no time is spent
-    # initialising 138M parameters that the checkpoint replaces at once.
-    with torch.device("meta"):
-        model = torchvision.models.vgg16(weights=None, init_weights=False)
-    load_into(model, state, path, what=NAME)
-    return from_model(model, weights_id=weights_id_of_file(path), device=device)
+    model, weights_id = load_checkpoint(
+        path, lambda: torchvision.models.vgg16(weights=None, init_weights=False), what=NAME
+    )
+    return from_model(model, weights_id=weights_id, device=device)

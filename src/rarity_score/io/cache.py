@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import io
 import json
 import logging
 import os
@@ -40,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from rarity_score._version import __version__
-from rarity_score.io.atomic import atomic_write_bytes, atomic_write_text
+from rarity_score.io.atomic import atomic_write_text
+from rarity_score.io.npz import str_array, write_npz
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -191,17 +191,15 @@ class FeatureCache:
         names = [n for n, good in zip(self.names, ok.tolist(), strict=True) if good]
         skipped = [n for n, good in zip(self.names, ok.tolist(), strict=True) if not good]
         self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(
+        write_npz(
             self.npz_path,
-            _npz_bytes(
-                key=np.array(self.key),
-                format_version=np.array(CACHE_FORMAT_VERSION),
-                ok=ok,
-                features=np.asarray(result.features, dtype=np.float32),
-                names=_str_array(names),
-                skipped_names=_str_array(skipped),
-                skipped_reasons=_str_array(result.reasons),
-            ),
+            key=np.array(self.key),
+            format_version=np.array(CACHE_FORMAT_VERSION),
+            ok=ok,
+            features=np.asarray(result.features, dtype=np.float32),
+            names=str_array(names),
+            skipped_names=str_array(skipped),
+            skipped_reasons=str_array(result.reasons),
         )
         record: dict[str, Any] = {
             "format": "rarity-score/feature-cache",
@@ -271,20 +269,17 @@ class FeatureCache:
         """Write one shard atomically (a killed run leaves either the whole shard or none)."""
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         path = self.shard_path(shard.index)
-        atomic_write_bytes(
+        return write_npz(
             path,
-            _npz_bytes(
-                key=np.array(self.key),
-                format_version=np.array(CACHE_FORMAT_VERSION),
-                start=np.array(shard.start),
-                stop=np.array(shard.stop),
-                ok=np.asarray(shard.ok, dtype=bool),
-                features=np.asarray(shard.features, dtype=np.float32),
-                names=_str_array(self.names[shard.start : shard.stop]),
-                reasons=_str_array(shard.reasons),
-            ),
+            key=np.array(self.key),
+            format_version=np.array(CACHE_FORMAT_VERSION),
+            start=np.array(shard.start),
+            stop=np.array(shard.stop),
+            ok=np.asarray(shard.ok, dtype=bool),
+            features=np.asarray(shard.features, dtype=np.float32),
+            names=str_array(self.names[shard.start : shard.stop]),
+            reasons=str_array(shard.reasons),
         )
-        return path
 
     def remove_partial(self) -> None:
         """Delete the shard folder (after the merge; nothing in it is needed any more)."""
@@ -337,14 +332,3 @@ def _why(error: BaseException) -> str:
     if isinstance(error, KeyError):  # a missing array in the file
         return f"no {text} array"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _str_array(values: Sequence[str]) -> np.ndarray:
-    # A unicode array, never an object array: it loads back with allow_pickle=False.
-    return np.array([str(v) for v in values], dtype=str) if values else np.zeros(0, dtype="<U1")
-
-
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()

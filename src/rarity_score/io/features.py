@@ -22,6 +22,7 @@ import numpy as np
 
 from rarity_score._validation import check_fits_in_memory, exact_floats, tensor_features
 from rarity_score.io.atomic import atomic_write_bytes
+from rarity_score.io.npz import npz_bytes
 
 __all__ = [
     "FEATURE_SUFFIXES",
@@ -130,17 +131,18 @@ def save_features(path: str | os.PathLike[str], array: Any, *, key: str = "featu
     path = Path(path)
     array = np.asarray(array)
     _check_array(array, path)
-    buffer = io.BytesIO()
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
+        data = buffer.getvalue()
     elif suffix == ".npz":
-        np.savez(buffer, **{key: array})
+        data = npz_bytes(**{key: array})
     else:
         raise FeatureFileError(
             f"{path}: cannot save features as {suffix or '(no extension)'!r}; use .npy or .npz"
         )
-    return atomic_write_bytes(path, buffer.getvalue())
+    return atomic_write_bytes(path, data)
 
 
 def features_fingerprint(array: np.ndarray) -> str:

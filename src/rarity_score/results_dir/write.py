@@ -32,7 +32,6 @@ from rarity_score.io.names import csv_cell, csv_text, csv_value, printable, slug
 from rarity_score.io.npz import str_array, write_npz
 from rarity_score.io.paths import check_not_an_input
 from rarity_score.io.run_record import (
-    COMPARABILITY,
     FORMAT,
     FORMAT_VERSION,
     METHODS,
@@ -446,8 +445,7 @@ def score_record(
         if engine.device is not None:
             settings["requested_device"] = engine.device
     record = evaluation.to_dict(per_sample=False, extra=settings)
-    del run["notes"]  # the evaluation's own explain the JSON; the comparability note is one text
-    record["notes"] = {**record.get("notes", {}), "comparability": COMPARABILITY}
+    del run["notes"]  # the evaluation's own explain the JSON (their comparability note is run's)
     record.update(run)
     record["rows"] = [summary_row(printable(fake.name), evaluation)]
     return record
