@@ -5,6 +5,7 @@ hidden labels and the page's scripts."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -210,10 +211,50 @@ def _csv_rarity(results: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _summary_json(key: str, value: Any) -> Callable[[Path], None]:
+    def damage(results: Path) -> None:
+        rows = json.loads((results / "summary.json").read_text())
+        rows[0][key] = value
+        (results / "summary.json").write_text(json.dumps(rows))
+
+    return damage
+
+
 def _summary_value(results: Path) -> None:
     rows = json.loads((results / "summary.json").read_text())
     rows[0]["rarity_mean"] = "abc"
     (results / "summary.json").write_text(json.dumps(rows))
+
+
+def _csv_cell(path: Path, column: str, value: str) -> None:
+    """Set one cell of the first data row of a CSV file."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    rows[0][column] = value
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _summary_csv(column: str, value: str) -> Callable[[Path], None]:
+    """summary.json missing, so that summary.csv is read; one of its cells damaged."""
+
+    def damage(results: Path) -> None:
+        (results / "summary.json").unlink()
+        _csv_cell(results / "summary.csv", column, value)
+
+    return damage
+
+
+def _set_csv(column: str, value: str) -> Callable[[Path], None]:
+    """The set's .npz missing, so that its CSV is read; one of its cells damaged."""
+
+    def damage(results: Path) -> None:
+        (results / "sets" / "one.npz").unlink()
+        _csv_cell(results / "sets" / "one.csv", column, value)
+
+    return damage
 
 
 DAMAGED: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
@@ -244,6 +285,47 @@ DAMAGED: dict[str, tuple[Callable[[Path], None], tuple[str, ...]]] = {
     "csv cell not a number": (_csv_rarity, ("one.csv", "line 2", "'rarity'")),
     "summary value text": (_summary_value, ("summary.json", "'[0].rarity_mean'")),
     "n differs": (lambda r: _edit_run(r, _set_entry("n", 13)), ("one.npz", "13")),
+    # summary.csv read where summary.json is missing: the same checks, naming the line.
+    "summary csv count inf": (_summary_csv("n", "inf"), ("summary.csv", "line 2", "'n'")),
+    "summary csv count 1e999": (_summary_csv("n", "1e999"), ("summary.csv", "line 2", "'n'")),
+    "summary csv count nan": (
+        _summary_csv("n_in_manifold", "nan"),
+        ("summary.csv", "line 2", "'n_in_manifold'", "finite"),
+    ),
+    "summary csv count fraction": (
+        _summary_csv("n", "2.5"),
+        ("summary.csv", "line 2", "'n'", "whole number", "2.5"),
+    ),
+    "summary csv count negative": (
+        _summary_csv("n_out_of_manifold", "-1"),
+        ("summary.csv", "line 2", "'n_out_of_manifold'", "whole number", "-1"),
+    ),
+    "summary csv value inf": (
+        _summary_csv("rarity_mean", "-inf"),
+        ("summary.csv", "line 2", "'rarity_mean'", "finite"),
+    ),
+    "summary csv value text": (
+        _summary_csv("rarity_median", "abc"),
+        ("summary.csv", "line 2", "'rarity_median'", "'abc'"),
+    ),
+    "summary csv other set": (_summary_csv("name", "two"), ("summary.csv", "'two'", "run.json")),
+    "summary json count fraction": (
+        _summary_json("n", 2.5),
+        ("summary.json", "'[0].n'", "whole number", "2.5"),
+    ),
+    # A set's CSV read where its .npz is missing.
+    "csv index beyond 64 bits": (
+        _set_csv("sphere_index", "99999999999999999999999"),
+        ("one.csv", "line 2", "'sphere_index'", "64-bit integer"),
+    ),
+    "csv index not a number": (
+        _set_csv("nearest_real_index", "x"),
+        ("one.csv", "line 2", "'nearest_real_index'", "integer"),
+    ),
+    "csv bool not true/false": (
+        _set_csv("in_manifold", "yes"),
+        ("one.csv", "line 2", "'in_manifold'", "true or false", "'yes'"),
+    ),
 }
 
 

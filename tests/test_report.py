@@ -145,6 +145,40 @@ def test_neighbour_thumbnails_are_the_saved_neighbours(
     assert f"real_{nearest:03d}.png" in card and f"real_{sphere:03d}.png" in card
 
 
+def test_a_declared_index_column_gets_its_thumbnail(tmp_path: Path) -> None:
+    # The card's neighbours come from the declared index columns: one a metric adds is shown
+    # after the nearest and sphere images, under its heading, with no edit of the report.
+    from rarity_score import metrics
+    from rarity_score.metrics.base import Column, Metric
+    from rarity_score.metrics.rarity import SMALLEST_SPHERE
+
+    farthest = Column(
+        "farthest_real_index", "farthest real", "index", "a test's index", names_column="far_name"
+    )
+    metric = Metric(
+        "farthest", "a test's metric", (SMALLEST_SPHERE,), lambda f, c: ({}, None), (farthest,)
+    )
+    results = reportgen.make_compare(tmp_path, {"one": (12, 1.0)}, n_real=20, nasty=False)
+    arrays = dict(np.load(results / "sets" / "one.npz"))
+    arrays["farthest_real_index"] = (np.arange(12) * 7) % 20
+    np.savez(results / "sets" / "one.npz", **arrays)
+    with metrics.using(metric):
+        page = _page(build_report(results))
+    row = _galleries(page, "one")["rarest"][0]
+    card = page.split(f'data-row="{row}">', 1)[1].split("</figure>", 1)[0]
+    item = load_results(results).sets[0]
+    nearest, sphere = int(item.nearest_real_index[row]), int(item.sphere_index[row])
+    assert re.findall(r'<img src="([^"]+)"', card) == [
+        f"thumbs/set-one/{row}.jpg",
+        f"thumbs/real/{nearest}.jpg",
+        f"thumbs/real/{sphere}.jpg",
+        f"thumbs/real/{row * 7 % 20}.jpg",
+    ]
+    assert "farthest real" in card
+    thumbs = results / "report" / "thumbs" / "real" / f"{row * 7 % 20}.jpg"
+    assert thumbs.read_bytes()[:2] == b"\xff\xd8"
+
+
 def test_page_uses_no_network(compare_report: Path) -> None:
     report = compare_report.parent
     for name in ("index.html", "report.js", "report.css"):
@@ -386,6 +420,24 @@ def test_histogram_with_no_in_manifold_sample(tmp_path: Path) -> None:
     page = _page(build_report(results))
     assert (results / "histogram.png").read_bytes().startswith(PNG_MAGIC)
     assert "0 in manifold" in page and "None." in page
+
+
+def _data_columns(index: Path, slug: str) -> dict:
+    """The columns of one set's data file, read back as JSON."""
+    text = (index.parent / "data" / f"set-{slug}.js").read_text(encoding="utf-8")
+    body = text.split(f"window.RARITY_REPORT_DATA[{json.dumps(slug)}] = ", 1)[1]
+    return json.loads(body.rstrip().rstrip(";"))
+
+
+def test_rarity_column_is_written_when_every_sample_is_out(tmp_path: Path) -> None:
+    # The table's minimum-rarity filter reads the rarity column: a set with no sample in the
+    # manifold still has one (all missing), as does a leave-one-out run where all are out.
+    results = reportgen.make_compare(tmp_path, {"far": (12, 1000.0)}, n_real=20, nasty=False)
+    assert not load_results(results).sets[0].in_manifold.any()
+    data = _data_columns(build_report(results), "far")
+    assert data["columns"]["rarity"] == [None] * 12
+    assert "rarity" in [column["key"] for column in data["table"]]
+    assert data["columns"]["in_manifold"] == [0] * 12
 
 
 def test_large_sets_build_fast_and_page_stays_small(tmp_path: Path) -> None:

@@ -276,6 +276,22 @@ def test_filter(page: Page, compare_dir: Path) -> None:
     assert all(float(v) >= threshold - 1e-6 for v in page.column("rarity"))
 
 
+def test_rarity_filter_when_every_sample_is_out(browser: Any, tmp_path: Path) -> None:
+    # No sample in the manifold: no rarity to filter on, so a minimum matches no row (and the
+    # page raises no error reading the all-missing column).
+    results = reportgen.make_compare(tmp_path, {"far": (12, 1000.0)}, n_real=20, nasty=False)
+    page = Page(browser, build_report(results))
+    try:
+        assert page.rows() == list(range(12))
+        page.page.fill("#filter-min", "0")
+        page.wait_info("No rows match")
+        assert page.rows() == []
+        page.page.fill("#filter-min", "")
+        page.wait_info("of 12 ·")
+    finally:
+        page.close()
+
+
 def test_paging(page: Page) -> None:
     p = page.page
     assert p.is_disabled("#page-prev") and not p.is_disabled("#page-next")

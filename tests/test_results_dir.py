@@ -219,6 +219,22 @@ def test_score_json_uses_the_spelling_of_run_json(capsys, files, tmp_path):
     assert record["summary"]["n_in_manifold"] == record["rows"][0]["n_in_manifold"]
 
 
+def test_score_json_settings_keep_the_paths_as_typed(capsys, files, tmp_path, monkeypatch):
+    # settings.real_features / fake_features: what was typed (as earlier versions wrote);
+    # real.source, as in run.json, is the absolute path.
+    monkeypatch.chdir(files["real"].parent)
+    real, fake = files["real"].name, files["a"].name
+    out_json = tmp_path / "s.json"
+    code, _, err = run_cli(
+        capsys, "score", "--real", real, "--fake", fake, "--json", out_json, "--no-cache", "-q"
+    )
+    assert code == 0, err
+    record = json.loads(out_json.read_text())
+    assert record["settings"]["real_features"] == real
+    assert record["settings"]["fake_features"] == fake
+    assert record["real"]["source"] == str(files["real"].resolve())
+
+
 # ---------------------------------------------------------------------- a missing matplotlib
 
 

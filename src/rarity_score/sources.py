@@ -66,12 +66,15 @@ class InputSet:
             ``"paths"`` (a sequence of image paths), ``"array"`` (images in memory) or
             ``"features"`` (a feature file or array).
         features: the :class:`~rarity_score.features.pipeline.FeatureSet` (rows, names, skipped).
+        given: a path input as it was given (``"real.npy"``, relative paths kept), None for
+            anything else; ``rarity score --json`` records it as typed.
     """
 
     name: str
     source: str
     kind: str
     features: FeatureSet = field(repr=False)
+    given: str | None = None
 
     @classmethod
     def describe(cls, name: str, given: Any, features: FeatureSet) -> InputSet:
@@ -82,7 +85,11 @@ class InputSet:
         ('features', False, 'ndarray (2, 3)')
         """
         return cls(
-            name=name, source=_source_text(given, features), kind=kind_of(given), features=features
+            name=name,
+            source=_source_text(given, features),
+            kind=kind_of(given),
+            features=features,
+            given=os.fsdecode(given) if isinstance(given, (str, os.PathLike)) else None,
         )
 
     @property

@@ -349,11 +349,21 @@ def validate_summary(
     names: Sequence[str] | None = None,
     *,
     numbers: Sequence[str] | None = None,
+    counts: Sequence[str] = (),
+    first_line: int | None = None,
 ) -> list[dict[str, Any]]:
     """Check the rows of ``summary.json``: a list of objects, each with a string ``name`` and a
     number or null in every numeric column (``numbers``, the per-set values the reader knows;
-    None: every other key); with ``names`` (the sets of ``run.json``, in order) the rows must be
-    those sets. Returns ``rows``; ValueError (one line naming ``where``) otherwise."""
+    None: every other key), a whole number >= 0 or null in each of ``counts``; with ``names``
+    (the sets of ``run.json``, in order) the rows must be those sets. ``first_line``: the rows
+    come from a CSV file (``summary.csv``), row 0 on that line, which the errors name. Returns
+    ``rows``; ValueError (one line naming ``where``) otherwise.
+
+    >>> validate_summary([{"name": "a", "n": 2.5}], "summary.csv", counts=["n"], first_line=2)
+    Traceback (most recent call last):
+    ...
+    ValueError: summary.csv: line 2, column 'n' must be a whole number >= 0 (or empty), not 2.5
+    """
     if not isinstance(rows, list):
         raise ValueError(f"{where}: must hold a list of rows, not {_json_type(rows)}")
     for i, row in enumerate(rows):
@@ -364,9 +374,23 @@ def validate_summary(
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise fields.fail(key, "a number or null")
-            if isinstance(value, float) and not math.isfinite(value):
-                raise fields.fail(key, "a finite number or null")
+                must = "a number"
+            elif isinstance(value, float) and not math.isfinite(value):
+                must = "a finite number"
+            elif key in counts and (value < 0 or value != int(value)):
+                must = "a whole number >= 0"
+            else:
+                continue
+            if first_line is not None:
+                raise ValueError(
+                    f"{where}: line {first_line + i}, column {key!r} must be {must} (or empty), "
+                    f"not {_shown(value)}"
+                )
+            if must == "a whole number >= 0":
+                raise ValueError(
+                    f"{where}: field {fields.name(key)!r} must be {must} or null, not {value!r}"
+                )
+            raise fields.fail(key, f"{must} or null")
     if names is not None:
         found = [row["name"] for row in rows]
         if found != list(names):

@@ -483,7 +483,7 @@ def _plan_galleries(
             thumbs.request(group, origin, item.names[row], row)
             if ref_source is None or ref_names is None:
                 continue
-            for index in _neighbours(item, row):
+            for index in _neighbours(results, item, row):
                 if 0 <= index < len(ref_names) and ref_names[index]:
                     thumbs.request(ref_group, ref_source, ref_names[index], index)
     return plan
@@ -519,13 +519,45 @@ def _reference(results: Results, item: SetResult) -> tuple[ImageOrigin | None, s
     return origin, _REAL_GROUP
 
 
-def _neighbours(item: SetResult, row: int) -> list[int]:
+#: How a card names the neighbours of the index columns the package has always shown: the role
+#: in datasets mode and in compare mode, and the slot's class. They come first, in this order;
+#: any other declared index column follows, under its heading.
+_CARD_NEIGHBOURS: dict[str, tuple[str, str, str]] = {
+    "nearest_real_index": ("nearest other image", "nearest real image", "nearest"),
+    "sphere_index": (
+        "sphere that gave the score (same dataset)",
+        "sphere that gave the score (real)",
+        "sphere",
+    ),
+}
+
+
+def _neighbour_slots(results: Results, item: SetResult, row: int) -> list[tuple[str, str, int]]:
+    """The reference rows a card shows beside the sample, from the declared index columns the
+    set holds: (role, slot class, row; -1 for none, as for a sample outside the manifold in a
+    column that holds only in-manifold values)."""
+    declared = [column for column in results.columns if column.kind == "index"]
+    ordered = [c for name in _CARD_NEIGHBOURS for c in declared if c.name == name]
+    ordered += [c for c in declared if c.name not in _CARD_NEIGHBOURS]
+    inside = bool(item.in_manifold[row])
     found = []
-    if item.nearest_real_index is not None:
-        found.append(int(item.nearest_real_index[row]))
-    if item.sphere_index is not None and item.in_manifold[row]:
-        found.append(int(item.sphere_index[row]))
+    for column in ordered:
+        values = item.columns.get(column.name)
+        if values is None:
+            continue
+        known = _CARD_NEIGHBOURS.get(column.name)
+        if known is not None:
+            role, role_class = known[0] if results.datasets_mode else known[1], known[2]
+        else:
+            role = _table_column(results, column)["label"]
+            role_class = column.name.replace("_", "-")
+        index = int(values[row]) if inside or not column.only_in_manifold else -1
+        found.append((role, role_class, index))
     return found
+
+
+def _neighbours(results: Results, item: SetResult, row: int) -> list[int]:
+    return [index for _, _, index in _neighbour_slots(results, item, row) if index >= 0]
 
 
 def _render_set(results: Results, item: SetResult, plan: _Plan, thumbs: ThumbnailMaker) -> str:
@@ -571,17 +603,10 @@ def _render_card(results: Results, item: SetResult, row: int, thumbs: ThumbnailM
     ]
     ref_source, ref_group = _reference(results, item)
     ref_names = results.reference_names(item)
-    where = "same dataset" if results.datasets_mode else "real"
-    neighbours: list[tuple[str, str, int | None]] = []
-    if item.nearest_real_index is not None:
-        nearest_role = "nearest other image" if results.datasets_mode else "nearest real image"
-        neighbours.append((nearest_role, "nearest", int(item.nearest_real_index[row])))
-    if item.sphere_index is not None:
-        index = int(item.sphere_index[row]) if inside else None
-        neighbours.append((f"sphere that gave the score ({where})", "sphere", index))
-    for role, role_class, index in neighbours:
-        if index is None or index < 0:
-            slots.append(_slot(Thumb(error="in no sphere"), role, role_class, "—"))
+    for role, role_class, index in _neighbour_slots(results, item, row):
+        if index < 0:
+            none = "in no sphere" if role_class in ("nearest", "sphere") else "none"
+            slots.append(_slot(Thumb(error=none), role, role_class, "—"))
             continue
         name = ref_names[index] if ref_names is not None and index < len(ref_names) else ""
         label = name or f"row {index}"
@@ -680,8 +705,11 @@ def _set_data_js(results: Results, item: SetResult) -> str:
             continue
         if column.kind == "float":
             shown = np.where(inside, values, np.nan) if column.only_in_manifold else values
-            if np.isnan(shown).all():
-                continue  # nothing to show (realism in a leave-one-out run)
+            if np.isnan(shown).all() and not (column.only_in_manifold or column.always_written):
+                # Nothing to show (realism in a leave-one-out run). A column missing only for the
+                # samples out of the manifold (rarity) is written even when all are out: the
+                # table's filters read it.
+                continue
             columns[column.name] = _js_floats(shown)
         elif column.kind == "bool":
             columns[column.name] = _js_ints(values.astype(np.int8).tolist())

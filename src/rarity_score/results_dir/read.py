@@ -166,7 +166,9 @@ def read_summary(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     except FileNotFoundError as error:
         raise ValueError(f"{path} is missing: the results directory is incomplete") from error
     names = [entry["name"] for entry in run["sets"]]
-    return validate_summary(rows, str(path), names, numbers=[v.key for v in row_values()])
+    return validate_summary(
+        rows, str(path), names, numbers=[v.key for v in row_values()], counts=_count_keys()
+    )
 
 
 def load_results(results_dir: str | os.PathLike[str]) -> Results:
@@ -375,14 +377,32 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         raise ResultsError(f"{path}: cannot read ({one_line(error, 200)})") from error
 
 
+_INT64 = np.iinfo(np.int64)
+_CELL_KINDS = {
+    "bool": "true or false",
+    "float": "a number",
+    "int": "a 64-bit integer",
+    "index": "a 64-bit integer",
+}
+
+
 def _cell(text: str | None, kind: str) -> Any:
     """A CSV cell read back as written (:func:`rarity_score.io.names.csv_value`); an empty cell
-    is NaN for a number and -1 (none) for an index."""
+    is NaN for a number and -1 (none) for an index. ValueError for a cell that is none of these
+    (a boolean that is not ``true``/``false``, a whole number beyond 64 bits)."""
+    text = (text or "").strip()
     if kind == "bool":
-        return text == "true"
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
     if kind == "float":
-        return float(text) if text not in ("", None) else float("nan")
-    return int(text) if text not in ("", None) else -1
+        return float(text) if text else float("nan")
+    if not text:
+        return -1
+    value = int(text)
+    if not _INT64.min <= value <= _INT64.max:
+        raise ValueError(text)
+    return value
 
 
 def _arrays_from_csv(path: Path, declared: Mapping[str, Column]) -> dict[str, np.ndarray]:
@@ -402,7 +422,7 @@ def _arrays_from_csv(path: Path, declared: Mapping[str, Column]) -> dict[str, np
                 values.append(_cell(row[key], column.kind))
             except (TypeError, ValueError) as error:
                 raise ResultsError(
-                    f"{path}: line {number}, column {key!r}: not a number "
+                    f"{path}: line {number}, column {key!r}: not {_CELL_KINDS[column.kind]} "
                     f"({shorten(repr(row[key]), 40)})"
                 ) from error
         arrays[key] = np.array(values, dtype=_DTYPES[column.kind])
@@ -465,17 +485,28 @@ def _load_summary(root: Path, sets: list[SetResult], names: list[str]) -> list[d
         data = read_json(path)
         if isinstance(data, dict):  # tolerated: an object holding the list of rows
             data = next((data[key] for key in ("sets", "rows", "summary") if key in data), data)
-        rows = validate_summary(data, str(path), names, numbers=[v.key for v in row_values()])
+        rows = validate_summary(
+            data, str(path), names, numbers=[v.key for v in row_values()], counts=_count_keys()
+        )
     csv_path = inside(root, "summary.csv", where)
     if rows is None and csv_path.is_file():
+        known = {value.key for value in row_values()}
         rows = [
             {
-                key: (_number(value) if key != "name" else uncsv_cell(value or ""))
+                key: (
+                    uncsv_cell(value or "")
+                    if key == "name"
+                    else _number(value, strict=key in known)
+                )
                 for key, value in row.items()
                 if isinstance(key, str)
             }
             for row in _read_csv(csv_path)
         ]
+        # The same checks as summary.json: a damaged cell is one line naming the file and line.
+        rows = validate_summary(
+            rows, str(csv_path), names, numbers=list(known), counts=_count_keys(), first_line=2
+        )
     if rows is not None:
         rows = [{**row, "name": printable(str(row.get("name") or ""))} for row in rows]
     if rows is None:
@@ -485,8 +516,14 @@ def _load_summary(root: Path, sets: list[SetResult], names: list[str]) -> list[d
     return rows
 
 
-def _number(text: str | None) -> float | int | None:
-    if text is None or text == "":
+def _count_keys() -> list[str]:
+    return [value.key for value in row_values() if value.kind == "count"]
+
+
+def _number(text: str | None, *, strict: bool = False) -> float | int | str | None:
+    """A summary cell as a number (None when empty); text that is no number is None, or with
+    ``strict`` (a column the reader knows) kept as text for the validation to name."""
+    if text is None or text.strip() == "":
         return None
     try:
         return int(text)
@@ -494,7 +531,7 @@ def _number(text: str | None) -> float | int | None:
         try:
             return float(text)
         except ValueError:
-            return None
+            return text if strict else None
 
 
 def _counts(item: SetResult) -> dict[str, Any]:

@@ -420,8 +420,9 @@ def score_record(
     r, f = real.features, fake.features
     settings: dict[str, Any] = {
         "feature_extractor": (run["extractor"] or {}).get("name"),
-        "real_features": real.source,
-        "fake_features": fake.source,
+        # As typed (run.json's real.source is the absolute path), as earlier versions wrote.
+        "real_features": real.source if real.given is None else real.given,
+        "fake_features": fake.source if fake.given is None else fake.given,
     }
     # One space (checked when loaded): a value recorded by either side is the space's.
     for key, value in (

@@ -144,8 +144,8 @@
       if (which === "in" && !inside[row]) continue;
       if (which === "out" && inside[row]) continue;
       if (low !== null || high !== null) {
-        var r = rarity[row];
-        if (r === null) continue;
+        var r = rarity ? rarity[row] : null;
+        if (r === null || r === undefined) continue;
         if (low !== null && r < low) continue;
         if (high !== null && r > high) continue;
       }
