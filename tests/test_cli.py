@@ -472,7 +472,8 @@ def test_printed_tables_come_from_the_run_not_from_disk(monkeypatch, capsys, tmp
     import rarity_score.demo
     import rarity_score.results_dir
     from rarity_score.compare import compare, compare_datasets
-    from rarity_score.demo import DemoResult, findings
+    from rarity_score.demo import DemoResult
+    from rarity_score.demo.findings import findings
 
     def stand_in(out_dir, config, **kwargs):
         out = Path(out_dir)

@@ -25,7 +25,6 @@ from rarity_score.demo import (
     balanced_subset,
     check_demo_dir,
     digits_to_mnist,
-    findings,
     fit_digit_model,
     from_logits,
     kmeans,
@@ -34,6 +33,7 @@ from rarity_score.demo import (
     to_logits,
     truncate,
 )
+from rarity_score.demo.findings import findings
 from rarity_score.options import ExtractionOptions
 
 #: Extraction as the tests run it: quiet (the cache is the demo's own, under its output folder).

@@ -95,17 +95,23 @@ def test_radii_match_the_reference_for_every_tile_size():
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
 
 
-def test_rarity_alone_stops_early(monkeypatch):
-    # Generated samples sitting on the smallest spheres' centres are settled by the first row
-    # block: the rarity-only sweep must skip the rest, the full one must not.
-    tiles: list[int] = []
+@pytest.fixture
+def tiles(monkeypatch) -> list[int]:
+    """One entry per float32 distance tile the numpy backend computes."""
+    counted: list[int] = []
     original = NumpyBackend.sqdist_tile
 
     def counting(self, *args):
-        tiles.append(1)
+        counted.append(1)
         return original(self, *args)
 
     monkeypatch.setattr(NumpyBackend, "sqdist_tile", counting)
+    return counted
+
+
+def test_rarity_alone_stops_early(tiles):
+    # Generated samples sitting on the smallest spheres' centres are settled by the first row
+    # block: the rarity-only sweep must skip the rest, the full one must not.
     rng = np.random.default_rng(5)
     real = rng.normal(size=(200, 8))
     manifold = RealManifold(real, 3, engine=engine_with(tile_size=20))
@@ -217,21 +223,13 @@ def test_torch_low_precision_settings_are_overridden_and_restored():
         matmul.fp32_precision, torch.backends.mkldnn.matmul.fp32_precision = saved
 
 
-def test_knn_distances_gives_every_rank_of_one_sweep(monkeypatch):
+def test_knn_distances_gives_every_rank_of_one_sweep(tiles):
     # Rank 1 (the nearest other sample) and rank k come from the same selection: no extra tile.
     rng = np.random.default_rng(17)
     data = np.concatenate([rng.normal(size=(90, 6)), rng.normal(size=(10, 6)) * 5])
     data[7] = data[8]  # a duplicate: both have nearest-other distance exactly 0
     backend = NumpyBackend()
     points = PointSet.build(backend, data, Frame.fit(backend, data))
-    tiles: list[int] = []
-    original = NumpyBackend.sqdist_tile
-
-    def counting(self, *args):
-        tiles.append(1)
-        return original(self, *args)
-
-    monkeypatch.setattr(NumpyBackend, "sqdist_tile", counting)
     both = exact_module.knn_distances(points, (1, 4), 16)
     with_both = len(tiles)
     tiles.clear()

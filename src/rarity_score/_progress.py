@@ -63,9 +63,3 @@ class _Silent:
 
     def close(self) -> None:
         pass
-
-    def __enter__(self) -> _Silent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass

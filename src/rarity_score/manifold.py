@@ -75,7 +75,6 @@ class RealManifold:
             raise TypeError(f"engine must be an EngineOptions, got {type(engine).__name__}")
         self.engine: EngineOptions = engine
         self._backend: Backend = select_backend(engine.backend, engine.device, real)
-        self._label = label
         data = as_features(real, label, self._backend)
         self.k: int = check_k(k, int(data.shape[0]), label=label)
         self.n_real: int = int(data.shape[0])

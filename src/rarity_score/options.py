@@ -127,31 +127,24 @@ class ExtractionOptions:
                 "weights= and input_size= apply to a named extractor; set them up in your own model"
             )
 
-    def with_extractor(self, extractor: str | FeatureExtractor | None) -> ExtractionOptions:
-        """These options with another extractor."""
-        return replace(self, extractor=extractor)
-
 
 def on_device(
     device: str | None,
     *,
-    backend: str = defaults.BACKEND,
     extraction: ExtractionOptions | None = None,
     engine: EngineOptions | None = None,
 ) -> tuple[ExtractionOptions, EngineOptions]:
     """``extraction`` and ``engine`` (defaults when None) with one user-given ``device``: it runs
-    the extractor (cpu when None) and the sweep, unless the sweep's backend is numpy (then the
+    the extractor (cpu when None) and the sweep, unless the engine's backend is numpy (then the
     sweep runs on the CPU in numpy and the device only runs the extractor).
 
     >>> extraction, engine = on_device("cuda:1")
     >>> extraction.device, engine.device
     ('cuda:1', 'cuda:1')
-    >>> on_device("cuda", backend="numpy")[1].device is None
+    >>> on_device("cuda", engine=EngineOptions(backend="numpy"))[1].device is None
     True
     """
     extraction = extraction or ExtractionOptions()
-    engine = engine or EngineOptions(backend=backend)
-    return (
-        replace(extraction, device=device or "cpu"),
-        replace(engine, backend=backend, device=device if backend != "numpy" else None),
-    )
+    engine = engine or EngineOptions()
+    sweep_device = device if engine.backend != "numpy" else None
+    return replace(extraction, device=device or "cpu"), replace(engine, device=sweep_device)

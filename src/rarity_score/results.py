@@ -31,12 +31,14 @@ from typing import Any
 import numpy as np
 
 from rarity_score import defaults, metrics
+from rarity_score import metrics as _registry  # for methods whose parameter is called metrics
 from rarity_score._version import __version__
 from rarity_score.io.atomic import atomic_write_text
 from rarity_score.io.names import csv_cell, csv_text, csv_value, printable
 from rarity_score.io.run_record import COMPARABILITY
 from rarity_score.metrics.base import (
     DTYPES,
+    Column,
     Computed,
     Metric,
     Section,
@@ -134,7 +136,8 @@ class Evaluation:
         Derived values may be given too (``n_fake``, ``precision``, ``density``), and are checked
         against what the arrays give: a ValueError when they disagree.
         """
-        column_names = {column.name for column in _registry_columns()}
+        registry = _registry  # the parameter ``metrics`` shadows the module here
+        column_names = {column.name for column in registry.columns_of()}
         columns: dict[str, np.ndarray] = {}
         values: dict[str, Any] = {}
         derived: dict[str, Any] = {}
@@ -143,14 +146,14 @@ class Evaluation:
                 continue
             if name in column_names:
                 columns[name] = np.asarray(value)
-            elif name in _metric_names():
-                if _metric(name).summarize is None:
+            elif name in registry.names():
+                if registry.get(name).summarize is None:
                     values[name] = value
                 else:
                     derived[name] = value
             else:
                 raise TypeError(f"Evaluation.from_fields() got an unexpected field {name!r}")
-        order = [c.name for c in _registry_columns() if c.name in columns]
+        order = [c.name for c in registry.columns_of() if c.name in columns]
         evaluation = cls(
             k=k,
             n_real=n_real,
@@ -227,16 +230,16 @@ class Evaluation:
         columns = self.__dict__.get("columns")
         if name.startswith("_") or columns is None:
             raise AttributeError(name)
-        if name in {column.name for column in _registry_columns()}:
+        if name in {column.name for column in metrics.columns_of()}:
             return columns.get(name)
-        if name in _metric_names():
+        if name in metrics.names():
             return self.entry(name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def entry(self, name: str, quantiles: Sequence[float] = defaults.QUANTILES) -> Any:
         """Metric ``name``'s entry of :meth:`summary`, as computed (NaN kept, numpy numbers
         possible), or None when it was not asked for."""
-        return self._entry(_metric(name), quantiles)
+        return self._entry(metrics.get(name), quantiles)
 
     def _entry(self, metric: Metric, quantiles: Sequence[float]) -> Any:
         if metric.name not in self.metrics:
@@ -308,6 +311,10 @@ class Evaluation:
 
     # ------------------------------------------------------------------ per sample
 
+    def _declared(self) -> dict[str, Column]:
+        """The declarations of the columns of the metrics asked for, by name."""
+        return {column.name: column for column in metrics.columns_of(self.metrics)}
+
     def per_sample_columns(self) -> dict[str, np.ndarray]:
         """The per-sample arrays of the metrics asked for, by column name, in column order.
 
@@ -346,7 +353,7 @@ class Evaluation:
                 raise ValueError(f"got {len(names)} names for {n} generated samples")
         columns = self.per_sample_columns()
         in_manifold = np.asarray(self.in_manifold, dtype=bool)
-        blank_outside = _only_in_manifold(columns)
+        blank_outside = {name for name, c in self._declared().items() if c.only_in_manifold}
         for i in range(n):
             row = {"index": str(i)}
             if names is not None:
@@ -424,7 +431,7 @@ class Evaluation:
         if per_sample:
             columns = self.per_sample_columns()
             in_manifold = np.asarray(self.in_manifold, dtype=bool)
-            declared = {column.name: column for column in metrics.columns_of(self.metrics)}
+            declared = self._declared()
             table: dict[str, list[Any]] = {}
             if names is not None:
                 if len(names) != in_manifold.size:
@@ -548,7 +555,7 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
         for value in metric.values:
             if not value.in_text:
                 continue
-            number = _lookup(summary, value.path)
+            number = value.find(summary)
             if number is None and metric.name not in asked:
                 continue
             if not number and not value.text_when_zero:
@@ -564,32 +571,6 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
         lines.extend(f"  {label:<{width}}  {value}" for label, value in rows)
         lines.append("")
     return "\n".join(lines[:-1]) + "\n"
-
-
-def _registry_columns() -> tuple[Any, ...]:
-    return metrics.columns_of()
-
-
-def _metric_names() -> tuple[str, ...]:
-    return metrics.names()
-
-
-def _metric(name: str) -> Metric:
-    return metrics.get(name)
-
-
-def _only_in_manifold(columns: Mapping[str, np.ndarray]) -> set[str]:
-    return {c.name for c in metrics.columns_of() if c.only_in_manifold and c.name in columns}
-
-
-def _lookup(summary: Mapping[str, Any], path: Sequence[str]) -> Any:
-    """The value at ``path`` in a summary, or None where the path ends early."""
-    value: Any = summary
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _same(a: Any, b: Any) -> bool:

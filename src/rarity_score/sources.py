@@ -20,8 +20,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from rarity_score import defaults
 from rarity_score.features.pipeline import FeatureSet, load_or_extract
 from rarity_score.features.space import check_extractor_fits, check_one_space
@@ -41,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InputSet",
-    "check_k",
     "check_names",
     "choose_extractor",
     "kind_of",
@@ -80,6 +77,7 @@ class InputSet:
     def describe(cls, name: str, given: Any, features: FeatureSet) -> InputSet:
         """The record of ``features``, loaded from ``given`` (anything ``load_or_extract`` reads).
 
+        >>> import numpy as np
         >>> s = InputSet.describe("a", np.zeros((2, 3)), load_or_extract(np.zeros((2, 3))))
         >>> s.kind, s.has_images, s.source
         ('features', False, 'ndarray (2, 3)')
@@ -257,7 +255,7 @@ def load_inputs(
     for i, collection in images.items():
         where, name, source = entries[i]
         with _naming(where), contextlib.closing(collection):
-            features = load_or_extract(collection, extraction.with_extractor(extractor))
+            features = load_or_extract(collection, replace(extraction, extractor=extractor))
             loaded[i] = InputSet.describe(name, source, features)
     sets = [loaded[i] for i in range(len(entries))]
     _check_one_space([(entries[i][0], s) for i, s in enumerate(sets)])
@@ -282,19 +280,3 @@ def _check_one_space(sets: Sequence[tuple[str, InputSet]]) -> None:
         if len(s.features) == 0:
             raise ValueError(f"{where} ({s.source}) is empty (0 samples); give at least one sample")
     check_one_space([(f"{where} ({s.source})", s.features) for where, s in sets])
-
-
-def check_k(k: Any, sets: Sequence[tuple[str, InputSet]]) -> int:
-    """``k`` as an int, refused unless each labelled reference set has at least k + 1 samples
-    (its k-NN spheres need k other samples)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    for where, s in sets:
-        n = len(s.features)
-        if n < k + 1:
-            allowed = f" (k must be between 1 and {n - 1})" if n > 1 else ""
-            raise ValueError(
-                f"{where} has {n} samples; k={k} needs at least k + 1 = {k + 1} to build "
-                f"k-NN spheres{allowed}"
-            )
-    return int(k)

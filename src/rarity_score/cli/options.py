@@ -341,7 +341,7 @@ def option_values(
     given.update(cache_dir=False if args.no_cache else args.cache_dir, progress=progress)
     extraction = _build(ExtractionOptions, given)
     engine = _build(EngineOptions, {**_given(args, EngineOptions, besides), "progress": progress})
-    return on_device(args.device, backend=engine.backend, extraction=extraction, engine=engine)
+    return on_device(args.device, extraction=extraction, engine=engine)
 
 
 def demo_values(

@@ -34,7 +34,10 @@ from rarity_score.demo.data import (
     load_mnist,
     load_sklearn_digits,
 )
-from rarity_score.demo.findings import describe_findings, findings
+
+# ``findings`` (the function) stays in its module: exported here it would hide the submodule
+# ``rarity_score.demo.findings`` behind a function of the same name.
+from rarity_score.demo.findings import describe_findings
 from rarity_score.demo.model import (
     DigitModel,
     fit_digit_model,
@@ -65,7 +68,6 @@ __all__ = [
     "check_demo_dir",
     "describe_findings",
     "digits_to_mnist",
-    "findings",
     "fit_digit_model",
     "from_logits",
     "kmeans",

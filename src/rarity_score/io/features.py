@@ -22,6 +22,7 @@ import numpy as np
 
 from rarity_score._validation import check_fits_in_memory, exact_floats, tensor_features
 from rarity_score.io.atomic import atomic_write_bytes
+from rarity_score.io.names import printable
 from rarity_score.io.npz import npz_bytes
 
 __all__ = [
@@ -350,7 +351,7 @@ _LISTED_NAMES = 10
 def _listed(names: list[str]) -> str:
     if not names:
         return "none"
-    shown = ", ".join(repr(n) if not n.isprintable() else n for n in names[:_LISTED_NAMES])
+    shown = ", ".join(printable(n) for n in names[:_LISTED_NAMES])
     more = len(names) - _LISTED_NAMES
     return shown + (f", ... ({more} more)" if more > 0 else "")
 

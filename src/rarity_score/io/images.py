@@ -75,6 +75,7 @@ import numpy as np
 
 from rarity_score._errors import MissingDependency
 from rarity_score.io.features import FEATURE_SUFFIXES, split_key
+from rarity_score.io.names import printable
 from rarity_score.io.run_record import FORMAT as RESULTS_FORMAT
 
 if TYPE_CHECKING:
@@ -382,7 +383,7 @@ def _file_fingerprint(stat: os.stat_result) -> str:
 
 
 def _shown(names: Sequence[str]) -> str:
-    text = ", ".join(names[:_SHOWN])
+    text = ", ".join(printable(name) for name in names[:_SHOWN])  # names from disk: one line
     return text + (f", ... and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 

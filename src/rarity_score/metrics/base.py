@@ -158,6 +158,16 @@ class SetValue:
     #: Printed there when it is 0 (False: a count worth a line only when there is something).
     text_when_zero: bool = True
 
+    def find(self, summary: Mapping[str, Any]) -> Any:
+        """This value in a :meth:`Evaluation.summary`, or None where its path ends early (the
+        metric was not computed, or the value does not apply)."""
+        found: Any = summary
+        for key in self.path:
+            if not isinstance(found, Mapping):
+                return None
+            found = found.get(key)
+        return found
+
 
 @dataclass(frozen=True)
 class Gallery:

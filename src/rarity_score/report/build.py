@@ -84,11 +84,14 @@ def build_report(
     publish.clean_stale()  # what a killed run (or rebuild) left beside it
     manifest = _check_replaceable(results)
 
+    histogram: list[bytes] = []
+
     def write(staging: Path) -> None:
-        png = _write_report(
-            results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
+        histogram.append(
+            _write_report(
+                results, staging, gallery_size, out_of_manifold_sample, min(page_size, 100_000)
+            )
         )
-        atomic_write_bytes(root / "histogram.png", png)
 
     # Built in a journaled staging folder (a killed rebuild leaves nothing the next run does not
     # clean) and swapped in whole; the old report/ is deleted only file by file as verified.
@@ -99,6 +102,9 @@ def build_report(
             manifest=lambda: _report_part(manifest),
             refuse="cannot rebuild the report in",
         )
+        # Only once report/ is in place: a refused or killed swap leaves the old histogram,
+        # which run.json["files"] still lists (a changed one would lock the folder).
+        atomic_write_bytes(root / "histogram.png", histogram[-1])
         publish.record_files(root, part=_is_report_file)  # the old report's entries replaced
     except OSError as error:
         if is_machine_failure(error):  # the machine, not the input (exit 1)

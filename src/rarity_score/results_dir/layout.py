@@ -104,9 +104,7 @@ def summary_row(name: str, evaluation: Evaluation) -> dict[str, Any]:
     summary["fraction_in_manifold"] = n_in / n if n else None
     row: dict[str, Any] = {"name": name}
     for value in row_values():
-        found: Any = summary
-        for key in value.path:
-            found = found.get(key) if isinstance(found, Mapping) else None
+        found = value.find(summary)
         row[value.key] = int(found) if found is not None and value.kind == "count" else found
     return row
 
