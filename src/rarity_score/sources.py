@@ -100,6 +100,7 @@ def kind_of(given: Any) -> str:
     """What ``given`` is, as :attr:`InputSet.kind` says it (decided from its type and name; a
     path need not exist).
 
+    >>> import numpy as np
     >>> kind_of("photos.zip"), kind_of("list.txt"), kind_of("f.npz:real"), kind_of(np.zeros((2, 2)))
     ('archive', 'list', 'features', 'features')
     """
@@ -149,6 +150,7 @@ def name_of(given: Any, default: str = "generated") -> str:
     """A set name for an input given without one (``rarity score --fake DIR``): the file or
     folder name without its suffix (and without an ``.npz`` key), else ``default``.
 
+    >>> import numpy as np
     >>> name_of("samples/psi0.7/"), name_of("f.npz:fake"), name_of(np.zeros((2, 2)))
     ('psi0', 'f', 'generated')
     """
