@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rarity_score.features.efficientnet",
             "rarity_score.features.clip",
             "rarity_score.features.dinov2",
+            "rarity_score.features.pixels",
         ),
     ),
     (
@@ -76,10 +77,22 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rarity_score.features",
         ),
     ),
-    ("6d features: pipeline", ("rarity_score.features.pipeline", "rarity_score.features.space")),
+    (
+        "6d features: pipeline",
+        (
+            "rarity_score.features.pipeline",
+            "rarity_score.features.space",
+            # numpy only: a feature set projected on principal directions of the real set
+            "rarity_score.features.projection",
+        ),
+    ),
     ("7 results directory and sources", ("rarity_score.results_dir", "rarity_score.sources")),
+    (
+        "7b analyses of results directories: feature spaces compared, samples selected",
+        ("rarity_score.spaces", "rarity_score.filtering"),
+    ),
     ("8 report", ("rarity_score.report",)),
-    ("9a compare", ("rarity_score.compare",)),
+    ("9a compare", ("rarity_score.compare", "rarity_score.spaces.run")),
     ("9b demo", ("rarity_score.demo",)),
     ("10 cli", ("rarity_score.cli",)),
     ("11 entry points and facade", ("rarity_score._entry", "rarity_score.__main__", PACKAGE)),
@@ -90,8 +103,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 NARROWER: list[tuple[str, tuple[str, ...], str]] = [
     (
         "rarity_score.report",
-        ("rarity_score.io", "rarity_score.results_dir"),
-        "the report reads through results_dir and io only",
+        ("rarity_score.io", "rarity_score.results_dir", "rarity_score.spaces"),
+        "the report reads through results_dir, the spaces output and io only",
     ),
 ]
 

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from rarity_score import defaults
 from rarity_score._version import __version__
-from rarity_score.cli import commands
+from rarity_score.cli import commands, filtering
 from rarity_score.cli.options import (
     add_shared,
     demo_options,
@@ -222,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RESULTS_DIR",
         help="a folder written by rarity compare, rarity datasets or rarity score --report",
     )
+    selection = command(
+        "filter",
+        filtering.filter_command,
+        "copy, link or list the rarest, most common, out-of-manifold or copied samples",
+        filtering.DESCRIPTION,
+    )
+    filtering.add_arguments(selection)
     features = command(
         "features",
         commands.features_command,
