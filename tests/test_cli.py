@@ -473,22 +473,42 @@ def test_printed_tables_come_from_the_run_not_from_disk(monkeypatch, capsys, tmp
     import rarity_score.results_dir
     from rarity_score.compare import compare, compare_datasets
     from rarity_score.demo import DemoResult
-    from rarity_score.demo.findings import findings
+    from rarity_score.demo.findings import findings, rarest_findings, spaces_findings
+    from rarity_score.filtering import Rule, select, write_selection
+    from rarity_score.spaces.run import compare_spaces
+
+    # The whole result is made before the readers are replaced: only the printing is under test.
+    out = tmp_path / "made"
+    out.mkdir()
+    fakes = {"psi=1.0": FAKE, "psi=0.4": 0.5 * FAKE}
+    truncation = compare(REAL, fakes, out / "truncation", report=False)
+    datasets = compare_datasets({"A": REAL, "B": FAKE}, out / "datasets", report=False)
+    space_runs = {
+        "plain": truncation,
+        "scaled": compare(3 * REAL, {"psi=1.0": 3 * FAKE}, out / "scaled", report=False),
+    }
+    spaces = compare_spaces(
+        {name: run.path for name, run in space_runs.items()}, out / "spaces", report=False
+    )
+    selection = select(truncation.path, Rule.rarest(3), "psi=1.0")
+    rarest = write_selection(selection, out / "rarest")
+    made = DemoResult(
+        out_dir=out,
+        images=out / "images",
+        config=None,
+        truncation_run=truncation,
+        datasets_run=datasets,
+        findings=findings(truncation, datasets),
+        space_runs=space_runs,
+        spaces_run=spaces,
+        spaces_found=spaces_findings(spaces.rows, "psi=1.0", [{"name": n} for n in space_runs]),
+        selection=selection,
+        rarest=rarest,
+        rarest_found=rarest_findings(selection, rarest),
+    )
 
     def stand_in(out_dir, config, **kwargs):
-        out = Path(out_dir)
-        out.mkdir()
-        fakes = {"psi=1.0": FAKE, "psi=0.4": 0.5 * FAKE}
-        truncation = compare(REAL, fakes, out / "truncation", report=False)
-        datasets = compare_datasets({"A": REAL, "B": FAKE}, out / "datasets", report=False)
-        return DemoResult(
-            out_dir=out,
-            images=out / "images",
-            config=config,
-            truncation_run=truncation,
-            datasets_run=datasets,
-            findings=findings(truncation, datasets),
-        )
+        return made
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the command read back what the run returned")
@@ -500,6 +520,7 @@ def test_printed_tables_come_from_the_run_not_from_disk(monkeypatch, capsys, tmp
     assert code == 0, err
     for fragment in ("1. Truncation", "psi=0.4", "2. Datasets", "What the demo measured"):
         assert fragment in out
+    assert "plain" in out and "scaled" in out and str(rarest) in out
     np.save(tmp_path / "real.npy", REAL)
     np.save(tmp_path / "fake.npy", FAKE)
     argv = ["--real", tmp_path / "real.npy", "--fake", f"b={tmp_path / 'fake.npy'}"]

@@ -1,5 +1,6 @@
 """The offline demo (``rarity demo``, docs/demo.md): its data functions, and the paper's findings
-measured by the same pipeline as ``make demo`` at a reduced size.
+measured by the same pipeline as ``make demo`` at a reduced size; its comparison of feature
+spaces and its filter example, checked against the files it wrote.
 
 The orderings asserted are those measured (docs/demo.md lists the numbers); no threshold is a
 magic number of the scores themselves.
@@ -12,6 +13,7 @@ import importlib
 import inspect
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from rarity_score import defaults
 from rarity_score.demo import (
     DEMO_EXTRACTOR,
     DEMO_MARKER,
+    SPACES,
     DemoConfig,
     balanced_subset,
     check_demo_dir,
@@ -33,7 +36,7 @@ from rarity_score.demo import (
     to_logits,
     truncate,
 )
-from rarity_score.demo.findings import findings
+from rarity_score.demo.findings import findings, spaces_findings
 from rarity_score.options import ExtractionOptions
 
 #: Extraction as the tests run it: quiet (the cache is the demo's own, under its output folder).
@@ -140,6 +143,30 @@ def test_check_demo_dir(tmp_path):
     assert (level / "holiday.jpg").exists()
 
 
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        ("truncation", "not a results directory"),
+        ("spaces", "not a results directory"),
+        ("per-space/pixels", "not a results directory"),
+        ("per-space", r"per-space/notes\.txt was not written by the demo"),
+        ("rarest", "notes.txt"),
+    ],
+)
+def test_check_demo_dir_refuses_foreign_files_where_a_part_writes(tmp_path, folder, message):
+    """Each folder the demo replaces whole is checked up front, before the long work, as its
+    writer checks it: a file the demo did not write is refused, and left where it is."""
+    (tmp_path / DEMO_MARKER).write_text("{}")
+    (tmp_path / folder).mkdir(parents=True)
+    (tmp_path / folder / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=message):
+        check_demo_dir(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        run_demo(tmp_path, DemoConfig(), extraction=QUIET)
+    assert (tmp_path / folder / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([DEMO_MARKER, folder.split("/")[0]])
+
+
 @pytest.mark.parametrize("name", ["demo", "demo.data", "demo.model", "demo.findings"])
 def test_the_demo_modules_keep_their_examples(name):
     # tests/test_docstrings.py runs them; this says which of the demo's modules must have some.
@@ -188,10 +215,20 @@ def test_findings_of_rows():
     assert (found["datasets"]["right"], found["datasets"]["median_ratio"]) == ("B", 2.0)
 
 
+def test_spaces_findings_keep_the_set_and_refuse_a_missing_one():
+    row = {"set": "psi=1.0", "space_a": "A", "space_b": "B", "n": 5, "spearman": None}
+    found = spaces_findings([row, {**row, "set": "psi=0.4"}], "psi=1.0", [{"name": "A"}])
+    assert [(p["space_a"], p["space_b"], p["n"]) for p in found["pairs"]] == [("A", "B", 5)]
+    assert found["pairs"][0]["spearman"] is None and found["spaces"] == [{"name": "A"}]
+    with pytest.raises(ValueError, match=r"no rows for the set 'psi=0\.7'"):
+        spaces_findings([row], "psi=0.7")
+
+
 # ---------------------------------------------------------------------- the findings
 
 #: The CI size: the same pipeline as `make demo` (5000 real, 1000 per level, 1797 per dataset),
-#: smaller; about 25 s on 2 cores including the feature extraction.
+#: smaller; about 25 s on 2 cores including the feature extraction before parts 3 and 4, which
+#: add about 15 % (the three spaces and the filter, timed step by step).
 CI_CONFIG = DemoConfig(n_real=2000, samples_per_level=500, n_dataset=600)
 
 
@@ -217,7 +254,7 @@ def test_demo_writes_both_comparisons(demo_run):
     for folder in (demo_run.truncation, demo_run.datasets):
         assert (folder / "report" / "index.html").is_file()
         assert (folder / "histogram.png").is_file()
-    assert len(demo_run.histograms) == 2 and len(demo_run.reports) == 2
+    assert len(demo_run.histograms) == 2 and len(demo_run.reports) == 3  # and spaces/
     run = json.loads((demo_run.truncation / "run.json").read_text())
     assert run["extractor"]["name"] == "efficientnet-lite0"
     assert "64" in run["extractor"]["preprocessing"]
@@ -262,12 +299,147 @@ def test_dataset_ordering(demo_run):
     assert record["findings"]["truncation"]["trend"]["rarity_median"]["as_psi_falls"] == "falls"
 
 
+def _set_arrays(results_dir: Path, name: str) -> dict[str, np.ndarray]:
+    """A set's per-sample arrays as written (``run.json`` names the file)."""
+    run = json.loads((Path(results_dir) / "run.json").read_text())
+    entry = next(item for item in run["sets"] if item["name"] == name)
+    with np.load(Path(results_dir) / entry["arrays"], allow_pickle=False) as arrays:
+        return {key: arrays[key] for key in arrays.files}
+
+
+SPACE_NAMES = ["pixels", "efficientnet-lite0-stage2", "efficientnet-lite0"]
+
+
+def test_demo_scores_the_first_level_in_three_spaces(demo_run):
+    record = json.loads((demo_run.out_dir / DEMO_MARKER).read_text())["spaces"]
+    assert record["set"] == "psi=1.0"
+    assert [name for name, _, _ in SPACES] == SPACE_NAMES == list(demo_run.space_runs)
+    assert [entry["name"] for entry in record["spaces"]] == SPACE_NAMES
+    side = CI_CONFIG.input_size
+    expected = {  # extractor, input side, dimension: pixels at MNIST's own 28 px, RGB
+        "pixels": ("pixels", 28, 3 * 28 * 28),
+        "efficientnet-lite0-stage2": ("efficientnet-lite0-stage2", side, 24),
+        "efficientnet-lite0": ("efficientnet-lite0", side, 1280),
+    }
+    for entry in record["spaces"]:
+        folder = Path(entry["results"])
+        assert folder == demo_run.out_dir / "per-space" / entry["name"]
+        run = json.loads((folder / "run.json").read_text())
+        extractor = run["extractor"]
+        assert (extractor["name"], entry["input_size"], extractor["dim"]) == expected[entry["name"]]
+        assert entry["dim"] == extractor["dim"]
+        assert f"{entry['input_size']}x{entry['input_size']}" in extractor["preprocessing"]
+        assert [item["name"] for item in run["sets"]] == ["psi=1.0"]
+        assert run["real"]["n"] == CI_CONFIG.n_real
+        row = read_summary(folder)[0]
+        assert entry["fraction_in_manifold"] == row["fraction_in_manifold"]
+
+
+def test_the_head_space_is_part_one_read_from_the_cache(demo_run):
+    """The head's features are those the truncation part extracted: the scores are identical,
+    and the cache holds no second entry of the head's features for them."""
+    head = _set_arrays(demo_run.out_dir / "per-space" / DEMO_EXTRACTOR, "psi=1.0")
+    part1 = _set_arrays(demo_run.truncation, "psi=1.0")
+    assert np.array_equal(head["names"], part1["names"])
+    assert np.array_equal(head["rarity"], part1["rarity"], equal_nan=True)
+    entries: dict[str, int] = {}
+    for path in (demo_run.out_dir / "cache").glob("*.json"):
+        name = json.loads(path.read_text())["extractor"]
+        entries[name] = entries.get(name, 0) + 1
+    # Head: MNIST, three levels, the MNIST subset list, scikit-learn's digits; the other two
+    # spaces: MNIST and the first level.
+    assert entries == {DEMO_EXTRACTOR: 6, "efficientnet-lite0-stage2": 2, "pixels": 2}
+
+
+def test_spaces_output_holds_what_demo_json_says(demo_run):
+    from scipy import stats
+
+    root = demo_run.spaces
+    assert root == demo_run.out_dir / "spaces"
+    record = json.loads((demo_run.out_dir / DEMO_MARKER).read_text())["spaces"]
+    assert record["path"] == str(root)
+    run = json.loads((root / "run.json").read_text())
+    assert run["mode"] == "spaces" and [s["name"] for s in run["spaces"]] == SPACE_NAMES
+    rows = [row for row in read_summary(root) if row["set"] == "psi=1.0"]
+    pairs = [(a, b) for i, a in enumerate(SPACE_NAMES) for b in SPACE_NAMES[i + 1 :]]
+    assert [(row["space_a"], row["space_b"]) for row in rows] == pairs
+    assert record["pairs"] == [{key: row[key] for key in record["pairs"][0]} for row in rows]
+    assert {"spearman", "kendall", "kappa", "jaccard_rarest", "jaccard_common"} <= set(
+        record["pairs"][0]
+    )
+    assert (root / "report" / "index.html") in demo_run.reports
+    # Checked against the per-space results directories themselves (same names, same order).
+    arrays = {name: _set_arrays(demo_run.space_runs[name].path, "psi=1.0") for name in SPACE_NAMES}
+    for pair in record["pairs"]:
+        a, b = arrays[pair["space_a"]], arrays[pair["space_b"]]
+        assert np.array_equal(a["names"], b["names"])
+        ia, ib = a["in_manifold"].astype(bool), b["in_manifold"].astype(bool)
+        counts = [int((x & y).sum()) for x, y in ((ia, ib), (ia, ~ib), (~ia, ib), (~ia, ~ib))]
+        assert [pair[k] for k in ("in_in", "in_out", "out_in", "out_out")] == counts
+        assert pair["n"] == CI_CONFIG.samples_per_level and pair["n_in_both"] == counts[0]
+        both = ia & ib
+        expected = stats.spearmanr(a["rarity"][both], b["rarity"][both]).statistic
+        assert pair["spearman"] == pytest.approx(expected, abs=1e-12)
+
+
+def _rank_and_name(path: Path) -> tuple[int, str]:
+    match = re.fullmatch(r"([0-9]+)_(.+)", path.name)
+    assert match, path.name
+    return int(match.group(1)), match.group(2)
+
+
+def test_rarest_folder_holds_the_top_of_the_table(demo_run):
+    """The copied files are exactly the n_rarest in-manifold samples of largest rarity in the
+    psi=1.0 table as written (ties: the lower row first), in rank order, byte for byte."""
+    n = CI_CONFIG.n_rarest
+    folder = demo_run.out_dir / "rarest"
+    assert demo_run.rarest == folder
+    record = json.loads((demo_run.out_dir / DEMO_MARKER).read_text())["rarest"]
+    assert (record["set"], record["rule"], record["asked"], record["copied"]) == (
+        "psi=1.0",
+        "rarest",
+        n,
+        n,
+    )
+    table = _set_arrays(demo_run.truncation, "psi=1.0")
+    rows = np.flatnonzero(np.isfinite(table["rarity"]))
+    order = rows[np.argsort(-table["rarity"][rows], kind="stable")][:n]
+    top = [str(table["names"][i]) for i in order]
+    files = sorted(
+        (p for p in folder.iterdir() if p.name not in ("selection.csv", "filter.json")),
+        key=_rank_and_name,
+    )
+    assert [_rank_and_name(p) for p in files] == list(enumerate(top, start=1))
+    for path, name in zip(files, top, strict=True):
+        assert path.read_bytes() == (demo_run.images / "psi1.0" / name).read_bytes()
+    assert [entry["name"] for entry in record["selected"]] == top
+    assert [entry["score"] for entry in record["selected"]] == [
+        float(table["rarity"][i]) for i in order
+    ]
+
+
 def test_second_run_is_identical_and_reuses_the_images(demo_run):
     pngs = sorted((demo_run.images / "psi1.0").iterdir())[:20]
     stamps = [os.stat(p).st_mtime_ns for p in pngs]
     before = {name: read_summary(getattr(demo_run, name)) for name in ("truncation", "datasets")}
+    spaces_before = read_summary(demo_run.spaces)
+    rarest = demo_run.out_dir / "rarest"
+    files_before = {p.name: p.read_bytes() for p in rarest.iterdir() if p.name != "filter.json"}
+    folders = {name: os.stat(demo_run.out_dir / name).st_ino for name in ("spaces", "rarest")}
     again = run_demo(demo_run.out_dir, CI_CONFIG, extraction=QUIET, report=False)
     # The images are regenerated byte for byte (so not rewritten: the cache key holds).
     assert [os.stat(p).st_mtime_ns for p in pngs] == stamps
     for name, rows in before.items():
         assert read_summary(getattr(again, name)) == rows
+    # The spaces output and the filtered folder are replaced (new folders moved into place),
+    # with the same content.
+    for name, inode in folders.items():
+        assert os.stat(demo_run.out_dir / name).st_ino != inode, name
+    assert read_summary(again.spaces) == spaces_before
+    assert {p.name: p.read_bytes() for p in rarest.iterdir() if p.name != "filter.json"} == (
+        files_before
+    )
+    assert not (again.spaces / "report").exists()  # report=False this time
+    record = json.loads((again.out_dir / DEMO_MARKER).read_text())
+    for part, found in (("spaces", again.spaces_found), ("rarest", again.rarest_found)):
+        assert {key: value for key, value in record[part].items() if key != "path"} == found

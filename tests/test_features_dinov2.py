@@ -1,5 +1,5 @@
-"""dinov2-vitl14: wiring with a tiny random transformers Dinov2Model, loading from a folder, the
-offline message."""
+"""dinov2-vitl14 (class token) and dinov2-vitl14-meanpatch: wiring with a tiny random transformers
+Dinov2Model, loading from a folder, the offline message."""
 
 from __future__ import annotations
 
@@ -54,11 +54,45 @@ def test_class_token_after_layer_norm(tiny: torch.nn.Module) -> None:
     torch.testing.assert_close(features, out.last_hidden_state[:, 0], rtol=0, atol=0)
 
 
+def test_mean_patch_token_after_layer_norm(tiny: torch.nn.Module) -> None:
+    extractor = dinov2.from_model(tiny, weights_id="random", layer="meanpatch")
+    assert extractor.info.name == "dinov2-vitl14-meanpatch"
+    assert extractor.info.dim == 32
+    batch = _batch(extractor)
+    features = extractor(batch)
+    assert features.shape == (2, 32) and features.dtype == torch.float32
+    with torch.no_grad():
+        out = tiny(pixel_values=batch)
+    tokens = out.last_hidden_state
+    assert tokens.shape == (2, 1 + 16 * 16, 32)  # the class token, then the 16x16 patches
+    torch.testing.assert_close(features, tokens[:, 1:].mean(dim=1), rtol=0, atol=0)
+    # after the final layer norm: recompute it from the last layer's raw output
+    with torch.no_grad():
+        raw = tiny(pixel_values=batch, output_hidden_states=True).hidden_states[-1]
+        normed = tiny.layernorm(raw)
+    torch.testing.assert_close(features, normed[:, 1:].mean(dim=1), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(features, raw[:, 1:].mean(dim=1), atol=1e-3)
+    # not the class token, and the class-token layer is unchanged beside it
+    assert not torch.allclose(features, out.pooler_output, atol=1e-3)
+    cls = dinov2.from_model(tiny, weights_id="random")
+    torch.testing.assert_close(cls(batch), out.pooler_output, rtol=0, atol=0)
+
+
+def test_unknown_layer(tiny: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="unknown DINOv2 layer 'patch'; known: cls, meanpatch"):
+        dinov2.from_model(tiny, weights_id="random", layer="patch")
+    with pytest.raises(ValueError, match="unknown DINOv2 layer"):
+        dinov2.build(layer="registers")
+
+
 def test_registry_entry() -> None:
     info = registry.info("dinov2-vitl14")
     assert (info.dim, info.input_size, info.extra) == (1024, 224, "dinov2")
     config = dinov2.large_config()
     assert (config.hidden_size, config.num_hidden_layers, config.patch_size) == (1024, 24, 14)
+    mean_patch = registry.info("dinov2-vitl14-meanpatch")
+    assert (mean_patch.dim, mean_patch.input_size, mean_patch.extra) == (1024, 224, "dinov2")
+    assert mean_patch.preprocessing == info.preprocessing and mean_patch.family == info.family
 
 
 def test_weights_folder(tiny: torch.nn.Module, tmp_path: Path) -> None:
@@ -70,6 +104,11 @@ def test_weights_folder(tiny: torch.nn.Module, tmp_path: Path) -> None:
     torch.testing.assert_close(
         extractor(batch), dinov2.from_model(tiny, weights_id="x")(batch), rtol=1e-6, atol=1e-6
     )
+    mean_patch = get_extractor("dinov2-vitl14-meanpatch", weights=tmp_path)
+    assert mean_patch.weights_id == expected_id
+    assert mean_patch.info.name == "dinov2-vitl14-meanpatch"
+    reference = dinov2.from_model(tiny, weights_id="x", layer="meanpatch")
+    torch.testing.assert_close(mean_patch(batch), reference(batch), rtol=1e-6, atol=1e-6)
 
 
 def test_weights_file_of_another_model(tiny: torch.nn.Module, tmp_path: Path) -> None:
@@ -105,6 +144,8 @@ def test_bare_weights_file(
 def test_bad_weights_path(tmp_path: Path) -> None:
     with pytest.raises(WeightsUnavailable, match="neither a weights file nor a folder"):
         get_extractor("dinov2-vitl14", weights=tmp_path)  # an empty folder
+    with pytest.raises(WeightsUnavailable, match=r"^dinov2-vitl14-meanpatch: --weights"):
+        get_extractor("dinov2-vitl14-meanpatch", weights=tmp_path)  # names the layer asked for
 
 
 def test_offline_message(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
 """efficientnet-lite0: the architecture written here loads the shipped ImageNet weights strictly
-and, under the conventions they were trained with, classifies real photographs sensibly."""
+and, under the conventions they were trained with, classifies real photographs sensibly; its
+stage layers (efficientnet-lite0-stage1 ... -stage7) are the pooled outputs of the right blocks."""
 
 from __future__ import annotations
 
@@ -130,6 +131,87 @@ def test_input_size_option(photos: list[Image.Image], extractor: FeatureExtracto
         small(extractor.preprocess(photos[0]).unsqueeze(0))
     with pytest.raises(ValueError, match="at least 32"):
         get_extractor("efficientnet-lite0", input_size=16)
+
+
+#: Blocks per stage of EfficientNet-B0/Lite0 (Tan & Le 2019, table 1), written out here rather
+#: than read from the module, and the channels each stage ends with.
+BLOCKS_PER_STAGE = (1, 2, 2, 3, 3, 4, 1)
+STAGE_CHANNELS = (16, 24, 40, 80, 112, 192, 320)
+
+
+def _stage_outputs(model: lite.EfficientNetLite0, batch: torch.Tensor) -> list[torch.Tensor]:
+    """The output of each stage's last block, from hooks on the model's own forward pass."""
+    last_blocks = [sum(BLOCKS_PER_STAGE[: i + 1]) - 1 for i in range(len(BLOCKS_PER_STAGE))]
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [
+        model._blocks[b].register_forward_hook(
+            lambda m, i, o, stage=stage: seen.__setitem__(stage, o.clone())
+        )
+        for stage, b in enumerate(last_blocks)
+    ]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [seen[stage] for stage in range(len(last_blocks))]
+
+
+def test_stages_are_the_pooled_block_outputs() -> None:
+    """Random weights, a 64x64 input: each stage layer equals the global average pool of the
+    hooked output of that stage's last block; the head is unchanged."""
+    torch.manual_seed(0)
+    model = lite.EfficientNetLite0().eval()
+    assert len(model._blocks) == sum(BLOCKS_PER_STAGE)
+    batch = torch.randn(2, 3, 64, 64)
+    outputs = _stage_outputs(model, batch)
+    for stage, (output, channels) in enumerate(zip(outputs, STAGE_CHANNELS, strict=True), start=1):
+        extractor = lite.from_model(
+            model, weights_id="random", input_size=64, layer=f"stage{stage}"
+        )
+        assert extractor.info.name == f"efficientnet-lite0-stage{stage}"
+        assert extractor.info.dim == channels == output.shape[1]
+        assert extractor.info.input_size == 64 and "64x64" in extractor.info.preprocessing
+        features = extractor(batch)
+        assert features.shape == (2, channels)
+        torch.testing.assert_close(features, output.mean(dim=(2, 3)), rtol=0, atol=0)
+    head = lite.from_model(model, weights_id="random", input_size=64)
+    with torch.no_grad():
+        torch.testing.assert_close(head(batch), model.features(batch), rtol=0, atol=0)
+    # the stage table the module builds from agrees with the descriptions
+    assert tuple(sum(BLOCKS_PER_STAGE[: i + 1]) for i in range(7)) == lite.STAGE_ENDS
+
+
+def test_stage_layer_through_the_registry(
+    extractor: FeatureExtractor, photos: list[Image.Image]
+) -> None:
+    """get_extractor gives each name its layer, with the shipped weights and any input size."""
+    stage2 = get_extractor("efficientnet-lite0-stage2", input_size=96)
+    assert stage2.weights_id == extractor.weights_id
+    info = stage2.info
+    assert (info.name, info.dim, info.input_size, info.family) == (
+        "efficientnet-lite0-stage2",
+        24,
+        96,
+        "efficientnet-lite0",
+    )
+    assert (
+        info.preprocessing == get_extractor("efficientnet-lite0", input_size=96).info.preprocessing
+    )
+    batch = torch.stack([stage2.preprocess(p) for p in photos])
+    expected = _stage_outputs(extractor.network.model, batch)[1].mean(dim=(2, 3))
+    torch.testing.assert_close(stage2(batch), expected, rtol=0, atol=0)
+
+
+def test_unknown_layer() -> None:
+    model = lite.EfficientNetLite0()
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 layer 'stage8'; known: head"):
+        lite.from_model(model, weights_id="random", layer="stage8")
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 layer 'stage0'"):
+        lite.build(layer="stage0")
+    with pytest.raises(ValueError, match="unknown EfficientNet-Lite0 layer"):
+        model.features(torch.zeros(1, 3, 32, 32), "blocks")
 
 
 def test_same_padding_matches_tensorflow() -> None:

@@ -1,4 +1,5 @@
-"""inception-v3-pool3: the 2048-d pool features, checked against torchvision's forward pass."""
+"""Inception-V3's layers: the 2048-d pool3 features and the 1000 logits, checked against
+torchvision's forward pass (random weights)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,35 @@ def test_pool3_equals_torchvision_forward(model: torch.nn.Module) -> None:
     torch.testing.assert_close(features, torch.flatten(pooled[0], 1), rtol=0, atol=0)
     # and the fc layer applied to our features gives torchvision's logits
     torch.testing.assert_close(model.fc(features), logits, rtol=1e-5, atol=1e-5)
+
+
+def test_logits_equal_torchvision_forward(model: torch.nn.Module) -> None:
+    """inception-v3-logits is torchvision's own eval-mode output: fc on pool3, no softmax."""
+    torch.manual_seed(3)
+    batch = torch.randn(2, 3, 107, 107)  # fully convolutional up to the pool: as above
+    extractor = inception.from_model(model, weights_id="random", layer="logits")
+    assert (extractor.info.name, extractor.info.dim) == ("inception-v3-logits", 1000)
+    # At the extractor's 299x299 input, through its checked call, which puts the model in
+    # eval mode (train mode would add the auxiliary output and switch dropout on).
+    model.train()
+    full = torch.randn(1, 3, 299, 299)
+    features = extractor(full)
+    assert not model.training
+    with torch.no_grad():
+        logits = model(full)
+    assert isinstance(logits, torch.Tensor)  # eval mode: the logits alone, no aux logits
+    torch.testing.assert_close(features, logits, rtol=0, atol=0)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor.network(batch), model(batch), rtol=0, atol=0)
+    # pre-softmax: a row does not sum to one, and negative values occur
+    assert features.min() < 0 and not torch.allclose(features.sum(1), torch.ones(1))
+
+
+def test_unknown_layer(model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="unknown Inception-V3 layer 'mixed7c'; known: pool3"):
+        inception.from_model(model, weights_id="random", layer="mixed7c")
+    with pytest.raises(ValueError, match="unknown Inception-V3 layer"):
+        inception.build(layer="fc")
 
 
 def test_extractor_at_299(model: torch.nn.Module) -> None:

@@ -105,3 +105,22 @@ def test_bad_sizes() -> None:
         ImagePreprocess(0, IMAGENET_MEAN, IMAGENET_STD)
     with pytest.raises(ValueError):
         ImagePreprocess(224, IMAGENET_MEAN, IMAGENET_STD, resize_to=200)
+
+
+@pytest.mark.parametrize("size", [1, 7, 32])
+def test_pixels_preprocessing_is_the_resized_image_in_0_1(size: int) -> None:
+    """pixels: bicubic resize, ToTensor, nothing else (mean 0 and std 1 change no bit)."""
+    image = _image()
+    reference = transforms.Compose(
+        [
+            transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.ToTensor(),
+        ]
+    )(image)
+    ours = recipes.pixels_preprocess(size)(image)
+    assert ours.dtype == torch.float32 and ours.shape == (3, size, size)
+    assert torch.equal(ours, reference)
+    assert f"{size}x{size}" in recipes.pixels_preprocess(size).describe()
+    assert (
+        recipes.pixels_preprocess(size).describe() != recipes.pixels_preprocess(size + 1).describe()
+    )

@@ -1,4 +1,5 @@
-"""vgg16-fc2: the paper's layer, checked against torchvision's VGG16 (random weights)."""
+"""VGG16's layers (vgg16-fc2, the paper's; vgg16-fc1; vgg16-pool5), checked against torchvision's
+VGG16 (random weights)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,47 @@ def test_layer_is_fc2_after_relu(model: torch.nn.Module, images: list[Image.Imag
     assert features.min() >= 0
 
 
+def test_fc1_and_pool5(model: torch.nn.Module, images: list[Image.Image]) -> None:
+    """fc1 after its ReLU and the flattened pool5, each equal to the activation inside
+    torchvision's own forward pass (one forward, hooks on the ReLU after fc1 and on the last
+    max pool)."""
+    fc1 = vgg.from_model(model, weights_id="random", layer="fc1")
+    pool5 = vgg.from_model(model, weights_id="random", layer="pool5")
+    assert (fc1.info.name, fc1.info.dim) == ("vgg16-fc1", 4096)
+    assert (pool5.info.name, pool5.info.dim) == ("vgg16-pool5", 25088)
+    batch = torch.stack([fc1.preprocess(im) for im in images])
+    assert torch.equal(batch, torch.stack([pool5.preprocess(im) for im in images]))
+
+    assert isinstance(model.classifier[1], torch.nn.ReLU)
+    assert isinstance(model.features[-1], torch.nn.MaxPool2d)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        model.classifier[1].register_forward_hook(lambda m, i, o: seen.update(fc1=o.clone())),
+        model.features[-1].register_forward_hook(lambda m, i, o: seen.update(pool5=o.clone())),
+    ]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen["pool5"].shape == (2, 512, 7, 7)  # at 224x224 the adaptive pool keeps 7x7
+    torch.testing.assert_close(pool5(batch), torch.flatten(seen["pool5"], 1), rtol=0, atol=0)
+    features = fc1(batch)
+    torch.testing.assert_close(features, seen["fc1"], rtol=0, atol=0)
+    assert features.shape == (2, 4096) and features.min() >= 0
+    with torch.no_grad():  # and as the brief writes it: classifier[:2] on the flattened pool
+        expected = model.classifier[:2](torch.flatten(model.avgpool(model.features(batch)), 1))
+    torch.testing.assert_close(features, expected, rtol=0, atol=0)
+
+
+def test_unknown_layer(model: torch.nn.Module) -> None:
+    with pytest.raises(ValueError, match="unknown VGG16 layer 'fc3'; known: fc2, fc1, pool5"):
+        vgg.from_model(model, weights_id="random", layer="fc3")
+    with pytest.raises(ValueError, match="unknown VGG16 layer"):
+        vgg.build(layer="conv5")  # before any weights are looked for
+
+
 def test_eval_mode_and_repeatable(model: torch.nn.Module, images: list[Image.Image]) -> None:
     extractor = vgg.from_model(model, weights_id="random")
     batch = extractor.preprocess(images[0]).unsqueeze(0)
@@ -107,6 +149,14 @@ def test_build_loads_a_weights_file(
         expected = model.classifier[:5](torch.flatten(model.avgpool(model.features(batch)), 1))
     torch.testing.assert_close(extractor(batch), expected, rtol=0, atol=0)
 
+    # The registry hands each name's layer to the family: the same file, another layer.
+    pool5 = get_extractor("vgg16-pool5", weights=path)
+    assert (pool5.info.name, pool5.weights_id) == ("vgg16-pool5", extractor.weights_id)
+    assert pool5.network.layer == "pool5" and len(pool5.network.head) == 0
+    fc1 = get_extractor("vgg16-fc1", weights=path)
+    assert fc1.network.layer == "fc1" and len(fc1.network.head) == 2
+    assert loaded == [path] * 3
+
 
 def test_offline_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
@@ -123,3 +173,5 @@ def test_offline_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert str(tmp_path / "hub" / "checkpoints") in message
     assert "--weights PATH" in message
     assert "\n" not in message
+    with pytest.raises(WeightsUnavailable, match=r"^vgg16-pool5: "):  # names the layer asked for
+        get_extractor("vgg16-pool5")

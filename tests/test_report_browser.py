@@ -354,3 +354,69 @@ def test_large_report_in_browser(browser: Any, tmp_path: Path) -> None:
         assert loaded < 10 and sorted_in < 10
     finally:
         page.close()
+
+
+def test_spaces_report_in_browser(browser: Any, tmp_path: Path) -> None:
+    # The report of `rarity spaces`: no script of its own, so no table to wait for; the page
+    # must load without errors and show its sections, plots and thumbnails.
+    for module in ("torch", "scipy", "sklearn"):  # what test_report_spaces builds outputs with
+        pytest.importorskip(module)
+    from test_report_spaces import SETS, SPACES, make_spaces
+
+    from rarity_score.report import build_spaces_report
+
+    index = build_spaces_report(make_spaces(tmp_path))
+    errors: list[str] = []
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    context.add_init_script("window.__alerts = []; window.alert = m => __alerts.push(m);")
+    context.set_default_timeout(10_000)
+    p = context.new_page()
+    p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    p.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        p.goto(index.as_uri())  # waits for the load event: images decoded
+        assert p.title() == "Feature spaces compared: " + ", ".join(SPACES)
+        for selector in ("#method", "#spaces", "#sets", *(f"#set-{name}" for name in SETS)):
+            assert p.is_visible(selector), selector
+        shown = p.eval_on_selector_all(
+            "#spaces-table tbody tr", "trs => trs.map(tr => tr.cells[0].textContent)"
+        )
+        assert shown == list(SPACES)
+        images = p.eval_on_selector_all(
+            "img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.getAttribute('src')])"
+        )
+        assert images and all(complete and width > 0 for complete, width, _ in images), images
+        pairs = len(SPACES) * (len(SPACES) - 1) // 2
+        scatters = p.eval_on_selector_all(".scatter img", "i => i.map(x => x.naturalWidth)")
+        assert len(scatters) == len(SETS) * pairs and min(scatters) > 300
+        histograms = p.eval_on_selector_all(
+            ".spaces-histograms img", "i => i.map(x => x.naturalWidth)"
+        )
+        assert len(histograms) == len(SETS) and min(histograms) > 500
+        for name in SETS:
+            counts = p.evaluate(
+                """slug => Array.from(document.querySelectorAll(
+                     `#set-${CSS.escape(slug)} [data-gallery]`)).map(g => [g.dataset.gallery,
+                     g.querySelectorAll('.card').length])""",
+                name,
+            )
+            # Every ordered pair, then rare and common in every space.
+            assert len(counts) == len(SPACES) * (len(SPACES) - 1) + 2
+            assert all(0 < count <= 8 for _, count in counts), counts
+        card = p.locator("#set-one [data-gallery=rare-everywhere] .card").first
+        card.scroll_into_view_if_needed()
+        assert card.is_visible()
+        text = card.inner_text()
+        assert "percentile" in text and "nearest real" in text
+        assert all(space in text for space in SPACES)
+        # Each slot is one thumbnail wide: its texts stay inside the card.
+        box, slot = card.bounding_box(), card.locator(".space-slot").last.bounding_box()
+        assert box is not None and slot is not None
+        assert slot["x"] + slot["width"] <= box["x"] + box["width"]
+        shot = tmp_path / "spaces.png"
+        p.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 50_000
+        assert p.evaluate("window.__alerts") == []
+    finally:
+        context.close()
+    assert errors == [], errors

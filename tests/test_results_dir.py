@@ -296,3 +296,23 @@ def test_the_output_folder_is_hashed_once_before_the_work_and_once_at_the_swap(
     )  # fmt: skip
     assert code == 0, err
     assert calls.count(out) == 1 and len(calls) == 3
+
+
+def test_an_output_is_replaced_only_by_its_own_kind(tmp_path):
+    from rarity_score.results_dir.write import check_output_dir
+
+    first = compare(_array(20, 0), {"s": _array(8, 1)}, tmp_path / "run", report=False).path
+    assert check_output_dir(first, kind="results").path == first
+    assert check_output_dir(first).path == first  # any kind: for callers that check others'
+    with pytest.raises(
+        ValueError,
+        match="holds a results directory of rarity compare, not an output of rarity spaces",
+    ):
+        check_output_dir(first, kind="spaces")
+    run = json.loads((first / "run.json").read_text())
+    run["mode"] = "spaces"
+    (first / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="holds an output of rarity spaces, not a results dir"):
+        check_output_dir(first, kind="results")
+    with pytest.raises(ValueError, match="unknown kind of output"):
+        check_output_dir(tmp_path / "new", kind="other")

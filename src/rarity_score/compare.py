@@ -15,6 +15,9 @@ space (:mod:`rarity_score.sources`), build the k-NN manifolds
   no real reference set, so precision, recall, density and coverage do not apply.
 * :func:`score`: one generated set against one real set, kept in memory (``rarity score``);
   :meth:`Scored.save` writes it as a results directory.
+* :func:`score_sets`: the scoring of :func:`compare` on inputs already loaded, kept in memory
+  (:meth:`Comparison.save` writes it); ``rarity spaces`` (:mod:`rarity_score.spaces.run`)
+  calls it once per feature space.
 
 Scores are distances in the feature space: they are comparable only within one feature extractor,
 one real reference set and one k. Every results directory records all three in ``run.json``.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,15 +36,30 @@ from rarity_score import defaults, sources
 from rarity_score._validation import check_k
 from rarity_score.io.atomic import is_machine_failure
 from rarity_score.io.names import printable
+from rarity_score.io.paths import check_not_an_input
 from rarity_score.manifold import RealManifold
 from rarity_score.options import EngineOptions, ExtractionOptions
 from rarity_score.results import Evaluation
 from rarity_score.results_dir import OutputDir, RunResult, check_output_dir, write_results
 from rarity_score.sources import InputSet, label
 
-__all__ = ["RunResult", "Scored", "compare", "compare_datasets", "score"]
+__all__ = [
+    "Comparison",
+    "RunResult",
+    "Scored",
+    "check_output",
+    "compare",
+    "compare_datasets",
+    "compare_entries",
+    "score",
+    "score_sets",
+    "try_report",
+]
 
 logger = logging.getLogger(__name__)
+
+#: How messages name the real set of a comparison.
+_REAL = "the real set"
 
 
 def compare(
@@ -106,29 +124,146 @@ def compare(
         >>> [row["name"] for row in result.rows], result.run["mode"]
         (['wide', 'narrow'], 'compare')
     """
-    names = sources.check_names(fakes.keys(), "generated set")
-    entries = [("the real set", "real", real)]
-    entries += [(label("generated set", name), name, fakes[name]) for name in names]
-    target = check_output_dir(out_dir, [(where, source) for where, _, source in entries])
+    entries = compare_entries(real, fakes)
+    target = check_output(out_dir, entries, extraction)
     real_set, *sets = sources.load_inputs(entries, extraction)
-    manifold = _manifold(real_set, k, engine, entries[0][0])
+    compared = score_sets(real_set, sets, k=k, metrics=metrics, engine=engine)
+    return compared.save(target, report=report, command=command)
+
+
+def compare_entries(real: Any, fakes: Mapping[str, Any]) -> list[sources.Entry]:
+    """The ``(label, name, source)`` entries of a comparison (:func:`sources.load_inputs`):
+    the real set first, then the generated sets, their names checked
+    (:func:`sources.check_names`).
+
+    >>> [where for where, _, _ in compare_entries("real/", {"psi=0.7": "fake/"})]
+    ['the real set', "generated set 'psi=0.7'"]
+    >>> compare_entries("real/", ["fake/"])
+    Traceback (most recent call last):
+    ...
+    ValueError: fakes must be a mapping of generated set name -> images, not a list
+    """
+    if not isinstance(fakes, Mapping):
+        raise ValueError(
+            "fakes must be a mapping of generated set name -> images, not "
+            f"{_article(type(fakes).__name__)}"
+        )
+    names = sources.check_names(fakes.keys(), "generated set")
+    entries: list[sources.Entry] = [(_REAL, "real", real)]
+    entries += [(label("generated set", name), name, fakes[name]) for name in names]
+    return entries
+
+
+def _article(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def check_output(
+    out_dir: str | os.PathLike[str],
+    entries: Sequence[sources.Entry],
+    extraction: ExtractionOptions | None,
+    kind: str = "results",
+) -> OutputDir:
+    """:func:`~rarity_score.results_dir.check_output_dir` of a run that reads ``entries``
+    with ``extraction``, of ``kind``: the output folder must not be, lie in or hold an input,
+    nor be or hold the feature cache folder (filled while the run works: an output around it
+    could not be published, nor replaced later without deleting the cache).
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> check_output(folder, [], ExtractionOptions(cache_dir=folder / "cache"))
+    Traceback (most recent call last):
+    ...
+    ValueError: the results directory ... holds the input .../cache (the feature cache); ...
+    """
+    target = check_output_dir(out_dir, [(where, source) for where, _, source in entries], kind=kind)
+    cache = None if extraction is None else extraction.cache_dir
+    if cache is not False:
+        folder = defaults.cache_dir() if cache is None else cache
+        check_not_an_input(
+            target.path,
+            [("the feature cache", folder)],
+            "the results directory",
+            folder=True,
+            inside=False,
+        )
+    return target
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Generated sets scored against one real set (:func:`score_sets`), kept in memory: the
+    inputs as loaded, one evaluation per set, the real set's leave-one-out reference and k.
+    :meth:`save` writes it as a results directory (mode ``"compare"``)."""
+
+    real: InputSet
+    sets: tuple[InputSet, ...]
+    evaluations: tuple[Evaluation, ...]
+    reference: Evaluation
+    k: int
+
+    def save(
+        self,
+        out_dir: OutputDir | str | os.PathLike[str],
+        *,
+        report: bool = True,
+        command: Sequence[str] | None = None,
+        announce: bool = True,
+    ) -> RunResult:
+        """Write the comparison as a results directory (and its report unless ``report`` is
+        False), as :func:`compare` does; ``announce``: log where it went (see
+        :func:`~rarity_score.results_dir.write_results`)."""
+        return write_results(
+            out_dir,
+            mode="compare",
+            k=self.k,
+            sets=self.sets,
+            evaluations=self.evaluations,
+            real=self.real,
+            reference=self.reference,
+            command=command,
+            report=_try_report if report else None,
+            announce=announce,
+        )
+
+
+def score_sets(
+    real: InputSet,
+    sets: Sequence[InputSet],
+    *,
+    k: int = defaults.K,
+    metrics: Iterable[str] | None = None,
+    engine: EngineOptions | None = None,
+) -> Comparison:
+    """Score loaded generated sets against a loaded real set: the body of :func:`compare`
+    once its inputs are features (``rarity spaces`` calls it once per feature space). The real
+    manifold is built once, each set is scored in one sweep, then the real set's own
+    leave-one-out rarity is computed (the reference curve).
+
+    >>> import numpy as np
+    >>> from rarity_score.features.pipeline import load_or_extract
+    >>> rng = np.random.default_rng(3)
+    >>> real, fake = (InputSet.describe(name, a, load_or_extract(a)) for name, a in
+    ...               (("real", rng.normal(size=(30, 4))), ("b", rng.normal(size=(10, 4)))))
+    >>> compared = score_sets(real, [fake], k=3, metrics=["rarity"])
+    >>> compared.k, compared.evaluations[0].n_fake, compared.reference.n_fake
+    (3, 10, 30)
+    """
+    manifold = _manifold(real, k, engine, _REAL)
     evaluations = []
-    for (where, _, _), s in zip(entries[1:], sets, strict=True):
+    for s in sets:
         logger.info("scoring %r (%d samples) against the real manifold", s.name, len(s.features))
+        where = label("generated set", s.name)
         evaluations.append(
             manifold.evaluate(s.features.features, metrics=metrics, label=_named(where, s))
         )
     logger.info("leave-one-out rarity of the real set (the reference curve)")
-    return write_results(
-        target,
-        mode="compare",
-        k=manifold.k,
-        sets=sets,
-        evaluations=evaluations,
-        real=real_set,
+    return Comparison(
+        real=real,
+        sets=tuple(sets),
+        evaluations=tuple(evaluations),
         reference=manifold.leave_one_out(),
-        command=command,
-        report=_try_report if report else None,
+        k=manifold.k,
     )
 
 
@@ -167,7 +302,7 @@ def compare_datasets(
     """
     names = sources.check_names(datasets.keys(), "dataset")
     entries = [(label("dataset", name), name, datasets[name]) for name in names]
-    target = check_output_dir(out_dir, [(where, source) for where, _, source in entries])
+    target = check_output(out_dir, entries, extraction)
     sets = sources.load_inputs(entries, extraction)
     for (where, _, _), s in zip(entries, sets, strict=True):  # all before the first sweep
         check_k(k, len(s.features), label=_named(where, s))
@@ -272,14 +407,28 @@ def _named(where: str, s: InputSet) -> str:
 
 
 def _try_report(folder: Path) -> None:
-    """Build the report into ``folder`` (the staging folder of a run); a missing optional
-    dependency or a failing report leaves one warning, the results are published without it
-    (``rarity report DIR`` builds it later). A full disk or exhausted memory is the machine's
-    failure: raised, the run fails."""
-    try:
-        from rarity_score.report import build_report
+    """Build the report of the results directory in ``folder`` (:func:`try_report`)."""
+    try_report(folder, _results_report)
 
-        build_report(folder)
+
+def _results_report(folder: Path) -> None:
+    from rarity_score.report import build_report
+
+    build_report(folder)
+
+
+def try_report(folder: Path, build: Callable[[Path], object]) -> None:
+    """Build a report into ``folder`` (the staging folder of a run) with ``build(folder)``,
+    which imports what it needs itself; a missing optional dependency or a failing report leaves
+    one warning, the results are published without it (``rarity report DIR`` builds it later).
+    A full disk or exhausted memory is the machine's failure: raised, the run fails.
+
+    >>> def broken(folder):
+    ...     raise ImportError("No module named 'matplotlib'")
+    >>> try_report(Path("."), broken)  # logged: report not built (No module named ...)
+    """
+    try:
+        build(folder)
     except ImportError as error:
         logger.warning("report not built (%s); the results are complete without it", error)
     except Exception as error:  # the results matter more than their presentation

@@ -93,8 +93,9 @@ class ExtractionOptions:
         strict: raise naming the unreadable images instead of skipping them.
         progress: show a progress bar with images/s on stderr.
         shard_size: images per cache shard; a killed run resumes from the last complete shard.
-        input_size: input side for a named extractor that allows another one
-            (``efficientnet-lite0``); part of its preprocessing, hence of the cache key.
+        input_size: input side for a named extractor that allows another one (the
+            ``efficientnet-lite0`` layers; ``pixels``, whose dimension is 3 x side x side);
+            part of its preprocessing, hence of the cache key.
     """
 
     extractor: str | FeatureExtractor | None = None

@@ -253,6 +253,7 @@ def load_inputs(
         [(entries[i][0], s.features) for i, s in loaded.items()],
         extractor,
         [entries[i][0] for i in images],
+        extraction.input_size,
     )
     for i, collection in images.items():
         where, name, source = entries[i]

@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rarity_score import defaults
 from rarity_score.cli import output
-from rarity_score.cli.inputs import check_outputs, named_sources
-from rarity_score.cli.options import demo_values, option_values
+from rarity_score.cli.inputs import check_outputs, default_name, named_sources
+from rarity_score.cli.options import UsageError, demo_values, option_values
 
 if TYPE_CHECKING:
     from rarity_score.results_dir import RunResult
@@ -30,14 +31,15 @@ __all__ = [
     "features_command",
     "report_command",
     "score_command",
+    "spaces_command",
 ]
 
 logger = logging.getLogger(__name__)
 
 
 def score_command(args: argparse.Namespace) -> int:
-    from rarity_score.compare import score
-    from rarity_score.results_dir import check_output_dir, write_score_record, write_table
+    from rarity_score.compare import check_output, score
+    from rarity_score.results_dir import write_score_record, write_table
 
     extraction, engine = option_values(args)
     check_outputs(
@@ -45,7 +47,8 @@ def score_command(args: argparse.Namespace) -> int:
         files={"--out": args.out, "--json": args.json},
         folders={"--report": args.report},
     )
-    report = check_output_dir(args.report) if args.report is not None else None
+    # The inputs were checked against --report above; here what it holds, and the cache.
+    report = check_output(args.report, [], extraction) if args.report is not None else None
     scored = score(
         args.real, args.fake, k=args.k, metrics=args.metrics, extraction=extraction, engine=engine
     )
@@ -109,16 +112,150 @@ def _results_command(
     return 0
 
 
+def spaces_command(args: argparse.Namespace) -> int:
+    """`rarity spaces`: the image form (--real, --fake, --extractor) or the directory form
+    (RESULTS_DIR ...), never both; at least two spaces."""
+    from rarity_score.spaces.run import compare_spaces
+
+    extraction, engine = option_values(args, besides={"extractor"})
+    image_form = [
+        flag
+        for flag, given in (
+            ("--real", args.real),
+            ("--fake", args.fake),
+            ("--extractor", args.extractor),
+        )
+        if given
+    ]
+    if args.results_dirs and image_form:
+        raise UsageError(
+            f"give results directories or {', '.join(image_form)} (images scored in each "
+            "space), not both: the two forms do not mix"
+        )
+    real: str | None = None
+    fakes: dict[str, str] | None = None
+    spaces: list[str] | dict[str, str]
+    if image_form:
+        missing = [flag for flag in ("--real", "--fake", "--extractor") if flag not in image_form]
+        if missing:
+            raise UsageError(
+                f"the image form needs --real, --fake and --extractor (one per space); "
+                f"{' and '.join(missing)} missing"
+            )
+        spaces = list(args.extractor)
+        real = args.real
+        fakes = named_sources(args.fake, "generated set", "--fake ", default=default_name)
+        inputs = {"--real": real, **{f"--fake {name}": path for name, path in fakes.items()}}
+        given = len(spaces)
+        how = "--extractor A --extractor B"
+    else:
+        if not args.results_dirs:
+            raise UsageError(
+                "give two or more results directories, or --real, --fake and an --extractor "
+                "per space"
+            )
+        if args.k != defaults.K or args.metrics is not None:
+            raise UsageError(
+                "-k and --metrics apply to the image form; results directories are compared "
+                "as they were scored"
+            )
+        spaces = named_sources(args.results_dirs, "space", "", default=default_name)
+        inputs = {f"space {name!r}": path for name, path in spaces.items()}
+        given = len(args.results_dirs)
+        how = "two results directories"
+    if given < 2:
+        raise UsageError(f"give at least two spaces to compare ({how}), not {given}")
+    check_outputs(inputs, folders={"--out": args.out})
+    result = compare_spaces(
+        spaces,
+        args.out,
+        real=real,
+        fakes=fakes,
+        k=args.k if image_form else None,
+        metrics=args.metrics,
+        extraction=extraction if image_form else None,
+        engine=engine,
+        report=args.report,
+        command=args.command_line,
+    )
+    if not args.quiet:
+        _print_spaces(result.run, result.rows, result.path)
+    return 0
+
+
+def _print_spaces(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], root: Path) -> None:
+    """The spaces compared, the agreement table (:func:`rarity_score.spaces.output.run_text`)
+    and the files written, as their run.json lists them."""
+    from rarity_score.spaces.output import run_text
+
+    print(run_text(run, rows), end="")
+    files = run.get("files") or {}
+    written = [root, *(root / name for name in ("summary.csv", "summary.json", "summary.md"))]
+    written.append(root / "sets")
+    if any(name.startswith("spaces/") for name in files):
+        written.append(root / "spaces")
+    if "report/index.html" in files:
+        written.append(root / "report" / "index.html")
+    print()
+    print("Wrote")
+    for path in written:
+        print(f"  {path}")
+
+
 def report_command(args: argparse.Namespace) -> int:
+    from rarity_score.io.run_record import is_spaces_output
     from rarity_score.report import build_report
     from rarity_score.results_dir import load_results
 
+    if is_spaces_output(args.results_dir):
+        return _spaces_report_command(args)
+    _refuse_a_part_of_a_spaces_output(Path(args.results_dir))
     results = load_results(args.results_dir)  # refused here, before the report starts
     index = Path(build_report(args.results_dir))
     written = [index, results.root / "histogram.png"]  # the report draws the one histogram
     _log_written(written[:1])
     if not args.quiet:
         output.print_run(results.run, results.summary, written)
+    return 0
+
+
+def _refuse_a_part_of_a_spaces_output(folder: Path) -> None:
+    """A results directory inside an output of `rarity spaces` is part of that output (its
+    run.json lists the files): a report built into it would make the whole folder one that the
+    next run refuses to replace, so it is refused here (its report is built with the run)."""
+    from rarity_score.io.run_record import is_spaces_output, read_json
+
+    resolved = folder.resolve()
+    outer = resolved.parent.parent
+    if resolved.parent.name != "spaces" or not is_spaces_output(outer):
+        return
+    try:
+        files = read_json(outer / "run.json").get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return
+    if f"spaces/{resolved.name}/run.json" in files:
+        raise ValueError(
+            f"{folder} is part of the output of rarity spaces {outer}, whose files are one "
+            "unit: its report is built with it (run rarity spaces again without --no-report); "
+            f"rarity report {outer} rebuilds the comparison's report"
+        )
+
+
+def _spaces_report_command(args: argparse.Namespace) -> int:
+    """`rarity report` of an output of `rarity spaces`."""
+    from rarity_score.report.spaces import build_spaces_report
+    from rarity_score.spaces.output import load_spaces
+
+    results = load_spaces(args.results_dir)  # refused here, before the report starts
+    index = Path(build_spaces_report(args.results_dir))
+    _log_written([index])
+    if not args.quiet:
+        from rarity_score.spaces.output import run_text
+
+        print(run_text(results.run, results.summary), end="")
+        print()
+        print("Wrote")
+        print(f"  {index}")
     return 0
 
 

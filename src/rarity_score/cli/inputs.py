@@ -3,26 +3,66 @@ checked against the inputs and each other before any work."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_outputs", "named_sources"]
+__all__ = ["check_outputs", "default_name", "named_sources"]
 
 
-def named_sources(given: Sequence[str], what: str, option: str) -> dict[str, str]:
+def named_sources(
+    given: Sequence[str], what: str, option: str, *, default: Callable[[str], str] | None = None
+) -> dict[str, str]:
     """``NAME=PATH`` arguments as an ordered name -> path mapping; refuses a missing ``=``, an
-    empty name or path, and a name given twice."""
+    empty name or path, and a name given twice. With ``default``, the name may be left out
+    (``[NAME=]PATH``): a text without ``=``, or one that names an existing path as a whole
+    while no split of it does, is named ``default(path)``."""
     out: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    defaulted: set[str] = set()
     for text in given:
-        name, path = _split_named(text, what, option)
+        unnamed = default is not None and _unnamed(text)
+        if unnamed and default is not None:
+            name, path = default(text), text
+        else:
+            name, path = _split_named(text, what, option)
         if name in out:
+            hint = ""
+            if unnamed or name in defaulted:
+                hint = " (a name taken from the folder or file: give NAME=PATH)"
             raise ValueError(
-                f"duplicate {what} name {name!r} ({option}{name}={out[name]} and "
-                f"{option}{text}); give each set its own name"
+                f"duplicate {what} name {name!r}{hint} ({option}{texts[name]} and "
+                f"{option}{text}); give each {what} its own name"
             )
         out[name] = path
+        texts[name] = text
+        if unnamed:
+            defaulted.add(name)
     return out
+
+
+def default_name(path: str) -> str:
+    """The name of a set or space given without one: a folder's name (``psi0.7`` for
+    ``samples/psi0.7/``), else the file's name without its suffix
+    (:func:`rarity_score.sources.name_of`)."""
+    from rarity_score.sources import name_of
+
+    folder = Path(path)
+    if folder.is_dir():
+        return Path(os.path.abspath(folder)).name or name_of(path)
+    return name_of(path)
+
+
+def _unnamed(text: str) -> bool:
+    """Whether ``[NAME=]PATH`` gives no name: no ``=``, or the whole text is an existing path
+    and no ``NAME=PATH`` split of it names one."""
+    if "=" not in text:
+        return True
+    if not Path(text).exists():
+        return False
+    splits = [i for i, char in enumerate(text) if char == "="]
+    return not any(text[:i].strip() and Path(text[i + 1 :]).exists() for i in splits)
 
 
 def _split_named(text: str, what: str, option: str) -> tuple[str, str]:

@@ -191,26 +191,42 @@ def engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
     return parent
 
 
-def extraction_parent() -> argparse.ArgumentParser:
-    """The options of image inputs, shared by `score`, `compare`, `datasets` and `features`
-    (--device is with the computation options, which it also affects)."""
+def extraction_parent(*, several: bool = False) -> argparse.ArgumentParser:
+    """The options of image inputs, shared by `score`, `compare`, `datasets`, `features` and
+    `spaces` (--device is with the computation options, which it also affects). ``several``:
+    --extractor is repeated, one feature space each (`rarity spaces`; a list, or None when not
+    given, which :func:`option_values` leaves to the command: ``besides={"extractor"}``)."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("feature extraction (image inputs)")
-    group.add_argument(
-        "--extractor",
-        **_of(ExtractionOptions, "extractor", metavar="NAME"),
-        help=(
-            "feature extractor for image inputs (see `rarity extractors`; default: "
-            f"{defaults.EXTRACTOR}, the paper's space). With feature files it names the "
-            "extractor that made them, recorded in the JSON"
-        ),
-    )
+    if several:
+        group.add_argument(
+            "--extractor",
+            action="append",
+            default=None,
+            metavar="SPACE",
+            help=(
+                "a feature space: an extractor (see `rarity extractors`), optionally followed "
+                "by +pcaN, its features projected on the N leading principal directions of the "
+                "real set (pixels+pca64); repeat for each space, at least two"
+            ),
+        )
+    else:
+        group.add_argument(
+            "--extractor",
+            **_of(ExtractionOptions, "extractor", metavar="NAME"),
+            help=(
+                "feature extractor for image inputs (see `rarity extractors`; default: "
+                f"{defaults.EXTRACTOR}, the paper's space). With feature files it names the "
+                "extractor that made them, recorded in the JSON"
+            ),
+        )
     group.add_argument(
         "--input-size",
         **_of(ExtractionOptions, "input_size", type=whole_number, metavar="PX"),
         help=(
             "network input side in pixels, for extractors that allow another one "
-            "(efficientnet-lite0; default: the extractor's own); part of the preprocessing"
+            "(efficientnet-lite0, pixels; default: the extractor's own); part of the "
+            "preprocessing"
         ),
     )
     add_shared(

@@ -157,8 +157,9 @@ def print_extractors(infos: Sequence[ExtractorInfo]) -> None:
 
 
 def print_demo(result: DemoResult) -> None:
-    """`rarity demo`: the two runs' tables, what the demo measured, the files written."""
-    from rarity_score.demo import describe_findings
+    """`rarity demo`: the two runs' tables, what the demo measured (the two findings, the
+    agreement of the feature spaces, the filter example), the files written."""
+    from rarity_score.demo import describe_findings, describe_rarest, describe_spaces
     from rarity_score.results_dir import run_text
 
     for title, run in (
@@ -173,12 +174,18 @@ def print_demo(result: DemoResult) -> None:
     print("======================")
     for line in describe_findings(result.findings):
         print(line)
+    for line in describe_spaces(result.spaces_found):
+        print(line)
+    print(describe_rarest(result.rarest_found, result.rarest))
     _print_written(
         [
             result.out_dir / "demo.json",
             result.images,
             result.truncation,
             result.datasets,
+            *(run.path for run in result.space_runs.values()),
+            result.spaces,
+            result.rarest,
             *result.reports,
             *result.histograms,
         ]

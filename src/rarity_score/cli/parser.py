@@ -122,10 +122,60 @@ density or coverage, and neighbours come from the same dataset.
 
 {_RESULTS_LAYOUT}"""
 
+_SPACES_DESCRIPTION = """\
+Compare feature spaces: which samples come out rare depends on the network that embeds them.
+Each space scores the same generated sets against the same real set, as `rarity compare` does;
+the spaces are then compared sample by sample. Two forms:
+
+  From images: the same images through each extractor (features cached as usual):
+    rarity spaces --real REAL --fake [NAME=]PATH [--fake ...] \\
+                  --extractor SPACE --extractor SPACE [...] --out DIR
+  From existing results directories (of `rarity compare` or `rarity score --report`, made with
+  different extractors or layers on the same images; nothing is recomputed):
+    rarity spaces [NAME=]RESULTS_DIR [NAME=]RESULTS_DIR [...] --out DIR
+
+A SPACE is an extractor (see `rarity extractors`; layers are named NETWORK-LAYER, e.g.
+efficientnet-lite0-stage2), optionally followed by +pcaN: its features projected on the N
+leading principal directions of the real set (pixels+pca64). A space is named by its SPACE
+text, or by NAME, else its directory's name; a generated set without NAME by its folder or
+file. Sets are matched by set name (those in every space), samples by image name, or by row
+where the samples have no names (then the counts must agree). Give at least two spaces; the
+two forms do not mix. -k, --metrics and the extraction options (--input-size, ...) apply to
+every space of the image form (rarity is always computed); results directories are compared as
+they were scored.
+
+Examples:
+  rarity spaces --real mnist/ --fake psi1=samples/psi1.0 --fake psi0.7=samples/psi0.7 \\
+      --extractor pixels+pca64 --extractor efficientnet-lite0-stage2 \\
+      --extractor efficientnet-lite0 --out spaces-out
+  rarity spaces vgg=runs/vgg16 dino=runs/dinov2 --out spaces-out
+
+Scores of different spaces have different units, so only ranks and flags are compared. For
+each generated set and each pair of spaces A, B: the Spearman and Kendall (tau-b) rank
+correlations of rarity over the samples in the manifold in both spaces (n_in_both); the 2x2
+counts of the in-manifold flags (in_in, in_out: in A and out of B, out_in, out_out) and Cohen's
+kappa of their agreement; and the overlap (Jaccard index) of the rarest 10 % and of the most
+common 10 % of the samples in both (ties at the boundary all in: with m = ceil(0.1 x
+n_in_both), the rarest of a space are those whose rarity is at least its m-th largest).
+Undefined values (too few samples, a constant side) are n/a (null in the JSON).
+
+DIR holds run.json (the spaces, the sets, how the samples were matched), summary.csv / .json /
+.md (one row per set and pair of spaces), sets/NAME.csv and .npz (per sample, in each space:
+rarity, empty when out of the manifold, and the percentile within the space, 0 = most common,
+100 = rarest), spaces/SPACE/ (each space's results directory with its report, image form
+only) and report/index.html (rarity percentiles of each pair of spaces, each
+space's histogram, galleries of samples rare in one space and common in another). DIR is
+written into a temporary folder and moved into place when complete; an earlier output of
+`rarity spaces` there is replaced, any other non-empty folder (an output of another command
+included) refused. Its files are one unit: rebuild its report with `rarity report DIR`, not
+that of a part of it.
+"""
+
 _REPORT_DESCRIPTION = """\
 Rebuild the report (report/index.html, histogram.png) of a results directory written by
-`rarity compare`, `rarity datasets` or `rarity score --report`, from the saved results: nothing
-is recomputed. Prints the summary table.
+`rarity compare`, `rarity datasets` or `rarity score --report`, or of an output of `rarity
+spaces` (report/index.html), from the saved results: nothing is recomputed. Prints the summary
+table.
 """
 
 
@@ -211,6 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a dataset and its name: images or features (all in one feature space)",
     )
     _results_files(files)
+    spaces = command(
+        "spaces",
+        commands.spaces_command,
+        "compare feature spaces: where rarity agrees across extractors, and where it does not",
+        _SPACES_DESCRIPTION,
+        engine,
+        extraction_parent(several=True),
+    )
+    _spaces_files(spaces.add_argument_group("inputs and outputs"))
     report = command(
         "report",
         commands.report_command,
@@ -220,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "results_dir",
         metavar="RESULTS_DIR",
-        help="a folder written by rarity compare, rarity datasets or rarity score --report",
+        help=(
+            "a folder written by rarity compare, rarity datasets, rarity score --report or "
+            "rarity spaces"
+        ),
     )
     selection = command(
         "filter",
@@ -321,8 +383,42 @@ def _compare_files(files: Any) -> None:
     _results_files(files)
 
 
-def _results_files(files: Any) -> None:
-    """--out DIR and --report/--no-report of `rarity compare` and `rarity datasets`."""
+def _spaces_files(files: Any) -> None:
+    """The inputs and outputs of `rarity spaces` (its --extractor is the extraction group's)."""
+    files.add_argument(
+        "results_dirs",
+        nargs="*",
+        metavar="[NAME=]RESULTS_DIR",
+        help=(
+            "a feature space from its results directory (of rarity compare or rarity score "
+            "--report), named NAME or after the folder (the directory form)"
+        ),
+    )
+    files.add_argument(
+        "--real",
+        metavar="REAL",
+        help=(
+            "the real reference set (the image form): images (folder, .zip/.tar archive, .txt "
+            "list of paths); feature files hold one space only and are refused"
+        ),
+    )
+    files.add_argument(
+        "--fake",
+        action="append",
+        metavar="[NAME=]PATH",
+        help=(
+            "a generated set (the image form; repeat for each set), named NAME or after its "
+            "folder or file"
+        ),
+    )
+    _results_files(files, "build the HTML report (report/index.html) in DIR (default: yes)")
+
+
+def _results_files(
+    files: Any, report: str = "build the HTML report and histogram.png in DIR (default: yes)"
+) -> None:
+    """--out DIR and --report/--no-report of `rarity compare`, `rarity datasets` and
+    `rarity spaces`."""
     files.add_argument(
         "--out",
         required=True,
@@ -336,7 +432,7 @@ def _results_files(files: Any) -> None:
         "--report",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="build the HTML report and histogram.png in DIR (default: yes)",
+        help=report,
     )
 
 

@@ -1,14 +1,45 @@
 """What a demo run measured: the trends of the truncation comparison and the dataset ordering,
-read from the summary rows of its two runs (nothing assumed), and the same in words.
+read from the summary rows of its two runs (nothing assumed); the agreement of the feature
+spaces, read from the summary rows of the spaces run; what the filter example copied; and the
+same in words.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["describe_findings", "findings"]
+__all__ = [
+    "describe_findings",
+    "describe_rarest",
+    "describe_spaces",
+    "findings",
+    "rarest_findings",
+    "spaces_findings",
+]
+
+#: The keys of a spaces summary row that ``demo.json`` keeps for each pair of spaces.
+_PAIR_KEYS = (
+    "space_a",
+    "space_b",
+    "n",
+    "n_in_both",
+    "spearman",
+    "kendall",
+    "in_in",
+    "in_out",
+    "out_in",
+    "out_out",
+    "kappa",
+    "jaccard_rarest",
+    "jaccard_common",
+)
+
+#: The files of a filter output folder that are not the selected images.
+_FILTER_OWN = ("selection.csv", "filter.json")
 
 #: The summary values whose trend over psi the demo reports, with their names in words.
 _TRENDS = {
@@ -85,6 +116,129 @@ def describe_findings(found: dict[str, Any]) -> list[str]:
         f"mean {ds['mean'][right]:.4g} vs {ds['mean'][left]:.4g}, x{ds['mean_ratio']:.3g})"
     )
     return lines
+
+
+def spaces_findings(
+    rows: Iterable[Mapping[str, Any]],
+    set_name: str,
+    spaces: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The agreement of the feature spaces on one set, as the spaces run measured it.
+
+    Args:
+        rows: the summary rows of a ``rarity spaces`` output (``summary.json``: one per set and
+            pair of spaces).
+        set_name: the set whose rows are kept.
+        spaces: what to record of each space (its name first), in run order.
+
+    Returns:
+        ``set``, ``spaces`` (as given) and ``pairs``: per pair of spaces, in the run's order,
+        the counts, Spearman and Kendall rank correlations over the samples in the manifold in
+        both, the 2 x 2 in-manifold counts, Cohen's kappa and the Jaccard overlaps of the
+        rarest and the most common 10 % (None where undefined).
+
+    >>> row = dict.fromkeys(_PAIR_KEYS, 1) | {"set": "s", "space_a": "A", "space_b": "B"}
+    >>> found = spaces_findings([row, {**row, "set": "other"}], "s", [{"name": "A"}])
+    >>> len(found["pairs"]), found["pairs"][0]["space_b"]
+    (1, 'B')
+    """
+    pairs = [{key: row.get(key) for key in _PAIR_KEYS} for row in rows if row["set"] == set_name]
+    if not pairs:
+        raise ValueError(f"the spaces summary has no rows for the set {set_name!r}")
+    return {"set": set_name, "spaces": [dict(space) for space in spaces], "pairs": pairs}
+
+
+def describe_spaces(found: Mapping[str, Any]) -> list[str]:
+    """:func:`spaces_findings` in words: one line per space, then a table of the pairs.
+
+    >>> pair = {"space_a": "pixels", "space_b": "head", "n": 10, "n_in_both": 8,
+    ...         "spearman": 0.5, "kendall": 0.4, "kappa": None, "in_in": 8, "in_out": 1,
+    ...         "out_in": 1, "out_out": 0, "jaccard_rarest": 1.0, "jaccard_common": 0.0}
+    >>> spaces = [{"name": "pixels", "input_size": 28, "dim": 2352,
+    ...            "fraction_in_manifold": 0.9}]
+    >>> print("\\n".join(describe_spaces({"set": "s", "spaces": spaces, "pairs": [pair]})))
+    Feature spaces (s, 10 samples):
+      pixels   28 px  2352-d  in manifold 90.0 %
+      pair           in both  Spearman  Kendall  kappa  Jaccard rarest 10 %  common 10 %
+      pixels / head        8     0.500    0.400    n/a                 1.00         0.00
+    """
+    pairs = found["pairs"]
+    n = pairs[0]["n"] if pairs else 0
+    lines = [f"Feature spaces ({found['set']}, {n} samples):"]
+    width = max((len(str(space["name"])) for space in found["spaces"]), default=0)
+    for space in found["spaces"]:
+        fraction = _percent(space.get("fraction_in_manifold"))
+        lines.append(
+            f"  {space['name']:<{width}}  {space.get('input_size', '?'):>3} px  "
+            f"{space.get('dim', '?'):>4}-d  in manifold {fraction}"
+        )
+    labels = [f"{pair['space_a']} / {pair['space_b']}" for pair in pairs]
+    width = max((len(label) for label in labels), default=0)
+    lines.append(
+        f"  {'pair':<{width}}  in both  Spearman  Kendall  kappa  Jaccard rarest 10 %  common 10 %"
+    )
+    for label, pair in zip(labels, pairs, strict=True):
+        lines.append(
+            f"  {label:<{width}}  {pair['n_in_both']:>7}  {_number(pair['spearman'], 3):>8}  "
+            f"{_number(pair['kendall'], 3):>7}  {_number(pair['kappa'], 2):>5}  "
+            f"{_number(pair['jaccard_rarest'], 2):>19}  {_number(pair['jaccard_common'], 2):>11}"
+        )
+    return lines
+
+
+def rarest_findings(selection: Any, folder: str | Path) -> dict[str, Any]:
+    """What the filter example selected and what its folder holds.
+
+    Args:
+        selection: the :class:`~rarity_score.filtering.Selection` (its ``item`` names the set,
+            its ``rule`` the count asked for, its ``rows`` the samples in rank order).
+        folder: the folder :func:`~rarity_score.filtering.write_selection` wrote.
+
+    Returns:
+        ``set``, ``rule``, ``asked`` (the count), ``copied`` (the image files in the folder),
+        ``score`` (what the rule orders by: ``rarity``) and ``selected``: per sample its rank,
+        name and score, in rank order.
+    """
+    copied = [
+        path for path in Path(folder).iterdir() if path.is_file() and path.name not in _FILTER_OWN
+    ]
+    return {
+        "set": selection.item.name,
+        "rule": selection.rule.kind,
+        "asked": selection.rule.count,
+        "copied": len(copied),
+        "score": selection.score_name,
+        "selected": [
+            {"rank": row.rank, "name": row.name, "score": row.score} for row in selection.rows
+        ],
+    }
+
+
+def describe_rarest(found: Mapping[str, Any], folder: str | Path) -> str:
+    """:func:`rarest_findings` in one line.
+
+    >>> found = {"set": "psi=1.0", "rule": "rarest", "asked": 2, "copied": 2, "score": "rarity",
+    ...          "selected": [{"rank": 1, "name": "a.png", "score": 3.5},
+    ...                       {"rank": 2, "name": "b.png", "score": 3.0}]}
+    >>> print(describe_rarest(found, "out"))
+    Filter: the 2 rarest in-manifold samples of psi=1.0 (rarity 3.5 down to 3), copied to out
+    """
+    scores = [row["score"] for row in found["selected"] if row["score"] is not None]
+    span = f" ({found['score']} {scores[0]:.4g} down to {scores[-1]:.4g})" if scores else ""
+    return (
+        f"Filter: the {found['copied']} {found['rule']} in-manifold samples of {found['set']}"
+        f"{span}, copied to {folder}"
+    )
+
+
+def _number(value: float | None, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
 def _rows(run: Any) -> list[Mapping[str, Any]]:

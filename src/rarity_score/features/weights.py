@@ -41,6 +41,7 @@ __all__ = [
     "cached_hub_files",
     "checkpoint_dir",
     "file_sha256",
+    "given_file",
     "hub_unreachable",
     "load_checkpoint",
     "load_into",
@@ -123,6 +124,18 @@ def _missing_file_message(what: str, path: Path) -> str:
     return f"{what}: weights file {path} not found (--weights PATH must name a state-dict file)"
 
 
+def given_file(weights: str | os.PathLike[str], *, what: str) -> Path:
+    """The state-dict file ``weights`` (``--weights PATH``), ``~`` expanded.
+
+    Raises:
+        WeightsUnavailable: it is not a file.
+    """
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(_missing_file_message(what, path))
+    return path
+
+
 def resolve_checkpoint(
     checkpoint: Checkpoint,
     weights: str | os.PathLike[str] | None,
@@ -138,10 +151,7 @@ def resolve_checkpoint(
             refused connection, a hash mismatch); the message says what to put where.
     """
     if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsUnavailable(_missing_file_message(what, path))
-        return path
+        return given_file(weights, what=what)
     folder = checkpoint_dir()
     path = folder / checkpoint.file_name
     if path.is_file():

@@ -300,6 +300,43 @@ class ImageCollection(Sequence[ImageItem]):
         source = self._open_source(_index(i, len(self._items)), item.name)
         return _decode(source, item.name, pil)
 
+    def read_bytes(self, i: int) -> bytes:
+        """The bytes of image ``i`` as stored: the file, or the archive member, unchanged (what
+        :meth:`load` decodes), read with the same checks: a regular file only (a pipe or device
+        put in its place is refused, never waited on), no more than its stated size, a header
+        that shows an image needing that many bytes. A file must still have the size and
+        modification time it was listed with (:attr:`ImageItem.fingerprint`), before and after
+        the read. Raises :class:`UnreadableImage` (also for an array: no stored bytes).
+
+        >>> import numpy as np
+        >>> open_images(np.zeros((1, 8, 8, 3), dtype=np.uint8)).read_bytes(0)
+        Traceback (most recent call last):
+        ...
+        rarity_score.io.images.UnreadableImage: #0: images held in memory have no file bytes
+        """
+        item = self._items[i]
+        data = self._open_source(_index(i, len(self._items)), item.name)
+        if not isinstance(data, bytes):
+            raise UnreadableImage(item.name, "images held in memory have no file bytes")
+        return data
+
+    def path(self, i: int) -> str | None:
+        """The absolute path of the file image ``i`` is (a folder, a list file or paths); None
+        for an archive member or an array image. Nothing is checked: see :meth:`check_file`.
+
+        >>> import numpy as np
+        >>> print(open_images(np.zeros((1, 8, 8, 3), dtype=np.uint8)).path(0))
+        None
+        """
+        return None
+
+    def check_file(self, i: int) -> str:
+        """The path of the file image ``i`` is, checked now: still a regular file with the size
+        and modification time it was listed with. :class:`UnreadableImage` otherwise, and for
+        an archive member or an array image (no file of its own)."""
+        item = self._items[i]
+        raise UnreadableImage(item.name, f"not a file of its own (an image of {self.kind} input)")
+
     def close(self) -> None:
         """Release open archive handles (they are reopened if the collection is used again)."""
 
@@ -649,24 +686,58 @@ class _FileCollection(ImageCollection):
         self._digests = tuple(digests)
         return digests
 
+    def path(self, i: int) -> str | None:
+        return self._paths[i]
+
+    def check_file(self, i: int) -> str:
+        item = self._items[i]
+        try:
+            info = os.stat(self._paths[i])
+        except OSError as error:
+            raise _unreadable_file(item.name, error) from error
+        if not S_ISREG(info.st_mode) or _file_fingerprint(info) != item.fingerprint:
+            raise UnreadableImage(item.name, LISTED_CHANGED_REASON)
+        return self._paths[i]
+
+    def read_bytes(self, i: int) -> bytes:
+        i = _index(i, len(self._items))
+        return self._read(i, self._items[i].name, self._items[i].fingerprint)
+
     def _open_source(self, i: int, name: str) -> bytes:
+        return self._read(i, name, None)
+
+    def _read(self, i: int, name: str, listed: str | None) -> bytes:
+        """The file's bytes; with ``listed`` (its item's fingerprint), refused unless the file
+        has that size and modification time before and after the read."""
         try:
             with _open_regular(self._paths[i], name) as file:
-                data = _read_image(file, os.fstat(file.fileno()).st_size, name, bounded=False)
-        except FileNotFoundError as error:
-            raise UnreadableImage(name, "file not found (removed since it was listed?)") from error
+                before = os.fstat(file.fileno())
+                if listed is not None and _file_fingerprint(before) != listed:
+                    raise UnreadableImage(name, LISTED_CHANGED_REASON)
+                data = _read_image(file, before.st_size, name, bounded=False)
+                if listed is not None and _file_fingerprint(os.fstat(file.fileno())) != listed:
+                    raise UnreadableImage(name, LISTED_CHANGED_REASON)
         except OSError as error:
-            raise UnreadableImage(name, f"cannot read the file ({error.strerror or error})") from (
-                error
-            )
+            raise _unreadable_file(name, error) from error
         hashed = self._digests[i] if self._digests is not None else None
         if hashed is not None and hashed.startswith("sha256:") and hashed != _digest(data):
             raise UnreadableImage(name, CHANGED_REASON)
         return data
 
 
+def _unreadable_file(name: str, error: OSError) -> UnreadableImage:
+    if isinstance(error, FileNotFoundError):
+        return UnreadableImage(name, "file not found (removed since it was listed?)")
+    return UnreadableImage(name, f"cannot read the file ({error.strerror or error})")
+
+
 #: The reason given for a file that changed between the content hash and its reading.
 CHANGED_REASON = "the file changed while the run was going (run again)"
+
+#: The reason given for a file whose size or modification time is no longer the listed one.
+LISTED_CHANGED_REASON = (
+    "changed since its source was listed (size or modification time differs); run again"
+)
 
 
 def _open_regular(path: str, name: str) -> IO[bytes]:

@@ -42,7 +42,7 @@ def input_paths(source: Any) -> list[Path]:
         text = os.fspath(source)
         if isinstance(text, bytes) or not text:
             return []
-        return [split_key(text)[0]]
+        return [Path(text) if ":" not in text else split_key(text)[0]]
     if isinstance(source, (list, tuple)):
         return [
             path
@@ -68,12 +68,38 @@ def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     return _real(Path(a)) == _real(Path(b))
 
 
-def _inside(inner: str, outer: str) -> bool:
-    """Whether resolved path ``inner`` lies strictly inside resolved folder ``outer``."""
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The file's (device, inode), None when it does not exist: what ``os.path.samefile``
+    compares."""
     try:
-        return inner != outer and os.path.commonpath([inner, outer]) == outer
-    except ValueError:  # different drives (Windows)
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def _resolved(path: Path, parents: dict[str, str]) -> str:
+    """``_real(path)``, with the folders resolved once each (``parents`` caches them): one
+    check of the last component instead of one per component, for the thousands of images a
+    list file names."""
+    full = os.path.abspath(os.path.expanduser(path))
+    parent, name = os.path.split(full)
+    if not name:
+        return os.path.realpath(full)
+    base = parents.get(parent)
+    if base is None:
+        base = parents[parent] = os.path.realpath(parent)
+    joined = os.path.join(base, name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
+
+
+def _inside(inner: str, outer: str) -> bool:
+    """Whether resolved path ``inner`` lies strictly inside resolved folder ``outer`` (a prefix
+    test of whole components; on another drive it never does)."""
+    if inner == outer:
         return False
+    inner, outer = os.path.normcase(inner), os.path.normcase(outer)
+    return inner.startswith(outer if outer.endswith(os.sep) else outer + os.sep)
 
 
 def check_not_an_input(
@@ -82,35 +108,58 @@ def check_not_an_input(
     option: str,
     *,
     folder: bool = False,
+    inside: bool | None = None,
+    reasons: Mapping[str, str] | None = None,
 ) -> None:
     """Refuse (``ValueError``, naming ``option`` and the input) an ``output`` that is one of
     ``inputs``. A ``folder`` output (a results directory, replaced as a whole) is also refused
-    inside an input folder (the next run would read its files as images) and around an input
-    (replacing it would delete the input).
+    inside an input folder (the next run would read its files as input) and around an input
+    (replacing it would delete the input). ``inside`` (default: ``folder``) refuses an output
+    inside an input folder, also for a file output (a file written into a folder of images
+    could be read as one of them).
 
     ``inputs`` maps a label (``"--real"``, ``"generated set 'psi0.7'"``) to what was given: a
     path, ``FILE.npz:NAME``, a sequence of paths; arrays and other objects are skipped.
+    ``reasons`` maps a label to why an output must not lie inside that input, where the default
+    reason (it would be read as input) is not the true one: a results directory is replaced
+    only when it holds nothing but its own files.
+
+    >>> import tempfile, pathlib
+    >>> run = pathlib.Path(tempfile.mkdtemp())
+    >>> check_not_an_input(run / "out", {"the results directory": run}, "--to", folder=True,
+    ...                    reasons={"the results directory": "it would no longer be ours"})
+    Traceback (most recent call last):
+    ...
+    ValueError: --to .../out lies inside the input folder ... (the results directory); it would
+    no longer be ours: give --to a path outside it
     """
     if output is None:
         return
+    inside = folder if inside is None else inside
+    reasons = reasons or {}
     out = Path(os.fspath(output))
     out_real = _real(out)
+    out_id = _identity(out)
+    parents: dict[str, str] = {}  # a list file's images share a few folders: resolved once
     for label, source in _pairs(inputs):
         for path in input_paths(source):
-            path_real = _real(path)
-            if same_path(out, path):
+            path_real = _resolved(path, parents)
+            if path_real == out_real or (out_id is not None and _identity(path) == out_id):
                 raise ValueError(
                     f"{option} {out} is also an input ({label}: {source}); writing it would "
                     f"overwrite that input: give {option} another path"
                 )
-            if not folder:
-                continue
-            if _inside(out_real, path_real) and os.path.isdir(path_real):
-                raise ValueError(
-                    f"{option} {out} lies inside the input folder {path} ({label}); the next "
-                    f"run would read its files as input: give {option} a path outside it"
+            if inside and _inside(out_real, path_real) and os.path.isdir(path_real):
+                default = (
+                    "the next run would read its files as input"
+                    if folder
+                    else "the next run could read it as input"
                 )
-            if _inside(path_real, out_real):
+                raise ValueError(
+                    f"{option} {out} lies inside the input folder {path} ({label}); "
+                    f"{reasons.get(label, default)}: give {option} a path outside it"
+                )
+            if folder and _inside(path_real, out_real):
                 raise ValueError(
                     f"{option} {out} holds the input {path} ({label}); replacing it would delete "
                     f"that input: give {option} another folder"
@@ -148,6 +197,8 @@ def check_output_file(path: str | os.PathLike[str] | None, option: str) -> None:
 
     if path is None:
         return
+    if not os.fspath(path):
+        raise ValueError(f"{option} needs a file name (it was given an empty one)")
     target = Path(os.fspath(path))
     if target.exists() and not target.is_file() and not target.is_dir():
         raise ValueError(

@@ -8,10 +8,11 @@ The manifest
     see :func:`build_manifest`; a results directory keeps it in ``run.json["files"]``). An
     existing target is replaced only when every entry in it is listed there and still has the
     recorded content (:func:`foreign_entries` is empty): it is then verifiably exactly what an
-    earlier run wrote. Anything else (a note, a figure, an edited table, a symbolic link, an
-    empty folder, a folder whose ``run.json`` merely claims the format) is refused, never
-    deleted. The previous folder is moved aside and removed file by file, each file checked
-    again (:func:`remove_verified`); whatever fails the check stays.
+    earlier run wrote. Anything else (a note, a figure, an edited table, a symbolic link the
+    manifest does not list with its target, an empty folder, a folder whose ``run.json`` merely
+    claims the format) is refused, never deleted. The previous folder is moved aside and
+    removed file by file, each file (and link) checked again (:func:`remove_verified`);
+    whatever fails the check stays.
 
 The journal
     Every staging folder and every moved-aside old folder is recorded, before it is created,
@@ -23,6 +24,10 @@ The journal
     touched. An old folder whose target is missing (the run died between the two renames) is
     renamed back into place instead of being deleted. Where the state folder cannot be written
     the run goes on without a journal (and cannot clean up after a kill).
+
+A single new file that must never replace one (``rarity filter --list``) is published the same
+way (:func:`publish_file`): written in a journaled staging folder, then linked to its name,
+which fails if the name is taken.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ __all__ = [
     "describe_foreign",
     "foreign_entries",
     "journal_dir",
+    "publish_file",
     "publish_folder",
     "read_manifest",
     "record_files",
@@ -68,7 +74,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Relative path (``/``-separated) -> ``{"sha256": hex digest, "size": bytes}``.
+#: Relative path (``/``-separated) -> ``{"sha256": hex digest, "size": bytes}`` for a file, or
+#: ``{"link": target}`` for a symbolic link the package made (``build_manifest(links=True)``).
 Manifest = Mapping[str, Mapping[str, Any]]
 
 _CHUNK = 1 << 20
@@ -103,20 +110,32 @@ def _walk(folder: Path, prefix: str = "") -> Iterator[tuple[str, os.DirEntry[str
             yield from _walk(Path(entry.path), rel + "/")
 
 
-def build_manifest(folder: str | os.PathLike[str], *, own: tuple[str, ...] = ()) -> dict[str, Any]:
+def build_manifest(
+    folder: str | os.PathLike[str], *, own: tuple[str, ...] = (), links: bool = False
+) -> dict[str, Any]:
     """The manifest of every regular file under ``folder`` except the ``own`` ones (the file
-    that stores the manifest itself).
+    that stores the manifest itself); with ``links``, also of every symbolic link, by its
+    target (a folder of links the package made: each is verified, like a file, before it is
+    removed).
 
-    >>> import tempfile, pathlib
+    >>> import os, tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "a.txt").write_text("x")
-    >>> build_manifest(d)["a.txt"]["size"]
-    1
+    >>> os.symlink("/elsewhere/b.png", d / "b.png")
+    >>> build_manifest(d)["a.txt"]["size"], sorted(build_manifest(d))
+    (1, ['a.txt'])
+    >>> build_manifest(d, links=True)["b.png"]
+    {'link': '/elsewhere/b.png'}
     """
     root = Path(folder)
     out: dict[str, Any] = {}
     for rel, entry in _walk(root):
-        if entry is not None and rel not in own and entry.is_file(follow_symlinks=False):
+        if entry is None or rel in own:
+            continue
+        if entry.is_symlink():
+            if links:
+                out[rel] = {"link": os.readlink(entry.path)}
+        elif entry.is_file(follow_symlinks=False):
             out[rel] = _digest(Path(entry.path))
     return out
 
@@ -165,6 +184,12 @@ def read_manifest(value: Any) -> dict[str, dict[str, Any]] | None:
     for rel, digest in value.items():
         if not isinstance(rel, str) or not isinstance(digest, dict):
             return None
+        if "link" in digest:
+            target = digest["link"]
+            if not isinstance(target, str) or not target or "\0" in target:
+                return None
+            out[rel] = {"link": target}
+            continue
         sha, size = digest.get("sha256"), digest.get("size")
         if not isinstance(sha, str) or len(sha) != 64 or isinstance(size, bool):
             return None
@@ -175,10 +200,17 @@ def read_manifest(value: Any) -> dict[str, dict[str, Any]] | None:
 
 
 def _matches(path: Path, entry: os.DirEntry[str] | None, recorded: Mapping[str, Any]) -> bool:
+    """Whether ``path`` is still what ``recorded`` says: a regular file of that size and digest,
+    or a symbolic link to that target (checked right before anything is removed)."""
     try:
         info = entry.stat(follow_symlinks=False) if entry is not None else path.lstat()
     except OSError:
         return False
+    if "link" in recorded:
+        try:
+            return stat.S_ISLNK(info.st_mode) and os.readlink(path) == recorded["link"]
+        except OSError:
+            return False
     if not stat.S_ISREG(info.st_mode) or info.st_size != recorded.get("size"):
         return False
     try:
@@ -195,9 +227,9 @@ def foreign_entries(
     limit: int | None = None,
 ) -> list[str]:
     """What under ``folder`` the package did not write, or changed since: relative paths of files
-    not in ``manifest`` or whose content differs, links, other special files, and folders
-    (``name/``) holding no listed file. ``own`` files (e.g. ``run.json``) are checked elsewhere.
-    Stops after ``limit`` entries."""
+    not in ``manifest`` or whose content differs, links (but those it lists, to their recorded
+    target), other special files, and folders (``name/``) holding no listed file. ``own`` files
+    (e.g. ``run.json``) are checked elsewhere. Stops after ``limit`` entries."""
     root = Path(folder)
     listed_dirs = {rel.rsplit("/", 1)[0] + "/" for rel in manifest if "/" in rel}
     for rel in list(listed_dirs):  # every ancestor of a listed file is a listed folder
@@ -236,8 +268,8 @@ def describe_foreign(foreign: list[str], shown: int = 3) -> str:
 def remove_verified(
     folder: str | os.PathLike[str], manifest: Manifest, *, own: tuple[str, ...] = ()
 ) -> list[str]:
-    """Delete the files under ``folder`` that match ``manifest`` (checked again, one by one),
-    then the ``own`` files and the folders left empty; return what stays (not ours)."""
+    """Delete the files (and links) under ``folder`` that match ``manifest`` (checked again, one
+    by one), then the ``own`` files and the folders left empty; return what stays (not ours)."""
     root = Path(folder)
     dirs: list[Path] = []
     for rel, entry in list(_walk(root)):
@@ -538,6 +570,45 @@ def publish_folder(
             replace_folder(staging, place, manifest(), own=own, refuse=refuse)
         except OSError as error:
             raise _renamed(error, staging, Path(target)) from error
+
+
+def publish_file(target: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to the new file ``target`` as a whole, never replacing a file there:
+    written in a journaled staging folder beside it (a run killed meanwhile leaves nothing the
+    next run does not clean), then hard-linked to its name, which fails with
+    ``FileExistsError`` when the name is taken. Where the file system has no hard links, the
+    name is checked and the file renamed to it. A write error names ``target``.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> publish_file(d / "list.csv", b"a,b").read_bytes(), sorted(p.name for p in d.iterdir())
+    (b'a,b', ['list.csv'])
+    >>> publish_file(d / "list.csv", b"other")
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... exists
+    """
+    place = Path(os.path.abspath(target))
+    with staging_folder(place.parent, place.name, shown=target) as staging:
+        written = staging / "file"
+        try:
+            with open(written, "xb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(written, place)
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here (FAT, some network shares): checked, renamed
+                if os.path.lexists(place):
+                    raise FileExistsError(f"{printable(os.fspath(target))} exists") from None
+                os.rename(written, place)
+        except FileExistsError as error:
+            raise FileExistsError(f"{printable(os.fspath(target))} exists") from error
+        except OSError as error:
+            raise write_error(target, error) from error
+    return Path(target)
 
 
 def _renamed(error: OSError, staging: Path, target: Path) -> OSError:

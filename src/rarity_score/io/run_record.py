@@ -32,7 +32,13 @@ __all__ = [
     "FORMAT_VERSION",
     "IMAGE_KINDS",
     "METHODS",
+    "SPACES_MODE",
+    "Fields",
+    "check_format",
     "inside",
+    "is_spaces_output",
+    "is_spaces_run",
+    "json_type",
     "notes",
     "read_json",
     "read_run_record",
@@ -51,6 +57,10 @@ METHODS: dict[str, str] = {
     "score": "generated sets scored against the real manifold",
     "datasets": "each dataset scored against its own manifold, leave-one-out",
 }
+
+#: ``run.json["mode"]`` of an output of ``rarity spaces``: the same ``format``, but no results
+#: directory (it compares several); :func:`read_run_record` says so rather than naming a field.
+SPACES_MODE = "spaces"
 
 #: Input kinds whose images can be opened again from ``source``.
 IMAGE_KINDS = ("folder", "archive", "list", "image")
@@ -141,6 +151,24 @@ def _check_relative(relative: str, where: str) -> None:
         )
 
 
+def is_spaces_run(run: Any) -> bool:
+    """Whether the parsed ``run.json`` ``run`` is that of an output of ``rarity spaces``.
+
+    >>> is_spaces_run({"format": FORMAT, "mode": SPACES_MODE}), is_spaces_run({"mode": "compare"})
+    (True, False)
+    """
+    return isinstance(run, dict) and run.get("format") == FORMAT and run.get("mode") == SPACES_MODE
+
+
+def is_spaces_output(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds the ``run.json`` of an output of ``rarity spaces`` (read, not
+    yet validated: the reader of that output does that)."""
+    try:
+        return is_spaces_run(read_json(Path(folder) / "run.json"))
+    except (OSError, ValueError):  # no such file, or not one that could be ours
+        return False
+
+
 def read_run_record(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The validated ``run.json`` of ``results_dir`` (see :func:`validate_run`).
 
@@ -158,13 +186,19 @@ def read_run_record(results_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{folder} is not a results directory (no run.json written by rarity compare, "
             "rarity datasets or rarity score --report)"
         ) from error
+    if is_spaces_run(run):
+        raise ValueError(
+            f"{folder} is the output of `rarity spaces`; give one of the results directories "
+            "it compares"
+        )
     return validate_run(run, str(path))
 
 
 # ---------------------------------------------------------------------- validation
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """How a message names the JSON type of ``value`` (``"a string"``, ``"null"``, ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -186,15 +220,16 @@ def _shown(value: Any) -> str:
     return shorten(repr(value), 60)
 
 
-class _Fields:
-    """Typed access to one JSON object, every failure one line: FILE: field 'a.b' must be ..."""
+class Fields:
+    """Typed access to one JSON object, every failure one line: FILE: field 'a.b' must be ...
+    (a ValueError; the readers of each output turn it into theirs)."""
 
     def __init__(self, where: str, prefix: str, data: Any) -> None:
         self.where = where
         self.prefix = prefix
         if not isinstance(data, dict):
             what = f"field {prefix!r} must be" if prefix else "must hold"
-            raise ValueError(f"{where}: {what} an object, not {_json_type(data)}")
+            raise ValueError(f"{where}: {what} an object, not {json_type(data)}")
         self.data = data
 
     def name(self, key: str) -> str:
@@ -204,7 +239,7 @@ class _Fields:
         field = f"field {self.name(key)!r}"
         if key not in self.data:
             return ValueError(f"{self.where}: {field} is missing (it must be {must})")
-        got = _json_type(self.data[key])
+        got = json_type(self.data[key])
         return ValueError(f"{self.where}: {field} must be {must}, not {got}")
 
     def _get(self, key: str, required: bool) -> Any:
@@ -215,7 +250,8 @@ class _Fields:
         if value is None and not required:
             return None
         if not isinstance(value, str) or (not empty and not value.strip()):
-            raise self.fail(key, "a string" if empty else "a non-empty string")
+            must = "a string" if empty else "a non-empty string"
+            raise self.fail(key, must if required else f"{must} or null")
         return value
 
     def integer(self, key: str, *, required: bool = False, low: int = 0) -> int | None:
@@ -223,7 +259,7 @@ class _Fields:
         if value is None and not required:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise self.fail(key, f"an integer >= {low}")
+            raise self.fail(key, f"an integer >= {low}" + ("" if required else " or null"))
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
@@ -234,11 +270,51 @@ class _Fields:
             raise self.fail(key, "true or false")
         return value
 
+    def number(self, key: str, low: float, high: float) -> float | None:
+        """A finite number from ``low`` to ``high``, or None (null or absent)."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or not low <= value <= high
+        ):
+            raise self.fail(key, f"a number from {low:g} to {high:g} or null")
+        return float(value)
+
     def path(self, key: str) -> str:
         value = self.string(key, required=True)
         assert value is not None
         _check_relative(value, f"{self.where}: field {self.name(key)!r}")
         return value
+
+
+def check_format(run: Any, where: str) -> Fields:
+    """The checks every output of this package shares: ``run`` is an object, its ``format`` is
+    this package's and its ``format_version`` one this version reads (ValueError, one line
+    naming ``where``, otherwise). Returns its :class:`Fields`.
+
+    >>> check_format({"format": FORMAT, "format_version": 99}, "run.json")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: run.json: format_version 99 is newer than this rarity-score reads (1); ...
+    """
+    top = Fields(where, "", run)
+    if top.string("format", required=True) != FORMAT:
+        raise ValueError(
+            f"{where}: field 'format' must be {FORMAT!r} (got {_shown(run.get('format'))}): "
+            "not an output of rarity-score"
+        )
+    version = top.integer("format_version", required=True, low=1)
+    assert version is not None
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{where}: format_version {version} is newer than this rarity-score reads "
+            f"({FORMAT_VERSION}); upgrade rarity-score"
+        )
+    return top
 
 
 def validate_run(run: Any, where: str) -> dict[str, Any]:
@@ -251,20 +327,8 @@ def validate_run(run: Any, where: str) -> dict[str, Any]:
     in (``None``, ``False`` or ``0``) when absent, so a reader can index them. ``where`` (the file)
     starts every message.
     """
-    top = _Fields(where, "", run)
+    top = check_format(run, where)
     record = dict(run)
-    if top.string("format", required=True) != FORMAT:
-        raise ValueError(
-            f"{where}: field 'format' must be {FORMAT!r} (got {_shown(run.get('format'))}): "
-            "not a results directory of rarity-score"
-        )
-    version = top.integer("format_version", required=True, low=1)
-    assert version is not None
-    if version > FORMAT_VERSION:
-        raise ValueError(
-            f"{where}: format_version {version} is newer than this rarity-score reads "
-            f"({FORMAT_VERSION}); upgrade rarity-score"
-        )
     mode = top.string("mode", required=True)
     if mode not in METHODS:
         raise top.fail("mode", " or ".join(repr(m) for m in METHODS))
@@ -287,7 +351,7 @@ def validate_run(run: Any, where: str) -> dict[str, Any]:
 
     extractor = run.get("extractor")
     if extractor is not None:
-        fields = _Fields(where, "extractor", extractor)
+        fields = Fields(where, "extractor", extractor)
         for key in ("name", "preprocessing", "weights_id"):
             fields.string(key)
         fields.integer("dim", low=1)
@@ -318,7 +382,7 @@ def validate_run(run: Any, where: str) -> dict[str, Any]:
 
 def _input(where: str, prefix: str, entry: Any, is_set: bool) -> dict[str, Any]:
     """One input of ``run.json`` (a set, or the real set), checked and normalised."""
-    fields = _Fields(where, prefix, entry)
+    fields = Fields(where, prefix, entry)
     out = dict(entry)
     out["name"] = fields.string("name", required=is_set, empty=False) or "real"
     if is_set:
@@ -336,7 +400,7 @@ def _input(where: str, prefix: str, entry: Any, is_set: bool) -> dict[str, Any]:
         if not isinstance(skipped, list):
             raise fields.fail("skipped", "a list of objects")
         for i, item in enumerate(skipped):
-            one = _Fields(where, f"{prefix}.skipped[{i}]", item)
+            one = Fields(where, f"{prefix}.skipped[{i}]", item)
             one.string("name", required=True)
             one.string("reason")
     out["skipped"] = skipped or []
@@ -365,9 +429,9 @@ def validate_summary(
     ValueError: summary.csv: line 2, column 'n' must be a whole number >= 0 (or empty), not 2.5
     """
     if not isinstance(rows, list):
-        raise ValueError(f"{where}: must hold a list of rows, not {_json_type(rows)}")
+        raise ValueError(f"{where}: must hold a list of rows, not {json_type(rows)}")
     for i, row in enumerate(rows):
-        fields = _Fields(where, f"[{i}]", row)
+        fields = Fields(where, f"[{i}]", row)
         fields.string("name", required=True)
         for key in [key for key in row if key != "name"] if numbers is None else numbers:
             value = row.get(key)

@@ -1,4 +1,5 @@
-"""The overlaid rarity histograms of a results directory, drawn with matplotlib.
+"""The overlaid rarity histograms of a results directory, drawn with matplotlib; and the plots of
+the ``rarity spaces`` report (:func:`spaces_scatter_png`, :func:`spaces_histograms_png`).
 
 In the spirit of the paper's truncation and dataset figures: one density-normalised curve per
 set on common bins, so that a set whose histogram sits further right makes rarer images. In
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,7 +23,13 @@ from rarity_score.io.atomic import atomic_write_bytes
 from rarity_score.io.names import printable, shorten
 from rarity_score.results_dir import Results, load_results
 
-__all__ = ["histogram_png", "plot_histograms", "require_matplotlib"]
+__all__ = [
+    "histogram_png",
+    "plot_histograms",
+    "require_matplotlib",
+    "spaces_histograms_png",
+    "spaces_scatter_png",
+]
 
 _MAX_BINS = 60
 
@@ -132,3 +140,100 @@ def _x_label(results: Results) -> str:
     name = extractor.get("name") if isinstance(extractor, dict) else None
     space = f"{printable(str(name))} features" if name else "the feature space"
     return f"rarity score (distance in {space})"
+
+
+def spaces_scatter_png(
+    x: np.ndarray, y: np.ndarray, *, x_label: str, y_label: str, title: str
+) -> bytes:
+    """The PNG bytes of one scatter of rarity percentiles (0 to 100 on both axes, the diagonal
+    drawn): one point per sample, ``x`` in one space and ``y`` in another. Labels are drawn as
+    text (never mathtext).
+
+    >>> import numpy as np
+    >>> spaces_scatter_png(np.array([0.0, 50.0, 100.0]), np.array([10.0, 40.0, 90.0]),
+    ...                    x_label="a", y_label="b", title="t")[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    figure = Figure(figsize=(3.8, 3.8), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.plot([0, 100], [0, 100], color="0.6", linewidth=1, linestyle="--")
+    if x.size:
+        # Smaller, lighter points as they grow many, so dense regions stay readable.
+        size = float(np.clip(400 / np.sqrt(x.size), 1.5, 18))
+        alpha = float(np.clip(30 / np.sqrt(x.size), 0.15, 0.8))
+        axes.scatter(x, y, s=size, alpha=alpha, color="#2d5fd3", linewidths=0, rasterized=True)
+    else:
+        axes.text(
+            0.5, 0.5, "no sample in both manifolds", ha="center", va="center",
+            transform=axes.transAxes,
+        )  # fmt: skip
+    axes.set_xlim(-2, 102)
+    axes.set_ylim(-2, 102)
+    axes.set_aspect("equal")
+    axes.set_xlabel(_label(x_label), parse_math=False)
+    axes.set_ylabel(_label(y_label), parse_math=False)
+    axes.set_title(_label(title), fontsize=9, parse_math=False)
+    axes.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def spaces_histograms_png(panels: Sequence[tuple[str, np.ndarray, int]]) -> bytes:
+    """The PNG bytes of rarity histograms side by side, one axis per space, each in that space's
+    own units: ``panels`` holds (space name, in-manifold rarities, samples in the set).
+
+    >>> import numpy as np
+    >>> spaces_histograms_png([("a", np.array([1.0, 2.0]), 3), ("b", np.zeros(0), 3)])[:4]
+    b'\\x89PNG'
+    """
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count = max(1, len(panels))
+    columns = min(count, 4)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(3.2 * columns, 2.6 * rows), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for position, axes in enumerate(grid.flat):
+        if position >= len(panels):
+            axes.set_visible(False)
+            continue
+        name, scores, total = panels[position]
+        scores = np.asarray(scores, dtype=np.float64)
+        scores = scores[np.isfinite(scores)]
+        if scores.size:
+            bins = min(_MAX_BINS, max(10, int(np.sqrt(scores.size))))
+            axes.hist(scores, bins=bins, color="#2d5fd3", alpha=0.75)
+        else:
+            axes.text(
+                0.5,
+                0.5,
+                "no in-manifold sample",
+                ha="center",
+                va="center",
+                transform=axes.transAxes,
+            )
+        axes.set_title(
+            f"{_label(name, 40)} (n = {scores.size:,} of {total:,})", fontsize=9, parse_math=False
+        )
+        axes.set_xlabel("rarity (this space's units)", fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _label(text: str, limit: int = 90) -> str:
+    """A name from an output, made printable and short for a plot."""
+    return shorten(printable(str(text)), limit)

@@ -1,15 +1,13 @@
 """Thumbnails of the few images a report shows, made from the saved image sources.
 
 A results directory is untrusted input, so no image is opened unless its source is the one the
-run used: the source recorded in ``run.json`` is reopened with
-:func:`rarity_score.io.images.open_images` and its
-:meth:`~rarity_score.io.images.ImageCollection.fingerprint` must equal the ``images_fingerprint``
-the run recorded, before any image is read. A source without a recorded fingerprint (written by
-an older version) or whose fingerprint differs gives placeholders saying so, not thumbnails.
-Within a matching source, a per-sample name is looked up among the source's own names (never
-used as a path), so ``../x.png`` or an absolute path finds nothing. Thumbnail files are named by
-set and row number, so no user-given name reaches the file system. A source that moved or an
-image that no longer decodes gives a placeholder with the reason, not a failed report.
+run used (:func:`rarity_score.io.recorded.open_recorded`: the recorded source reopened, its
+fingerprint compared with the recorded one, images found by their printed names among the
+source's own, never used as paths). A source without a recorded fingerprint (written by an
+older version) or whose fingerprint differs gives placeholders saying so, not thumbnails.
+Thumbnail files are named by set and row number, so no user-given name reaches the file
+system. A source that moved or an image that no longer decodes gives a placeholder with the
+reason, not a failed report.
 """
 
 from __future__ import annotations
@@ -21,14 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rarity_score.io.images import ImageCollection, ImageInputError, UnreadableImage, open_images
+from rarity_score.io.images import ImageInputError, UnreadableImage
 from rarity_score.io.names import printable, shorten
-from rarity_score.io.run_record import IMAGE_KINDS
+from rarity_score.io.recorded import ImageOrigin, RecordedImages, SourceRefused, open_recorded
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    from PIL import Image
 
 __all__ = ["ImageOrigin", "Thumb", "ThumbnailMaker"]
 
@@ -41,14 +37,16 @@ THUMB_SIZE = 96
 NO_FINGERPRINT = "not shown: the run recorded no fingerprint of these images"
 CHANGED = "not shown: these are not the images the run used (fingerprint differs)"
 
-
-@dataclass(frozen=True)
-class ImageOrigin:
-    """An image source as the run recorded it: the source, its kind and its fingerprint."""
-
-    source: str
-    kind: str | None
-    fingerprint: str | None
+#: The placeholder of each :attr:`~rarity_score.io.recorded.SourceRefused.reason`. The
+#: refusal's own message is not shown: it may quote what the source holds (a list file's
+#: lines), and the source is the results directory's word, not the run's.
+_REFUSED = {
+    "no-source": "not shown: the run recorded no source of these images",
+    "no-fingerprint": NO_FINGERPRINT,
+    "not-found": "images not found at the recorded source",
+    "unreadable": "images not readable at the recorded source",
+    "changed": CHANGED,
+}
 
 
 @dataclass(frozen=True)
@@ -72,57 +70,14 @@ class _Request:
 _Key = tuple[str, ImageOrigin, str]
 
 
-class _Lookup:
-    """One image source, opened once and checked against the run's fingerprint, that finds
-    images by name."""
-
-    def __init__(self, origin: ImageOrigin) -> None:
-        self.error: str | None = None
-        self.collection: ImageCollection | None = None
-        self.index: dict[str, int] = {}
-        if origin.kind is not None and origin.kind not in IMAGE_KINDS:
-            self.error = f"not shown: the source is {shorten(printable(origin.kind))}, not images"
-            return
-        if origin.fingerprint is None:
-            self.error = NO_FINGERPRINT
-            return
-        try:
-            collection = open_images(origin.source)
-            try:
-                matches = collection.fingerprint() == origin.fingerprint
-            except BaseException:
-                collection.close()
-                raise
-        # The reason is not shown: it may quote what the source holds (a list file's lines),
-        # and the source is the results directory's word, not the run's.
-        except ImageInputError:
-            self.error = "images not found at the recorded source"
-            return
-        except OSError:
-            self.error = "images not readable at the recorded source"
-            return
-        if not matches:
-            collection.close()
-            self.error = CHANGED
-            return
-        self.collection = collection
-        # Names beside the scores were written through io.names.printable; two names of the
-        # source that print alike cannot be told apart, so neither is found.
-        ambiguous: set[str] = set()
-        for position, name in enumerate(collection.names):
-            shown = printable(name)
-            if shown in self.index:
-                ambiguous.add(shown)
-            self.index.setdefault(shown, position)
-        for shown in ambiguous:
-            del self.index[shown]
-
-    def load(self, name: str) -> Image.Image:
-        """Decode image ``name``; raises :class:`UnreadableImage` or :class:`LookupError`."""
-        position = self.index.get(name)
-        if self.collection is None or position is None:
-            raise LookupError(name)
-        return self.collection.load(position)
+def _open(origin: ImageOrigin) -> RecordedImages | str:
+    """The verified source of ``origin``, or the placeholder text saying why there is none."""
+    try:
+        return open_recorded(origin, "the images")
+    except SourceRefused as refused:
+        if refused.reason == "not-images":
+            return f"not shown: the source is {shorten(printable(origin.kind or ''))}, not images"
+        return _REFUSED.get(refused.reason, "images not readable at the recorded source")
 
 
 class ThumbnailMaker:
@@ -138,7 +93,7 @@ class ThumbnailMaker:
         self._requests: dict[_Key, _Request] = {}
         self._files: dict[_Key, str] = {}
         self._done: dict[_Key, Thumb] = {}
-        self._lookups: dict[ImageOrigin, _Lookup] = {}
+        self._lookups: dict[ImageOrigin, RecordedImages | str] = {}
 
     def request(self, group: str, origin: ImageOrigin, name: str, row: int) -> _Key:
         """Ask for the thumbnail of image ``name`` of ``origin``; ``row`` names its file."""
@@ -152,9 +107,9 @@ class ThumbnailMaker:
         """Source -> why none of its images is shown, for the sources that were not verified
         or could not be opened (after :meth:`make`)."""
         return {
-            origin.source: lookup.error
+            origin.source: lookup
             for origin, lookup in self._lookups.items()
-            if lookup.error is not None
+            if isinstance(lookup, str)
         }
 
     def get(self, key: _Key) -> Thumb:
@@ -175,24 +130,25 @@ class ThumbnailMaker:
             return
         for origin in dict.fromkeys(self._requests[key].origin for key in keys):
             if origin not in self._lookups:
-                self._lookups[origin] = _Lookup(origin)
+                self._lookups[origin] = _open(origin)
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for key, thumb in zip(keys, pool.map(self._make_one, keys), strict=True):
                 self._done[key] = thumb
         for lookup in self._lookups.values():
-            if lookup.collection is not None:
-                lookup.collection.close()
+            if not isinstance(lookup, str):
+                lookup.close()
 
     def _make_one(self, key: _Key) -> Thumb:
         request = self._requests[key]
         lookup = self._lookups[request.origin]
-        if lookup.error is not None:
-            return Thumb(error=lookup.error)
-        try:
-            image = lookup.load(request.name)
-        except LookupError:
+        if isinstance(lookup, str):
+            return Thumb(error=lookup)
+        position = lookup.find(request.name)
+        if position is None:
             return Thumb(error="no longer in its source")
+        try:
+            image = lookup.collection.load(position)
         except (UnreadableImage, ImageInputError) as error:
             return Thumb(error=getattr(error, "reason", "unreadable"))
         image.thumbnail((self.size, self.size))  # keeps the aspect ratio, never enlarges

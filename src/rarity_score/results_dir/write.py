@@ -9,6 +9,11 @@ Replacing an earlier results directory
     folder with anything else in it (a note, a figure, an edited table, a ``run.json`` that
     merely claims the format, a results directory of a version that did not list its files) is
     refused, and nothing in it is deleted.
+
+    Only an output of the same kind is replaced (``kind``, told by ``run.json["mode"]``):
+    ``"results"`` (a results directory of ``rarity compare``, ``rarity datasets`` or
+    ``rarity score --report``) or ``"spaces"`` (an output of ``rarity spaces``); a command
+    never replaces what another kind of command wrote.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from rarity_score.io.run_record import (
     FORMAT,
     FORMAT_VERSION,
     METHODS,
+    SPACES_MODE,
     notes,
     read_json,
 )
@@ -52,10 +58,12 @@ if TYPE_CHECKING:
     from rarity_score.sources import InputSet
 
 __all__ = [
+    "KINDS",
     "OutputDir",
     "RunResult",
     "check_output_dir",
     "is_results_dir",
+    "replaceable",
     "score_record",
     "table_text",
     "write_results",
@@ -67,6 +75,13 @@ logger = logging.getLogger(__name__)
 
 #: The file of a results directory that holds the list of the others (``run.json["files"]``).
 _OWN = ("run.json",)
+
+#: The kinds of output :func:`check_output_dir` tells apart: kind -> the ``run.json`` modes of
+#: that kind. An output is replaced only by a run of its own kind.
+KINDS: dict[str, tuple[str, ...]] = {"results": tuple(METHODS), "spaces": (SPACES_MODE,)}
+
+#: How a refusal names each kind.
+_KIND_WORDS = {"results": "a results directory", "spaces": "an output of rarity spaces"}
 
 
 @dataclass(frozen=True)
@@ -100,21 +115,27 @@ def is_results_dir(path: str | os.PathLike[str]) -> bool:
 
 
 def check_output_dir(
-    out_dir: str | os.PathLike[str], inputs: Sequence[tuple[str, Any]] = ()
+    out_dir: str | os.PathLike[str],
+    inputs: Sequence[tuple[str, Any]] = (),
+    *,
+    kind: str | None = None,
 ) -> OutputDir:
     """Refuse, before any work, an output directory that cannot be used.
 
     Usable: a path that does not exist yet in a writable folder, an empty folder, or an earlier
-    results directory that holds exactly the files it lists in ``run.json["files"]``, unchanged
-    (replaced at the end of the run), which is not, does not lie in and does not hold one of the
-    ``(label, source)`` ``inputs`` (replacing it would delete the input, or the next run would
-    read it as images). Raises ValueError otherwise, naming the folder and up to three of the
-    files that are not the project's.
+    output of ``kind`` (see :data:`KINDS`; None: of any kind, for a caller that checks a folder
+    another function writes) that holds exactly the files it lists in ``run.json["files"]``,
+    unchanged (replaced at the end of the run), which is not, does not lie in and does not hold
+    one of the ``(label, source)`` ``inputs`` (replacing it would delete the input, or the next
+    run would read it as images). Raises ValueError otherwise, naming the folder and what it
+    holds, or up to three of the files that are not the project's.
 
     First removes what runs killed while publishing left behind (only what the journal of
     :mod:`rarity_score.io.publish` proves to be theirs; an old results directory moved aside
     is put back in its place).
     """
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind of output {kind!r}; expected one of {', '.join(KINDS)}")
     publish.clean_stale()
     target = Path(out_dir)
     shown = printable(str(target))
@@ -127,6 +148,8 @@ def check_output_dir(
         if not target.is_dir():
             raise ValueError(f"cannot write results to {shown}: it exists and is not a folder")
         if any(target.iterdir()):
+            # Files that are not ours are named first; then an output of ours of another kind
+            # is refused as such.
             foreign = publish.foreign_entries(target, _recorded_files(target), own=_OWN)
             if foreign:
                 raise ValueError(
@@ -134,6 +157,7 @@ def check_output_dir(
                     f"write or that changed since ({publish.describe_foreign(foreign)}); move "
                     "them elsewhere or give a new folder"
                 )
+            _recorded_files(target, kind)
     parent = target.absolute().parent
     if not parent.is_dir():
         problem = "is not a folder" if parent.exists() else "does not exist"
@@ -146,34 +170,55 @@ def check_output_dir(
     return OutputDir(target)
 
 
-def _recorded_files(target: Path) -> dict[str, dict[str, Any]]:
+def _holds(mode: Any) -> str:
+    """What an output of ``mode`` is, in the words of a refusal."""
+    if mode == SPACES_MODE:
+        return "an output of rarity spaces"
+    if mode == "score":
+        return "a results directory of rarity score --report"
+    if mode in METHODS:
+        return f"a results directory of rarity {mode}"
+    return f"an output of rarity-score of another kind (mode {printable(str(mode))!r})"
+
+
+def _recorded_files(target: Path, kind: str | None = None) -> dict[str, dict[str, Any]]:
     """The list of files an earlier run recorded in ``target/run.json``; ValueError when the
-    folder is not a results directory, or one that does not list its files."""
+    folder is not an output of rarity-score, not one of ``kind`` (None: any), or one that does
+    not list its files."""
     shown = printable(str(target))
-    if not is_results_dir(target):
+    try:
+        run = read_json(target / "run.json")
+    except (OSError, ValueError):  # read_json gives one ValueError for any damaged file
+        run = None
+    if not (isinstance(run, dict) and run.get("format") == FORMAT):
         raise ValueError(
             f"cannot write results to {shown}: the folder is not empty and is not a results "
             "directory (no run.json of rarity-score); move its files elsewhere or give a new "
             "folder"
         )
-    try:
-        run = json.loads((target / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        run = {}
-    manifest = publish.read_manifest(run.get("files") if isinstance(run, dict) else None)
+    manifest = publish.read_manifest(run.get("files"))
     if manifest is None:
         raise ValueError(
             f"cannot write results to {shown}: its run.json does not list the files it holds "
             "(a results directory of an earlier rarity-score version, or an edited one), so "
             "they cannot be told apart from yours; delete it yourself or give a new folder"
         )
+    mode = run.get("mode")
+    if kind is not None and mode not in KINDS[kind]:
+        raise ValueError(
+            f"cannot write results to {shown}: it holds {_holds(mode)}, not "
+            f"{_KIND_WORDS[kind]}, and only the command that wrote a folder replaces it; give "
+            "a new folder"
+        )
     return manifest
 
 
-def _replaceable(target: Path) -> dict[str, dict[str, Any]] | None:
-    """What may be replaced at ``target`` right before the swap (None: nothing is there)."""
+def replaceable(target: Path, kind: str | None = None) -> dict[str, dict[str, Any]] | None:
+    """What may be replaced at ``target`` right before the swap (None: nothing is there): the
+    files an earlier output of ``kind`` lists; ValueError (as :func:`check_output_dir`) when
+    the folder holds anything else."""
     occupied = target.is_dir() and not target.is_symlink() and any(target.iterdir())
-    return _recorded_files(target) if occupied else None
+    return _recorded_files(target, kind) if occupied else None
 
 
 # ---------------------------------------------------------------------- the writer
@@ -190,6 +235,7 @@ def write_results(
     reference: Evaluation | None = None,
     command: Sequence[str] | None = None,
     report: Callable[[Path], None] | None = None,
+    announce: bool = True,
 ) -> RunResult:
     """Write computed evaluations as a results directory, atomically (a staging folder beside
     it, renamed into place when complete, the earlier results directory replaced).
@@ -198,7 +244,9 @@ def write_results(
     against it; ``reference`` its leave-one-out evaluation) or ``"datasets"`` (no ``real``; each
     evaluation is the set's own leave-one-out one). ``out_dir`` not yet checked is checked here
     (:func:`check_output_dir`). ``report(folder)`` runs in the staging folder once every other
-    file is written (the report is published with the results or not at all).
+    file is written (the report is published with the results or not at all). ``announce``:
+    log where the results went (off for a results directory written inside another output's
+    staging folder, whose path means nothing to the user).
     """
     if mode not in METHODS:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(METHODS)}")
@@ -212,7 +260,7 @@ def write_results(
     everything = ([real] if real is not None else []) + list(sets)
     if not isinstance(out_dir, OutputDir):
         given = [(label("set", s.name), s.source) for s in everything if os.path.isabs(s.source)]
-        out_dir = check_output_dir(out_dir, given)
+        out_dir = check_output_dir(out_dir, given, kind="results")
     target = out_dir.path
     names = slugs([s.name for s in sets])
     run = _run_record(mode, k, sets, real, command, names)
@@ -237,11 +285,12 @@ def write_results(
     publish.publish_folder(
         target,
         write,
-        manifest=lambda: _replaceable(target),
+        manifest=lambda: replaceable(target, "results"),
         own=_OWN,
         refuse="cannot write results to",
     )
-    logger.info("wrote results to %s", printable(str(target)))
+    if announce:
+        logger.info("wrote results to %s", printable(str(target)))
     return RunResult(path=target, run=run, rows=rows, evaluations=tuple(evaluations))
 
 
