@@ -127,33 +127,61 @@ def print_features(features: FeatureSet, source: str, path: Path) -> None:
 
 
 def print_extractors(infos: Sequence[ExtractorInfo]) -> None:
-    """`rarity extractors`: one block per extractor, the default marked."""
+    """`rarity extractors`: one block per network (``info.family``), one line and its layer per
+    extractor, the default marked; what the network's layers share (preprocessing, weights, the
+    extra to install) is printed once under them."""
     width = max(len(info.name) for info in infos)
     dim_width = max(len(str(info.dim)) for info in infos)
     print("Feature extractors (* = default; choose one with --extractor NAME)")
     print(f"\n  {'name'.ljust(width)}  {'dim'.rjust(dim_width)}  input    extra")
+    families: dict[str, list[ExtractorInfo]] = {}
     for info in infos:
-        mark = "*" if info.name == defaults.EXTRACTOR else " "
-        print(
-            f"{mark} {info.name.ljust(width)}  {str(info.dim).rjust(dim_width)}  "
-            f"{f'{info.input_size} px'.ljust(7)}  {info.extra}"
-        )
-        for label, text in (
-            ("layer", info.layer),
-            ("preprocessing", info.preprocessing),
-            ("weights", info.weights),
-            ("needs", f"pip install 'rarity-score[{info.extra}]'"),
-        ):
-            print(
-                textwrap.fill(
-                    text,
-                    width=WIDTH + 12,
-                    initial_indent=f"      {label:<14} ",
-                    subsequent_indent=" " * 21,
-                    break_on_hyphens=False,
-                )
+        families.setdefault(info.family, []).append(info)
+    for members in families.values():
+        shared = [
+            (label, texts.pop())
+            for label, texts in (
+                ("preprocessing", {info.preprocessing for info in members}),
+                ("weights", {info.weights for info in members}),
+                ("needs", {f"pip install 'rarity-score[{info.extra}]'" for info in members}),
             )
+            if len(texts) == 1
+        ]
+        shared_labels = {label for label, _ in shared}
+        for info in members:
+            mark = "*" if info.name == defaults.EXTRACTOR else " "
+            print(
+                f"{mark} {info.name.ljust(width)}  {str(info.dim).rjust(dim_width)}  "
+                f"{f'{info.input_size} px'.ljust(7)}  {info.extra}"
+            )
+            own = [
+                (label, text)
+                for label, text in (
+                    ("layer", info.layer),
+                    ("preprocessing", info.preprocessing),
+                    ("weights", info.weights),
+                    ("needs", f"pip install 'rarity-score[{info.extra}]'"),
+                )
+                if label not in shared_labels
+            ]
+            _print_fields(own)
+        if len(members) > 1:
+            print(f"    all {members[0].family} layers:")
+        _print_fields(shared)
         print()
+
+
+def _print_fields(fields: Sequence[tuple[str, str]]) -> None:
+    for label, text in fields:
+        print(
+            textwrap.fill(
+                text,
+                width=WIDTH + 12,
+                initial_indent=f"      {label:<14} ",
+                subsequent_indent=" " * 21,
+                break_on_hyphens=False,
+            )
+        )
 
 
 def print_demo(result: DemoResult) -> None:

@@ -81,11 +81,17 @@ Reproduce the paper's two findings offline, on real images, in a few minutes on 
 2. Datasets: MNIST and scikit-learn's 1,797 digits (8x8, brought to MNIST's 28x28 format),
    the same number of images each, are scored against their own manifolds, leave-one-out
    (`rarity datasets`): the more diverse dataset sits to the right.
+3. Feature spaces: the psi = 1.0 samples scored in three offline spaces (the digits' pixels,
+   efficientnet-lite0's stage 2 and its head) and compared by rank (`rarity spaces`): where
+   the spaces agree on which digits are rare, and where they do not.
+4. Filtering: the 20 rarest in-manifold psi = 1.0 digits copied into rarest/
+   (`rarity filter`).
 
 Features: efficientnet-lite0 with its shipped ImageNet weights (no download) at --input-size
 pixels, cached under DIR/cache, so a second run takes seconds. DIR receives images/ (the PNG
 files), truncation/ and datasets/ (results directories with report/index.html and
-histogram.png) and demo.json (settings and the measured findings). Needs
+histogram.png), per-space/ and spaces/ (the spaces' results and their comparison, with its
+report), rarest/ and demo.json (settings and the measured findings). Needs
 `pip install 'rarity-score[demo]'`. See docs/demo.md.
 """
 
