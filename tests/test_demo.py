@@ -141,6 +141,21 @@ def test_check_demo_dir(tmp_path):
     with pytest.raises(ValueError, match=r"holiday\.jpg was not written by the demo"):
         check_demo_dir(tmp_path)
     assert (level / "holiday.jpg").exists()
+    (level / "holiday.jpg").unlink()
+    # A linked image folder is refused, not followed: the demo would rewrite PNG files there.
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "99999_digit1.png").write_bytes(b"png")
+    (tmp_path / "images" / "psi0.7").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"psi0\.7 was not written by the demo"):
+        check_demo_dir(tmp_path)
+    assert (elsewhere / "99999_digit1.png").exists()
+    (tmp_path / "images" / "psi0.7").unlink()
+    images = tmp_path / "images"
+    images.rename(tmp_path / "images-moved")
+    images.symlink_to(tmp_path / "images-moved", target_is_directory=True)
+    with pytest.raises(ValueError, match="is a symbolic link"):
+        check_demo_dir(tmp_path)
 
 
 @pytest.mark.parametrize(

@@ -529,18 +529,18 @@ def test_a_file_changed_after_the_check_is_not_copied(small_run, tmp_path, monke
 
     run, _ = small_run
     selection = select(run, Rule.rarest(3))
-    step = writing._copied if how == "copy" else writing._linked
+    step = writing._place
     calls = []
 
-    def touch_then_copy(collection, position):
+    def touch_then_place(collection, position, target, how):
         calls.append(position)
         if len(calls) == 2:  # the source changes under the run, after its check
             path = collection.path(position)
             stamp = os.stat(path)
             os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 10**9))
-        return step(collection, position)
+        return step(collection, position, target, how)
 
-    monkeypatch.setattr(writing, "_copied" if how == "copy" else "_linked", touch_then_copy)
+    monkeypatch.setattr(writing, "_place", touch_then_place)
     with pytest.raises(ValueError, match="changed since"):
         write_selection(selection, tmp_path / "out", how=how)
     assert len(calls) == 2
@@ -639,7 +639,7 @@ def test_an_interrupted_write_leaves_nothing(small_run, tmp_path, monkeypatch, e
     import rarity_score.filtering.write as filtering
 
     run, _ = small_run
-    original = filtering._copied
+    original = filtering._place
     calls = []
 
     def copy_then_fail(*args):
@@ -648,7 +648,7 @@ def test_an_interrupted_write_leaves_nothing(small_run, tmp_path, monkeypatch, e
             raise error("interrupted")
         return original(*args)
 
-    monkeypatch.setattr(filtering, "_copied", copy_then_fail)
+    monkeypatch.setattr(filtering, "_place", copy_then_fail)
     journaled = set(publish.journal_dir().glob("*.json"))
     with pytest.raises(error):
         write_selection(select(run, Rule.rarest(5)), tmp_path / "out")
@@ -658,11 +658,11 @@ def test_an_interrupted_write_leaves_nothing(small_run, tmp_path, monkeypatch, e
     assert set(publish.journal_dir().glob("*.json")) <= journaled  # its entry is gone
 
     # An earlier output survives an interrupted replacement whole.
-    monkeypatch.setattr(filtering, "_copied", original)
+    monkeypatch.setattr(filtering, "_place", original)
     out = write_selection(select(run, Rule.rarest(2)), tmp_path / "out")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     calls.clear()
-    monkeypatch.setattr(filtering, "_copied", copy_then_fail)
+    monkeypatch.setattr(filtering, "_place", copy_then_fail)
     with pytest.raises(error):
         write_selection(select(run, Rule.most_common(5)), out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

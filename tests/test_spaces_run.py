@@ -417,12 +417,13 @@ def test_sizes_are_checked_before_any_space_is_scored(images, tmp_path, monkeypa
 
     scored = []
     monkeypatch.setattr(run_module, "score_sets", lambda *a, **k: scored.append(1))
-    # 24 real images: known once the first space has loaded them, before it is scored.
+    # 24 real images: known from the listing of the real folder, before any extraction.
     with pytest.raises(ValueError, match=r"space 'pixels\+pca30': \+pca30 needs at least 31"):
         compare_spaces(["pixels", "pixels+pca30"], out, **given, k=3, extraction=extraction)
     with pytest.raises(ValueError, match=r"the real set \(24 samples\): k=30 needs"):
         compare_spaces(["pixels", "pixels+pca3"], out, **given, k=30, extraction=extraction)
     assert scored == [] and not out.exists()
+    _nothing_written(tmp_path, out, cache)
 
 
 def test_the_feature_cache_may_not_lie_in_the_output(images, spaces, tmp_path):

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rarity_score.spaces import ROW_KEYS
+
 __all__ = [
     "describe_findings",
     "describe_rarest",
@@ -21,22 +23,9 @@ __all__ = [
     "spaces_findings",
 ]
 
-#: The keys of a spaces summary row that ``demo.json`` keeps for each pair of spaces.
-_PAIR_KEYS = (
-    "space_a",
-    "space_b",
-    "n",
-    "n_in_both",
-    "spearman",
-    "kendall",
-    "in_in",
-    "in_out",
-    "out_in",
-    "out_out",
-    "kappa",
-    "jaccard_rarest",
-    "jaccard_common",
-)
+#: The keys of a spaces summary row that ``demo.json`` keeps for each pair of spaces: all but
+#: the set, which ``demo.json`` names once.
+_PAIR_KEYS = tuple(key for key in ROW_KEYS if key != "set")
 
 #: The files of a filter output folder that are not the selected images.
 _FILTER_OWN = ("selection.csv", "filter.json")

@@ -198,8 +198,16 @@ def check_demo_dir(out_dir: str | os.PathLike[str]) -> Path:
     # The marker is no licence to delete: the image folders may hold only the demo's own files
     # (its results directories are checked file by file when they are replaced).
     images = target / "images"
+    if images.is_symlink():
+        raise ValueError(
+            f"cannot write the demo to {target}: {images} is a symbolic link, not the demo's "
+            "folder; move it away or give a new folder"
+        )
     if images.is_dir():
-        foreign = [
+        # A linked folder is refused, not followed: the demo rewrites the PNG files in these
+        # folders, and a link would take that outside DIR.
+        foreign = [folder for folder in images.iterdir() if folder.is_symlink()]
+        foreign += [
             entry
             for folder in images.iterdir()
             if folder.is_dir() and not folder.is_symlink()

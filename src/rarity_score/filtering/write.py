@@ -27,7 +27,12 @@ from rarity_score.io import publish
 from rarity_score.io.atomic import atomic_write_text
 from rarity_score.io.images import ImageCollection, ImageInputError, UnreadableImage, open_images
 from rarity_score.io.names import csv_cell, csv_text, csv_value, printable, shorten
-from rarity_score.io.paths import Labelled, check_not_an_input, check_output_file
+from rarity_score.io.paths import (
+    Labelled,
+    check_not_an_input,
+    check_output_file,
+    check_parent_folder,
+)
 from rarity_score.io.recorded import ImageOrigin, RecordedImages, open_recorded
 from rarity_score.io.run_record import IMAGE_KINDS, read_json
 
@@ -287,10 +292,7 @@ def write_selection(
             if recorded is not None and positions is not None:
                 collection = recorded.collection
                 for position, name in zip(positions, names, strict=True):
-                    if how == "link":
-                        os.symlink(_linked(collection, position), folder / name)
-                    else:
-                        _write_new(folder / name, _copied(collection, position))
+                    _place(collection, position, folder / name, how)
                 paths = [_shown(collection, p) for p in positions]
                 files = list(names)
             atomic_write_text(folder / _TABLE, _table(selection, paths, files))
@@ -329,23 +331,19 @@ def _check_linkable(
             )
 
 
-def _copied(collection: ImageCollection, position: int) -> bytes:
+def _place(collection: ImageCollection, position: int, target: Path, how: str) -> None:
+    """Link (``how`` "link") or copy image ``position`` of ``collection`` to ``target``; an
+    image that cannot be read (or is no file to link to) is a ValueError naming it."""
     try:
-        return collection.read_bytes(position)
+        if how == "link":
+            os.symlink(collection.check_file(position), target)
+        else:
+            _write_new(target, collection.read_bytes(position))
     except UnreadableImage as error:
+        name = shorten(printable(error.name))
+        action = f"link {name} of" if how == "link" else f"copy {name} from"
         raise ValueError(
-            f"cannot copy {shorten(printable(error.name))} from {printable(collection.source)}: "
-            f"{error.reason}"
-        ) from error
-
-
-def _linked(collection: ImageCollection, position: int) -> str:
-    try:
-        return collection.check_file(position)
-    except UnreadableImage as error:
-        raise ValueError(
-            f"cannot link {shorten(printable(error.name))} of {printable(collection.source)}: "
-            f"{error.reason}"
+            f"cannot {action} {printable(collection.source)}: {error.reason}"
         ) from error
 
 
@@ -410,12 +408,7 @@ def _check_target(target: Path, selection: Selection, option: str, what: str) ->
             raise ValueError(f"cannot write {what}: it is not a folder")
         if any(target.iterdir()):
             _earlier_output(target, what)
-    parent = target.absolute().parent
-    if not parent.is_dir():
-        problem = "is not a folder" if parent.exists() else "does not exist"
-        raise ValueError(f"cannot write {what}: {printable(str(parent))} {problem}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {what}: folder {printable(str(parent))} is not writable")
+    check_parent_folder(target, what)
 
 
 def check_earlier_output(

@@ -15,11 +15,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from rarity_score.io.names import printable
+
 __all__ = [
     "Labelled",
     "check_distinct_outputs",
     "check_not_an_input",
     "check_output_file",
+    "check_parent_folder",
     "input_paths",
     "same_path",
 ]
@@ -205,3 +208,14 @@ def check_output_file(path: str | os.PathLike[str] | None, option: str) -> None:
             f"cannot write {option} {target}: it exists and is not a regular file; give a file name"
         )
     check_writable(target)
+
+
+def check_parent_folder(target: str | os.PathLike[str], what: str) -> None:
+    """Refuse (ValueError "cannot write WHAT: ...") an output folder ``target`` whose parent
+    folder is missing, not a folder, or not writable: it could not be created there."""
+    parent = Path(target).absolute().parent
+    if not parent.is_dir():
+        problem = "is not a folder" if parent.exists() else "does not exist"
+        raise ValueError(f"cannot write {what}: {printable(str(parent))} {problem}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {what}: folder {printable(str(parent))} is not writable")

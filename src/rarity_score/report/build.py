@@ -13,26 +13,28 @@ written into the data files as JSON strings that the page puts into the DOM as t
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import os
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rarity_score._version import __version__
 from rarity_score.io import publish
-from rarity_score.io.atomic import atomic_write_bytes, is_machine_failure, write_error
-from rarity_score.io.names import printable, shorten
+from rarity_score.io.atomic import atomic_write_bytes
+from rarity_score.io.names import shorten
 from rarity_score.io.run_record import COMPARABILITY
-from rarity_score.report.load import ReportError, Results, SetResult, load_results
+from rarity_score.report.folder import check_replaceable, publish_report
+from rarity_score.report.load import Results, SetResult, load_results
+from rarity_score.report.page import escape as _e
+from rarity_score.report.page import page_head, run_rows
+from rarity_score.report.page import setting_row as _row
+from rarity_score.report.page import template as _template
 from rarity_score.report.plots import histogram_png, require_matplotlib
 from rarity_score.report.thumbnails import ImageOrigin, Thumb, ThumbnailMaker
 from rarity_score.results_dir import value_text
@@ -45,8 +47,10 @@ __all__ = ["build_report"]
 logger = logging.getLogger(__name__)
 
 _STATIC_FILES = ("report.css", "report.js")
+_STYLESHEETS = ("report.css",)
 _REAL_GROUP = "real"  # thumbs/real/ holds the real set's thumbnails (set slugs get "set-")
 _OUT_SAMPLE_SEED = 0  # the out-of-manifold sample is the same on every rebuild
+_BESIDE = ("histogram.png",)  # written beside report/ (the report embeds a copy)
 
 
 def build_report(
@@ -82,7 +86,9 @@ def build_report(
     require_matplotlib()  # the histogram is part of the report: nothing is built without it
     root = results.root
     publish.clean_stale()  # what a killed run (or rebuild) left beside it
-    manifest = _check_replaceable(results)
+    manifest = check_replaceable(
+        root, results.run, beside=_BESIDE, unlisted=" (an older version wrote it)"
+    )
 
     histogram: list[bytes] = []
 
@@ -93,69 +99,13 @@ def build_report(
             )
         )
 
-    # Built in a journaled staging folder (a killed rebuild leaves nothing the next run does not
-    # clean) and swapped in whole; the old report/ is deleted only file by file as verified.
-    try:
-        publish.publish_folder(
-            root / "report",
-            write,
-            manifest=lambda: _report_part(manifest),
-            refuse="cannot rebuild the report in",
-        )
-        # Only once report/ is in place: a refused or killed swap leaves the old histogram,
-        # which run.json["files"] still lists (a changed one would lock the folder).
-        atomic_write_bytes(root / "histogram.png", histogram[-1])
-        publish.record_files(root, part=_is_report_file)  # the old report's entries replaced
-    except OSError as error:
-        if is_machine_failure(error):  # the machine, not the input (exit 1)
-            raise write_error(root / "report", error) from error
-        raise ReportError(f"cannot write the report into {root}: {error}") from error
-    return root / "report" / "index.html"
-
-
-def _check_replaceable(results: Results) -> dict[str, Any] | None:
-    """A rebuild replaces ``report/`` and ``histogram.png``: refuse, before any work, unless they
-    hold exactly what the package wrote there (listed in ``run.json["files"]``, unchanged); a
-    user's file in them is never deleted. Returns the listed files (None: none listed)."""
-    root = results.root
-    manifest = publish.read_manifest(results.run.get("files"))
-    report = root / "report"
-    if report.is_symlink() or (os.path.lexists(report) and not report.is_dir()):
-        raise ReportError(
-            f"cannot rebuild the report in {root}: report is not a folder rarity-score wrote "
-            "(a file or a link); move it away and run again"
-        )
-    if not any(os.path.lexists(root / name) for name in ("report", "histogram.png")):
-        return manifest
-    if manifest is None:
-        raise ReportError(
-            f"cannot rebuild the report in {root}: run.json lists no files (an older version "
-            "wrote it), so report/ and histogram.png cannot be told from files of yours; move "
-            "them away and run again"
-        )
-    foreign = [
-        rel
-        for rel in publish.foreign_entries(root, manifest, own=("run.json",))
-        if _is_report_file(rel)
-    ]
-    if foreign:
-        raise ReportError(
-            f"cannot rebuild the report in {root}: rarity-score did not write "
-            f"{publish.describe_foreign(foreign)} (or it changed since); move it away and run again"
-        )
-    return manifest
-
-
-def _report_part(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The entries of ``manifest`` under ``report/``, relative to that folder."""
-    if manifest is None:
-        return None
-    prefix = "report/"
-    return {rel[len(prefix) :]: entry for rel, entry in manifest.items() if rel.startswith(prefix)}
-
-
-def _is_report_file(rel: str) -> bool:
-    return rel == "histogram.png" or rel.startswith("report/")
+    return publish_report(
+        root,
+        write,
+        manifest,
+        beside=_BESIDE,
+        then=lambda: atomic_write_bytes(root / "histogram.png", histogram[-1]),
+    )
 
 
 def _write_report(
@@ -214,8 +164,10 @@ def _write_report(
         )
     table = _template("table.html").substitute(page_size=page_size, tabs="\n".join(tabs))
 
+    version = str(results.run.get("package_version") or _package_version())
     page = _template("index.html").substitute(
-        version=_e(str(results.run.get("package_version") or _package_version())),
+        head=page_head(version=version, title=_title(results), stylesheets=_STYLESHEETS),
+        version=_e(version),
         title=_e(_title(results)),
         lede=_e(_lede(results)),
         settings=_render_settings(results),
@@ -237,17 +189,6 @@ def _write_report(
 
 # ------------------------------------------------------------------------------------------
 # Text
-
-
-def _e(text: object) -> str:
-    """HTML-escape ``text`` for element content and quoted attributes (made printable first: a
-    lone surrogate from a results file could not even be written as UTF-8)."""
-    return html.escape(printable(str(text)), quote=True)
-
-
-def _template(name: str) -> Template:
-    source = resources.files("rarity_score.report") / "templates" / name
-    return Template(source.read_text(encoding="utf-8"))
 
 
 def _package_version() -> str:
@@ -346,10 +287,6 @@ def _number(value: Any, digits: int = 4) -> str:
 # Settings and summary
 
 
-def _row(label: str, value_html: str) -> str:
-    return f'      <tr><th scope="row">{_e(label)}</th><td>{value_html}</td></tr>'
-
-
 def _render_settings(results: Results) -> str:
     run = results.run
     rows = [
@@ -385,14 +322,7 @@ def _render_settings(results: Results) -> str:
         )
         label = "dataset" if results.datasets_mode else "generated set"
         rows.append(_row(f"{label} {item.name}", _describe_source({**entry, "n": item.n})))
-    rows.append(_row("package version", _e(run.get("package_version") or _package_version())))
-    command = run.get("command")
-    if isinstance(command, list):
-        command = shlex.join(str(part) for part in command)
-    if command:
-        rows.append(_row("command", f"<code>{_e(command)}</code>"))
-    if run.get("created"):
-        rows.append(_row("created", _e(run["created"])))
+    rows += run_rows(run)
     return "\n".join(rows)
 
 

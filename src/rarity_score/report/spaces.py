@@ -39,26 +39,26 @@ command) is HTML-escaped here.
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import os
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rarity_score._version import __version__
 from rarity_score.io import publish
-from rarity_score.io.atomic import is_machine_failure, write_error
 from rarity_score.io.names import printable, shorten
 from rarity_score.io.run_record import IMAGE_KINDS
-from rarity_score.report.load import ReportError
+from rarity_score.report.folder import check_replaceable, publish_report
+from rarity_score.report.page import escape as _e
+from rarity_score.report.page import page_head, run_rows
+from rarity_score.report.page import setting_row as _row
+from rarity_score.report.page import template as _template
 from rarity_score.report.plots import (
     require_matplotlib,
     spaces_histograms_png,
@@ -78,6 +78,7 @@ logger = logging.getLogger(__name__)
 GALLERY_SIZE = 8
 
 _STATIC_FILES = ("report.css", "spaces.css")
+_STYLESHEETS = _STATIC_FILES
 _DEFAULT_FRACTION = 0.1  # what run.json["fraction"] holds today (the rarest/most common 10 %)
 
 
@@ -101,65 +102,9 @@ def build_spaces_report(folder: str | os.PathLike[str]) -> Path:
     require_matplotlib()  # the plots are part of the report: nothing is built without them
     root = Path(results.root)
     publish.clean_stale()  # what a killed run (or rebuild) left beside it
-    manifest = _check_replaceable(root, results.run)
+    manifest = check_replaceable(root, results.run)
 
-    def write(staging: Path) -> None:
-        _write_report(results, staging)
-
-    try:
-        publish.publish_folder(
-            root / "report",
-            write,
-            manifest=lambda: _report_part(manifest),
-            refuse="cannot rebuild the report in",
-        )
-        publish.record_files(root, part=_is_report_file)  # the old report's entries replaced
-    except OSError as error:
-        if is_machine_failure(error):  # the machine, not the input (exit 1)
-            raise write_error(root / "report", error) from error
-        raise ReportError(f"cannot write the report into {root}: {error}") from error
-    return root / "report" / "index.html"
-
-
-def _check_replaceable(root: Path, run: dict[str, Any]) -> dict[str, Any] | None:
-    """Refuse, before any work, to replace a ``report/`` that holds anything the package did
-    not write there (listed in ``run.json["files"]``, unchanged)."""
-    manifest = publish.read_manifest(run.get("files"))
-    report = root / "report"
-    if report.is_symlink() or (os.path.lexists(report) and not report.is_dir()):
-        raise ReportError(
-            f"cannot rebuild the report in {root}: report is not a folder rarity-score wrote "
-            "(a file or a link); move it away and run again"
-        )
-    if not os.path.lexists(report):
-        return manifest
-    if manifest is None:
-        raise ReportError(
-            f"cannot rebuild the report in {root}: run.json lists no files, so report/ cannot "
-            "be told from files of yours; move it away and run again"
-        )
-    foreign = [
-        rel
-        for rel in publish.foreign_entries(root, manifest, own=("run.json",))
-        if _is_report_file(rel)
-    ]
-    if foreign:
-        raise ReportError(
-            f"cannot rebuild the report in {root}: rarity-score did not write "
-            f"{publish.describe_foreign(foreign)} (or it changed since); move it away and run again"
-        )
-    return manifest
-
-
-def _report_part(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
-    if manifest is None:
-        return None
-    prefix = "report/"
-    return {rel[len(prefix) :]: entry for rel, entry in manifest.items() if rel.startswith(prefix)}
-
-
-def _is_report_file(rel: str) -> bool:
-    return rel.startswith("report/")
+    return publish_report(root, lambda staging: _write_report(results, staging), manifest)
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,9 +233,10 @@ def _write_report(results: SpacesResults, folder: Path) -> None:
         _render_set(results, position, item, plan, images, folder)
         for position, (item, plan) in enumerate(zip(results.sets, plans, strict=True))
     )
-    run = results.run
+    version = str(results.run.get("package_version") or __version__)
     page = _template("spaces-index.html").substitute(
-        version=_e(str(run.get("package_version") or __version__)),
+        head=page_head(version=version, title=_title(results), stylesheets=_STYLESHEETS),
+        version=_e(version),
         title=_e(_title(results)),
         lede=_e(_lede(results)),
         nav="\n".join(
@@ -328,17 +274,6 @@ def _real_name(space: SpaceRecord, index: int) -> str | None:
 
 # ------------------------------------------------------------------------------------------
 # Text
-
-
-def _e(text: object) -> str:
-    """HTML-escape ``text`` for element content and quoted attributes (printable first: a lone
-    surrogate from an output file could not even be written as UTF-8)."""
-    return html.escape(printable(str(text)), quote=True)
-
-
-def _template(name: str) -> Template:
-    source = resources.files("rarity_score.report") / "templates" / name
-    return Template(source.read_text(encoding="utf-8"))
 
 
 def _plural(n: int, word: str) -> str:
@@ -392,18 +327,10 @@ def _number(value: Any, digits: int = 3) -> str:
     return printable(str(value))
 
 
-def _row(label: str, cell_html: str) -> str:
-    return f'      <tr><th scope="row">{_e(label)}</th><td>{cell_html}</td></tr>'
-
-
 def _render_spaces(results: SpacesResults) -> str:
     lines = []
     for space in results.spaces:
         source, kind, _ = space.real_origin or (None, None, None)
-        real_text = "—"
-        if source:
-            shown_kind = f" ({kind})" if kind else ""
-            real_text = f"<code>{_e(source)}</code>{_e(shown_kind)}"
         cells = [
             f'<th scope="row">{_e(space.name)}</th>',
             '<td class="text">'
@@ -415,7 +342,7 @@ def _render_spaces(results: SpacesResults) -> str:
             f'<td class="num">{_e(_number(space.k))}</td>',
             f'<td class="num">{_e(_number(space.n_real))}</td>',
             f'<td class="text"><code>{_e(space.results)}</code></td>',
-            f'<td class="text">{real_text}</td>',
+            f'<td class="text">{_source_html(source, kind)}</td>',
         ]
         lines.append("      <tr>" + "".join(cells) + "</tr>")
     return "\n".join(lines)
@@ -424,10 +351,6 @@ def _render_spaces(results: SpacesResults) -> str:
 def _render_sets(results: SpacesResults) -> str:
     lines = []
     for item in results.sets:
-        source = "—"
-        if item.source:
-            kind = f" ({item.kind})" if item.kind else ""
-            source = f"<code>{_e(item.source)}</code>{_e(kind)}"
         fingerprint = "—"
         if item.images_fingerprint:
             text = str(item.images_fingerprint)
@@ -436,11 +359,19 @@ def _render_sets(results: SpacesResults) -> str:
             f'<th scope="row"><a href="#set-{_e(item.slug)}">{_e(item.name)}</a></th>',
             f'<td class="num">{_e(_number(int(item.n)))}</td>',
             f'<td class="text">{_e(_matched_by(item))}</td>',
-            f'<td class="text">{source}</td>',
+            f'<td class="text">{_source_html(item.source, item.kind)}</td>',
             f'<td class="text">{fingerprint}</td>',
         ]
         lines.append("      <tr>" + "".join(cells) + "</tr>")
     return "\n".join(lines)
+
+
+def _source_html(source: str | None, kind: str | None) -> str:
+    """A recorded source as a cell shows it: the path and its kind; a dash for none."""
+    if not source:
+        return "—"
+    shown_kind = f" ({kind})" if kind else ""
+    return f"<code>{_e(source)}</code>{_e(shown_kind)}"
 
 
 def _matched_by(item: SpacesSet) -> str:
@@ -453,15 +384,8 @@ def _render_settings(results: SpacesResults) -> str:
         _row("mode", "<strong>spaces</strong>"),
         _row("k", _e(run.get("k", "—"))),
         _row("rarest / most common", _e(f"{100 * _fraction(results):g} % of the samples in both")),
-        _row("package version", _e(run.get("package_version") or __version__)),
+        *run_rows(run),
     ]
-    command = run.get("command")
-    if isinstance(command, list):
-        command = shlex.join(str(part) for part in command)
-    if command:
-        rows.append(_row("command", f"<code>{_e(command)}</code>"))
-    if run.get("created"):
-        rows.append(_row("created", _e(run["created"])))
     return "\n".join(rows)
 
 

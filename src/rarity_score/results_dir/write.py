@@ -35,7 +35,7 @@ from rarity_score.io.atomic import atomic_write_text
 from rarity_score.io.features import features_fingerprint
 from rarity_score.io.names import csv_cell, csv_text, csv_value, printable, slugs
 from rarity_score.io.npz import str_array, write_npz
-from rarity_score.io.paths import check_not_an_input
+from rarity_score.io.paths import check_not_an_input, check_parent_folder
 from rarity_score.io.run_record import (
     FORMAT,
     FORMAT_VERSION,
@@ -158,14 +158,7 @@ def check_output_dir(
                     "them elsewhere or give a new folder"
                 )
             _recorded_files(target, kind)
-    parent = target.absolute().parent
-    if not parent.is_dir():
-        problem = "is not a folder" if parent.exists() else "does not exist"
-        raise ValueError(f"cannot write results to {shown}: {printable(str(parent))} {problem}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"cannot write results to {shown}: folder {printable(str(parent))} is not writable"
-        )
+    check_parent_folder(target, f"results to {shown}")
     check_not_an_input(target, inputs, "the results directory", folder=True)
     return OutputDir(target)
 

@@ -25,6 +25,7 @@ every ``+pcaN`` against the size of the real set as soon as the first space has 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from rarity_score import defaults, sources
 from rarity_score._validation import check_k
 from rarity_score.compare import Comparison, check_output, compare_entries, score_sets, try_report
+from rarity_score.io.images import open_images
 from rarity_score.io.names import printable, shorten, slugs
 from rarity_score.options import EngineOptions, ExtractionOptions
 from rarity_score.results_dir import OutputDir, Results, load_results
@@ -362,6 +364,13 @@ def _from_images(
             )
     target = check_output(out_dir, entries, settings.extraction, kind="spaces")
     _check_weights(spaces, settings.extraction)
+    # The real set's size is known from its listing: k and every +pcaN are checked against it
+    # before the first extraction (and again once loaded, which leaves unreadable images out).
+    try:
+        with contextlib.closing(open_images(real)) as listed:
+            _check_sizes(spaces, len(listed), settings.k)
+    except ValueError as error:  # a missing or empty folder: named as the real set
+        raise ValueError(f"{entries[0][0]}: {error}") from error
     space_slugs = slugs([space.name for space in spaces])
 
     def fill(folder: Path) -> SpacesWritten:
