@@ -156,6 +156,16 @@ def test_check_demo_dir(tmp_path):
     images.symlink_to(tmp_path / "images-moved", target_is_directory=True)
     with pytest.raises(ValueError, match="is a symbolic link"):
         check_demo_dir(tmp_path)
+    images.unlink()
+    (tmp_path / "images-moved").rename(images)
+    # The demo's own list of MNIST images is rewritten; a file of that name it did not write
+    # is refused, and another output kind in one of its folders is refused before the work.
+    (images / "mnist-subset.txt").write_text("mnist/00000_digit3.png\n")
+    assert check_demo_dir(tmp_path) == tmp_path
+    (images / "mnist-subset.txt").write_text("my notes\n")
+    with pytest.raises(ValueError, match=r"mnist-subset\.txt was not written by the demo"):
+        check_demo_dir(tmp_path)
+    assert (images / "mnist-subset.txt").read_text() == "my notes\n"
 
 
 @pytest.mark.parametrize(

@@ -316,3 +316,31 @@ def test_an_output_is_replaced_only_by_its_own_kind(tmp_path):
         check_output_dir(first, kind="results")
     with pytest.raises(ValueError, match="unknown kind of output"):
         check_output_dir(tmp_path / "new", kind="other")
+
+
+def test_a_tampered_mode_of_any_json_type_is_one_line(tmp_path):
+    from rarity_score.results_dir.write import check_output_dir
+
+    first = compare(_array(20, 0), {"s": _array(8, 1)}, tmp_path / "run", report=False).path
+    run = json.loads((first / "run.json").read_text())
+    for mode in (["compare"], {"a": 1}, 3):
+        run["mode"] = mode
+        (first / "run.json").write_text(json.dumps(run))
+        with pytest.raises(ValueError, match="of another kind"):
+            check_output_dir(first, kind="results")
+
+
+def test_no_output_inside_another_output(tmp_path):
+    """Replacing a part of an output would leave its summary describing files that are gone."""
+    from rarity_score.results_dir.write import check_output_dir
+
+    outer = compare(_array(20, 0), {"s": _array(8, 1)}, tmp_path / "run", report=False).path
+    for inner in (outer / "new", outer / "sets" / "deeper"):
+        with pytest.raises(ValueError, match=r"lies inside .*run, an output of rarity-score"):
+            check_output_dir(inner)
+    (outer / "report").mkdir()  # an empty folder of an output is no place for another one
+    with pytest.raises(ValueError, match="lies inside"):
+        compare(_array(20, 0), {"t": _array(8, 1)}, outer / "report", report=False)
+    assert list((outer / "report").iterdir()) == []
+    (outer / "report").rmdir()
+    assert check_output_dir(tmp_path / "beside").path == tmp_path / "beside"

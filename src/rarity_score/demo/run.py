@@ -219,8 +219,25 @@ def check_demo_dir(out_dir: str | os.PathLike[str]) -> Path:
                 f"cannot write the demo to {target}: {foreign[0]} was not written by the demo; "
                 "move it away or give a new folder"
             )
+    subset_list = images / "mnist-subset.txt"
+    if subset_list.is_symlink() or (subset_list.exists() and not _is_subset_list(subset_list)):
+        raise ValueError(
+            f"cannot write the demo to {target}: {subset_list} was not written by the demo; "
+            "move it away or give a new folder"
+        )
     _check_replaced_folders(target)
     return target
+
+
+def _is_subset_list(path: Path) -> bool:
+    """Whether ``path`` is the demo's list of MNIST images (``mnist/NNNNN_digitD.png`` lines)."""
+    try:
+        lines = path.read_bytes().decode("ascii").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return all(
+        line.startswith("mnist/") and _PNG_NAME.fullmatch(line[len("mnist/") :]) for line in lines
+    )
 
 
 def _space_slugs() -> tuple[str, ...]:
@@ -253,7 +270,8 @@ def _check_replaced_folders(target: Path) -> None:
     for name in replaced:
         folder = target / name
         if folder.exists() or folder.is_symlink():
-            check_output_dir(folder)
+            # Of the kind its writer replaces, so that a swapped folder is refused now too.
+            check_output_dir(folder, kind="spaces" if name == SPACES_DIR else "results")
     rarest = target / RAREST_DIR
     if os.path.lexists(rarest):
         if rarest.is_symlink() or not rarest.is_dir():

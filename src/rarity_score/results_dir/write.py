@@ -33,7 +33,7 @@ from rarity_score._version import __version__
 from rarity_score.io import publish
 from rarity_score.io.atomic import atomic_write_text
 from rarity_score.io.features import features_fingerprint
-from rarity_score.io.names import csv_cell, csv_text, csv_value, printable, slugs
+from rarity_score.io.names import csv_cell, csv_text, csv_value, printable, shorten, slugs
 from rarity_score.io.npz import str_array, write_npz
 from rarity_score.io.paths import check_not_an_input, check_parent_folder
 from rarity_score.io.run_record import (
@@ -160,11 +160,34 @@ def check_output_dir(
             _recorded_files(target, kind)
     check_parent_folder(target, f"results to {shown}")
     check_not_an_input(target, inputs, "the results directory", folder=True)
+    # Not inside another output: replacing a part of it would leave its summary describing
+    # files that are gone.
+    for parent in target.absolute().parents:
+        if _holds_record(parent) and is_results_dir(parent):
+            raise ValueError(
+                f"cannot write results to {shown}: it lies inside {printable(str(parent))}, an "
+                "output of rarity-score, whose files are one unit; give a folder outside it"
+            )
     return OutputDir(target)
+
+
+def _holds_record(folder: Path) -> bool:
+    """Whether ``folder`` holds a ``run.json`` small enough to be one of ours (a cheap test
+    before it is parsed: a big file of someone else's is not read)."""
+    try:
+        return (folder / "run.json").stat().st_size <= _RECORD_LIMIT
+    except OSError:
+        return False
+
+
+#: The largest ``run.json`` looked into when telling whether a folder is an output of ours.
+_RECORD_LIMIT = 16 * 2**20
 
 
 def _holds(mode: Any) -> str:
     """What an output of ``mode`` is, in the words of a refusal."""
+    if not isinstance(mode, str):  # a tampered run.json: any JSON value
+        return f"an output of rarity-score of another kind (mode {shorten(printable(str(mode)))})"
     if mode == SPACES_MODE:
         return "an output of rarity spaces"
     if mode == "score":
