@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -344,3 +345,18 @@ def test_no_output_inside_another_output(tmp_path):
     assert list((outer / "report").iterdir()) == []
     (outer / "report").rmdir()
     assert check_output_dir(tmp_path / "beside").path == tmp_path / "beside"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_named_run_json_is_refused_not_waited_on(tmp_path, capsys):
+    """Reading a results directory, or asking whether a folder is one, must not block on a
+    FIFO put where run.json should be."""
+    from rarity_score.results_dir.write import check_output_dir
+
+    folder = tmp_path / "piped"
+    folder.mkdir()
+    os.mkfifo(folder / "run.json")
+    with pytest.raises(rarity_score.results_dir.ResultsError, match="not a regular file"):
+        rarity_score.load_results(folder)
+    assert_one_line_error(*run_cli(capsys, "report", folder), "not a regular file")
+    assert check_output_dir(folder / "inner").path == folder / "inner"

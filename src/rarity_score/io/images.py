@@ -75,6 +75,7 @@ import numpy as np
 
 from rarity_score._errors import MissingDependency
 from rarity_score.io.features import FEATURE_SUFFIXES, split_key
+from rarity_score.io.files import NotRegularFileError, open_regular
 from rarity_score.io.names import printable
 from rarity_score.io.run_record import FORMAT as RESULTS_FORMAT
 
@@ -89,6 +90,7 @@ __all__ = [
     "ImageItem",
     "UnreadableImage",
     "is_feature_file",
+    "is_results_dir",
     "open_images",
 ]
 
@@ -454,7 +456,7 @@ def _open_folder(root: Path, text: str) -> ImageCollection:
     others: list[str] = []
     results: list[str] = []
     hidden = 0
-    if _is_results_dir(str(root)):
+    if is_results_dir(str(root)):
         raise ImageInputError(
             f"{text} is a results directory of rarity-score (it holds a run.json of "
             f"{RESULTS_FORMAT}), not a folder of images; give the folder of the images"
@@ -489,7 +491,7 @@ def _open_folder(root: Path, text: str) -> ImageCollection:
                     logger.debug("%s: %s was already visited (symlink loop); skipped", text, name)
                     continue
                 seen.add(key)
-                if _is_results_dir(entry.path):
+                if is_results_dir(entry.path):
                     results.append(name)
                     continue
                 stack.append((entry.path, name + "/"))
@@ -524,16 +526,17 @@ def _open_folder(root: Path, text: str) -> ImageCollection:
     return _FileCollection("folder", text, items, paths)
 
 
-def _is_results_dir(folder: str) -> bool:
-    """Whether ``folder`` holds a run.json marking a results directory of this package.
+def is_results_dir(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a run.json marking an output of this package (a results
+    directory or a spaces output).
 
-    Only ever used to leave a folder out, so a marker that says so is enough; a marker that
-    cannot be read (missing, too large, not JSON) says nothing.
+    Only ever used to leave a folder out or to refuse one, so a marker that says so is
+    enough; a marker that cannot be read (missing, too large, not JSON, a pipe) says nothing.
     """
     try:
-        with _open_regular(os.path.join(folder, _RESULTS_MARKER), _RESULTS_MARKER) as file:
+        with open_regular(os.path.join(folder, _RESULTS_MARKER)) as file:
             return _is_results_record(file.read(_MAX_MARKER_BYTES + 1))
-    except (OSError, UnreadableImage):
+    except OSError:
         return False
 
 
@@ -741,16 +744,12 @@ LISTED_CHANGED_REASON = (
 
 
 def _open_regular(path: str, name: str) -> IO[bytes]:
-    """Open a regular file for reading; a pipe or device put in its place is refused, not
-    waited on (O_NONBLOCK keeps open() itself from blocking on a FIFO)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    """Open a regular file for reading (:func:`~rarity_score.io.files.open_regular`); a pipe or
+    device put in its place is an unreadable image named ``name``."""
     try:
-        if not S_ISREG(os.fstat(fd).st_mode):
-            raise UnreadableImage(name, "not a regular file (a pipe or device?)")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+        return open_regular(path)
+    except NotRegularFileError as error:
+        raise UnreadableImage(name, str(error.strerror)) from error
 
 
 def _stamp(path: str) -> tuple[int, int, int, int] | None:

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from rarity_score.io.files import open_regular
+
 __all__ = [
     "COMPARABILITY",
     "FORMAT",
@@ -106,7 +108,8 @@ def read_json(path: Path) -> Any:
     ``FileNotFoundError`` is left to the caller (who knows what a missing file means).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as file:  # a pipe in its place is refused, not waited on
+            text = file.read().decode("utf-8")
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError) as error:

@@ -33,6 +33,7 @@ from rarity_score._version import __version__
 from rarity_score.io import publish
 from rarity_score.io.atomic import atomic_write_text
 from rarity_score.io.features import features_fingerprint
+from rarity_score.io.images import is_results_dir
 from rarity_score.io.names import csv_cell, csv_text, csv_value, printable, shorten, slugs
 from rarity_score.io.npz import str_array, write_npz
 from rarity_score.io.paths import check_not_an_input, check_parent_folder
@@ -105,15 +106,6 @@ class OutputDir:
     path: Path
 
 
-def is_results_dir(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a results directory (it holds a ``run.json`` of this format)."""
-    try:
-        run = read_json(Path(path) / "run.json")
-    except (OSError, ValueError):  # read_json gives one ValueError for any damaged file
-        return False
-    return isinstance(run, dict) and run.get("format") == FORMAT
-
-
 def check_output_dir(
     out_dir: str | os.PathLike[str],
     inputs: Sequence[tuple[str, Any]] = (),
@@ -163,25 +155,12 @@ def check_output_dir(
     # Not inside another output: replacing a part of it would leave its summary describing
     # files that are gone.
     for parent in target.absolute().parents:
-        if _holds_record(parent) and is_results_dir(parent):
+        if is_results_dir(parent):
             raise ValueError(
                 f"cannot write results to {shown}: it lies inside {printable(str(parent))}, an "
                 "output of rarity-score, whose files are one unit; give a folder outside it"
             )
     return OutputDir(target)
-
-
-def _holds_record(folder: Path) -> bool:
-    """Whether ``folder`` holds a ``run.json`` small enough to be one of ours (a cheap test
-    before it is parsed: a big file of someone else's is not read)."""
-    try:
-        return (folder / "run.json").stat().st_size <= _RECORD_LIMIT
-    except OSError:
-        return False
-
-
-#: The largest ``run.json`` looked into when telling whether a folder is an output of ours.
-_RECORD_LIMIT = 16 * 2**20
 
 
 def _holds(mode: Any) -> str:
