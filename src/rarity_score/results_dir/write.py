@@ -142,14 +142,15 @@ def check_output_dir(
         if any(target.iterdir()):
             # Files that are not ours are named first; then an output of ours of another kind
             # is refused as such.
-            foreign = publish.foreign_entries(target, _recorded_files(target), own=_OWN)
+            manifest, mode = _recorded_files(target)
+            foreign = publish.foreign_entries(target, manifest, own=_OWN)
             if foreign:
                 raise ValueError(
                     f"cannot write results to {shown}: it holds files rarity-score did not "
                     f"write or that changed since ({publish.describe_foreign(foreign)}); move "
                     "them elsewhere or give a new folder"
                 )
-            _recorded_files(target, kind)
+            _check_kind(target, mode, kind)
     check_parent_folder(target, f"results to {shown}")
     check_not_an_input(target, inputs, "the results directory", folder=True)
     # Not inside another output: replacing a part of it would leave its summary describing
@@ -176,10 +177,10 @@ def _holds(mode: Any) -> str:
     return f"an output of rarity-score of another kind (mode {printable(str(mode))!r})"
 
 
-def _recorded_files(target: Path, kind: str | None = None) -> dict[str, dict[str, Any]]:
-    """The list of files an earlier run recorded in ``target/run.json``; ValueError when the
-    folder is not an output of rarity-score, not one of ``kind`` (None: any), or one that does
-    not list its files."""
+def _recorded_files(target: Path) -> tuple[dict[str, dict[str, Any]], Any]:
+    """The list of files an earlier run recorded in ``target/run.json``, and the run's mode
+    (as written: untrusted); ValueError when the folder is not an output of rarity-score or one
+    that does not list its files."""
     shown = printable(str(target))
     try:
         run = read_json(target / "run.json")
@@ -198,22 +199,28 @@ def _recorded_files(target: Path, kind: str | None = None) -> dict[str, dict[str
             "(a results directory of an earlier rarity-score version, or an edited one), so "
             "they cannot be told apart from yours; delete it yourself or give a new folder"
         )
-    mode = run.get("mode")
+    return manifest, run.get("mode")
+
+
+def _check_kind(target: Path, mode: Any, kind: str | None) -> None:
+    """Refuse an earlier output of another kind than ``kind`` (None: any)."""
     if kind is not None and mode not in KINDS[kind]:
         raise ValueError(
-            f"cannot write results to {shown}: it holds {_holds(mode)}, not "
+            f"cannot write results to {printable(str(target))}: it holds {_holds(mode)}, not "
             f"{_KIND_WORDS[kind]}, and only the command that wrote a folder replaces it; give "
             "a new folder"
         )
-    return manifest
 
 
 def replaceable(target: Path, kind: str | None = None) -> dict[str, dict[str, Any]] | None:
     """What may be replaced at ``target`` right before the swap (None: nothing is there): the
     files an earlier output of ``kind`` lists; ValueError (as :func:`check_output_dir`) when
     the folder holds anything else."""
-    occupied = target.is_dir() and not target.is_symlink() and any(target.iterdir())
-    return _recorded_files(target, kind) if occupied else None
+    if not (target.is_dir() and not target.is_symlink() and any(target.iterdir())):
+        return None
+    manifest, mode = _recorded_files(target)
+    _check_kind(target, mode, kind)
+    return manifest
 
 
 # ---------------------------------------------------------------------- the writer
