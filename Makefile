@@ -53,7 +53,9 @@ lint: $(STAMP)
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/rarity demo --out demo-output
 
+# The benchmarks also measure the peers a user would pick instead (faiss, torch-fidelity, prdc).
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_extract.py
 

@@ -42,6 +42,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "rarity_score._torch",
             # numpy only: what an array must be to be features (the io readers check it too)
             "rarity_score._validation",
+            # where work runs: a context holding a Dask client (dask imported only when used)
+            "rarity_score.cluster",
         ),
     ),
     ("1 io", ("rarity_score.io",)),

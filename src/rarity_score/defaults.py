@@ -18,6 +18,14 @@ BACKEND: str = "auto"
 #: The sweep's array libraries.
 BACKENDS: tuple[str, ...] = ("auto", "numpy", "torch")
 
+#: Arithmetic of the float32 distance tiles. "float32" (the default) uses true float32 GEMMs;
+#: "tf32" and "bf16" let CUDA tensor cores round the inputs (torch backend): the error bound is
+#: widened to that rounding, so results stay exact and only more entries are re-decided.
+PRECISION: str = "float32"
+
+#: The tile arithmetics (see :data:`PRECISION`).
+PRECISIONS: tuple[str, ...] = ("float32", "tf32", "bf16")
+
 #: Quantiles reported in summaries, over in-manifold samples.
 QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 

@@ -54,6 +54,11 @@ class EngineOptions:
             bytes of float32 blocks for reuse, so the peak extra memory is about three budgets.
         tile_size: force the tile edge (for tests).
         progress: show a progress bar of the sweep on stderr (when it is a terminal).
+        precision: arithmetic of the float32 tiles, one of ``defaults.PRECISIONS``: "float32"
+            (default), or "tf32" / "bf16" for CUDA tensor cores (torch backend), whose wider
+            rounding the error bound covers, so results stay exact (more entries re-decided).
+
+    Where the sweep runs (this process or a Dask cluster) is :func:`rarity_score.cluster.use`.
     """
 
     backend: str = defaults.BACKEND
@@ -61,8 +66,15 @@ class EngineOptions:
     memory_budget: int = defaults.MEMORY_BUDGET
     tile_size: int | None = None
     progress: bool = False
+    precision: str = defaults.PRECISION
 
     def __post_init__(self) -> None:
+        if self.precision not in defaults.PRECISIONS:
+            raise OptionError(
+                "precision",
+                f"unknown precision {self.precision!r}: use one of "
+                f"{', '.join(defaults.PRECISIONS)}",
+            )
         if self.backend not in defaults.BACKENDS:
             raise OptionError(
                 "backend",

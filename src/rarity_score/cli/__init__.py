@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from rarity_score import cluster
 from rarity_score.cli.options import UsageError
 from rarity_score.cli.output import configure_logging, log_warning
 from rarity_score.cli.parser import build_parser, usage_line
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.quiet = getattr(args, "quiet", False)
         args.command_line = ["rarity", *argv]  # recorded in results directories (run.json)
         configure_logging(args.verbose, args.quiet)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), cluster.use(getattr(args, "dask", None)):
             warnings.showwarning = log_warning
             return int(args.handler(args))
     except UsageError as error:  # an option's value, refused once parsed: as argparse would

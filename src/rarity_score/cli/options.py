@@ -188,7 +188,37 @@ def engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
             f"default: {budget // MIB})"
         ),
     )
+    group.add_argument(
+        "--precision",
+        **_of(EngineOptions, "precision", metavar="{" + ",".join(defaults.PRECISIONS) + "}"),
+        help=(
+            "arithmetic of the distance tiles: float32, or tf32 / bf16 on CUDA tensor cores "
+            "(torch backend; results stay exact, more pairs are re-checked in float64; "
+            "default: %(default)s)"
+        ),
+    )
+    group.add_argument(
+        "--dask",
+        default=None,
+        type=_cluster_spec,
+        metavar="ADDRESS|local[:N]",
+        help=(
+            "run the distance sweeps and the feature extraction on a Dask cluster: the address "
+            "of a running scheduler (tcp://HOST:8786) or local:N for N worker processes made "
+            "for this run (needs pip install 'rarity-score[dask]'; results are identical)"
+        ),
+    )
     return parent
+
+
+def _cluster_spec(text: str) -> Any:
+    """--dask: checked as text (dask is imported only when the cluster is first needed)."""
+    from rarity_score import cluster
+
+    try:
+        return cluster.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def extraction_parent(*, several: bool = False) -> argparse.ArgumentParser:

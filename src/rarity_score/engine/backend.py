@@ -191,6 +191,11 @@ class TorchBackend:
         self._torch = torch
         self.device = torch.device(device or "cpu")
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Shipped to Dask workers as its device (a module does not pickle); under dask-cuda each
+        # worker sees its own GPU as "cuda".
+        return (TorchBackend, (str(self.device),))
+
     def full_precision(self) -> contextlib.AbstractContextManager[None]:
         """Run GEMMs in true float32, restoring the caller's settings afterwards."""
         return true_float32(self._torch)
