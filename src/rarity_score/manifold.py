@@ -74,7 +74,9 @@ class RealManifold:
         elif not isinstance(engine, EngineOptions):
             raise TypeError(f"engine must be an EngineOptions, got {type(engine).__name__}")
         self.engine: EngineOptions = engine
-        self._backend: Backend = select_backend(engine.backend, engine.device, real)
+        self._backend: Backend = select_backend(
+            engine.backend, engine.device, real, precision=engine.precision
+        )
         data = as_features(real, label, self._backend)
         self.k: int = check_k(k, int(data.shape[0]), label=label)
         self.n_real: int = int(data.shape[0])

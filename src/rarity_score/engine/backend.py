@@ -337,9 +337,12 @@ def check_device(device: str | None, *, option: str = "device") -> None:
         )
 
 
-def select_backend(backend: str, device: str | None, *inputs: Any) -> Backend:
+def select_backend(
+    backend: str, device: str | None, *inputs: Any, precision: str = "float32"
+) -> Backend:
     """The backend for these inputs: ``"auto"`` keeps torch tensors on their device (torch) and
-    runs everything else with numpy; ``device`` implies torch."""
+    runs everything else with numpy; ``device`` implies torch. ``precision``: the tiles'
+    arithmetic (``defaults.PRECISIONS``; not float32 needs the torch backend)."""
     if backend not in ("auto", "numpy", "torch"):
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
     tensors = [x for x in inputs if is_tensor(x)]

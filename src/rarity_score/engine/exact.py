@@ -77,6 +77,11 @@ class Smallest(NeverSettles):
         self.values[sorted_queries[keep], rank[keep]] = all_values[kept]
         self.index[sorted_queries[keep], rank[keep]] = all_refs[kept]
 
+    def as_partial(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The kept candidates as one partial (queries with none are left out)."""
+        queries, slots = np.nonzero(self.index >= 0)
+        return queries, self.index[queries, slots], self.values[queries, slots]
+
     def finalize(
         self,
         queries: PointSet,

@@ -34,6 +34,27 @@ class Reducer(Protocol):
         """Which of these columns no later row block can change (rows are visited in position
         order); the sweep stops computing a column once every reducer has settled it."""
 
+    def as_partial(self) -> Any:
+        """The whole state as one partial: absorbing it into a fresh reducer gives this state.
+        How the work of a cluster task comes back to be merged (:mod:`~.distributed`)."""
+
+
+#: One unit of a sweep's work: a range of column positions swept over every row block (a plain
+#: sweep), or a pair of block numbers ``(i, j)``, ``i <= j`` (a symmetric one). Units are
+#: independent: any subset, in any order, on any worker, gives partials that merge into the same
+#: state (:mod:`~rarity_score.engine.distributed` sends them to a Dask cluster).
+Unit = tuple[int, int]
+
+
+def plan_units(n_rows: int, n_cols: int, edge: int, *, symmetric: bool = False) -> list[Unit]:
+    """The units of a whole sweep, in the order a single process runs them: column blocks of
+    ``edge``, or (symmetric) the diagonal block pairs first, then those above it."""
+    if symmetric:
+        count = len(plan_blocks(n_rows, edge))
+        pairs = [(i, i) for i in range(count)]
+        return pairs + [(i, j) for i in range(count) for j in range(i + 1, count)]
+    return plan_blocks(n_cols, edge)
+
 
 def sweep(
     rows: PointSet,
@@ -46,24 +67,28 @@ def sweep(
     same_set: bool = False,
     symmetric: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    units: Sequence[Unit] | None = None,
 ) -> None:
     """Run ``reducers`` over all tiles of ``rows`` x ``cols``.
 
     ``same_set``: rows and columns are one set; self pairs get distance +inf (never a neighbour,
     never inside their own sphere). ``symmetric`` (with ``same_set``): only tiles on and above the
     diagonal are computed, each also fed transposed, which halves the GEMM work of a self-join.
+    ``units``: only these units of :func:`plan_units` (default: all; column ranges of at most
+    ``edge`` columns need not be the planned ones).
     """
     if symmetric and not same_set:
         raise ValueError("a symmetric sweep needs rows and columns to be the same set")
+    if units is None:
+        units = plan_units(len(rows), len(cols), edge, symmetric=symmetric)
     row_blocks = plan_blocks(len(rows), edge)
-    col_blocks = row_blocks if same_set else plan_blocks(len(cols), edge)
     if symmetric:
-        _symmetric_sweep(rows, reducers, row_blocks, row_radii, progress)
+        _symmetric_sweep(rows, reducers, row_blocks, units, row_radii, progress)
         return
     backend = rows.backend
-    total = len(col_blocks) * len(row_blocks)
+    total = len(units) * len(row_blocks)
     done = 0
-    for col_index, (col_start, col_stop) in enumerate(col_blocks):
+    for col_index, (col_start, col_stop) in enumerate(units):
         active = np.arange(col_start, col_stop)
         col_block = cols.block(col_start, col_stop)
         for row_index, (row_start, row_stop) in enumerate(row_blocks):
@@ -99,14 +124,14 @@ def _symmetric_sweep(
     points: PointSet,
     reducers: Sequence[Reducer],
     blocks: list[tuple[int, int]],
+    pairs: Sequence[Unit],
     radii: np.ndarray | None,
     progress: Callable[[int, int], None] | None,
 ) -> None:
     """Tiles on and above the diagonal of a self-join, each fed both ways. Diagonal tiles come
     first, so every row has met some columns before it is first seen as a column."""
-    pairs = [(i, i) for i in range(len(blocks))]
-    pairs += [(i, j) for i in range(len(blocks)) for j in range(i + 1, len(blocks))]
-    for done, (i, j) in enumerate(pairs, start=1):
+    ordered = sorted(pairs, key=lambda pair: pair[0] != pair[1])  # stable: diagonal first
+    for done, (i, j) in enumerate(ordered, start=1):
         (row_start, row_stop), (col_start, col_stop) = blocks[i], blocks[j]
         values = points.backend.sqdist_tile(
             points.block(row_start, row_stop),
@@ -125,7 +150,7 @@ def _symmetric_sweep(
         if i != j:
             _feed(reducers, tile.transposed())
         if progress is not None:
-            progress(done, len(pairs))
+            progress(done, len(ordered))
 
 
 def _mask_self_pairs(

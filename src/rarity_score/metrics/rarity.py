@@ -45,6 +45,10 @@ class SmallestSphere:
         cols, rows = partial
         self.first[cols] = np.minimum(self.first[cols], rows)
 
+    def as_partial(self) -> tuple[np.ndarray, np.ndarray]:
+        cols = np.flatnonzero(self.first < self.n_real)
+        return cols, self.first[cols]
+
     def settled(self, col_positions: np.ndarray) -> np.ndarray:
         # Later row blocks hold only larger (or equal, later-indexed) spheres.
         return self.first[col_positions] < self.n_real

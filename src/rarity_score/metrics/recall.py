@@ -23,6 +23,9 @@ class FakeSphereHits(NeverSettles):
     def absorb(self, partial: np.ndarray) -> None:
         self.inside[partial] = True
 
+    def as_partial(self) -> np.ndarray:
+        return np.flatnonzero(self.inside)
+
 
 FAKE_SPHERE_HITS = ReducerSpec(
     name="fake_sphere_hits",

@@ -27,6 +27,10 @@ class RealSphereCounts(NeverSettles):
         self.counts[cols] += counts
         self.covered[rows] = True
 
+    def as_partial(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cols = np.flatnonzero(self.counts)
+        return cols, self.counts[cols], np.flatnonzero(self.covered)
+
 
 def _finish(reducer: RealSphereCounts, context: SweepContext) -> dict[str, np.ndarray]:
     # ``covered`` is by real position; its mean does not depend on the order.
