@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rarity_score import cluster
 from rarity_score.engine.backend import Backend
 from rarity_score.engine.plan import plan_blocks
 from rarity_score.engine.points import PointSet
@@ -67,15 +68,60 @@ def sweep(
     same_set: bool = False,
     symmetric: bool = False,
     progress: Callable[[int, int], None] | None = None,
-    units: Sequence[Unit] | None = None,
 ) -> None:
-    """Run ``reducers`` over all tiles of ``rows`` x ``cols``.
+    """Run ``reducers`` over all tiles of ``rows`` x ``cols``: in this process, or, inside a
+    :func:`rarity_score.cluster.use` block, as tasks on that Dask cluster (same results, bit for
+    bit; the reducers must then be as made, with no state yet).
 
     ``same_set``: rows and columns are one set; self pairs get distance +inf (never a neighbour,
     never inside their own sphere). ``symmetric`` (with ``same_set``): only tiles on and above the
     diagonal are computed, each also fed transposed, which halves the GEMM work of a self-join.
-    ``units``: only these units of :func:`plan_units` (default: all; column ranges of at most
-    ``edge`` columns need not be the planned ones).
+    ``progress(done, total)`` is called per tile here, per task on a cluster.
+    """
+    if cluster.active():
+        from rarity_score.engine.distributed import sweep_on_cluster
+
+        sweep_on_cluster(
+            cluster.current(),
+            rows,
+            cols,
+            reducers,
+            edge,
+            row_radii=row_radii,
+            col_radii=col_radii,
+            same_set=same_set,
+            symmetric=symmetric,
+            progress=progress,
+        )
+        return
+    run_here(
+        rows,
+        cols,
+        reducers,
+        edge,
+        row_radii=row_radii,
+        col_radii=col_radii,
+        same_set=same_set,
+        symmetric=symmetric,
+        progress=progress,
+    )
+
+
+def run_here(
+    rows: PointSet,
+    cols: PointSet,
+    reducers: Sequence[Reducer],
+    edge: int,
+    *,
+    row_radii: np.ndarray | None = None,
+    col_radii: np.ndarray | None = None,
+    same_set: bool = False,
+    symmetric: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    units: Sequence[Unit] | None = None,
+) -> None:
+    """:func:`sweep` in this process. ``units``: only these units of :func:`plan_units`
+    (default: all; column ranges of at most ``edge`` columns need not be the planned ones).
     """
     if symmetric and not same_set:
         raise ValueError("a symmetric sweep needs rows and columns to be the same set")
