@@ -81,3 +81,19 @@ def test_without_a_cluster_dask_is_never_imported(feature_files, tmp_path):
 def test_use_refuses_what_is_not_a_client():
     with pytest.raises(TypeError, match="distributed.Client"), cluster.use(object()):
         pass
+
+
+def test_a_scheduler_without_workers_is_one_line(monkeypatch):
+    import distributed
+
+    from rarity_score import evaluate
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    data = dataset("gaussian")
+    with (
+        distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as empty,
+        distributed.Client(empty) as client,
+        cluster.use(client),
+        pytest.raises(ConnectionError, match="has no workers after 1 s"),
+    ):
+        evaluate(data.real, data.fake, 3)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "UsageError",
     "add_shared",
+    "cluster_parent",
     "demo_options",
     "demo_values",
     "engine_parent",
@@ -197,6 +198,14 @@ def engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
             "default: %(default)s)"
         ),
     )
+    return parent
+
+
+def cluster_parent() -> argparse.ArgumentParser:
+    """--dask: where the sweeps and the extraction run (the command runs inside
+    ``rarity_score.cluster.use`` of its value)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("cluster (results do not depend on it)")
     group.add_argument(
         "--dask",
         default=None,
@@ -204,8 +213,9 @@ def engine_parent(*, with_metrics: bool) -> argparse.ArgumentParser:
         metavar="ADDRESS|local[:N]",
         help=(
             "run the distance sweeps and the feature extraction on a Dask cluster: the address "
-            "of a running scheduler (tcp://HOST:8786) or local:N for N worker processes made "
-            "for this run (needs pip install 'rarity-score[dask]'; results are identical)"
+            "of a running scheduler (tcp://HOST:8786; the workers must see the input files and "
+            "the feature cache at the same paths) or local:N for N worker processes made for "
+            "this run (pip install 'rarity-score[dask]'; results are identical)"
         ),
     )
     return parent

@@ -17,6 +17,7 @@ from rarity_score._version import __version__
 from rarity_score.cli import commands, filtering
 from rarity_score.cli.options import (
     add_shared,
+    cluster_parent,
     demo_options,
     engine_parent,
     extraction_parent,
@@ -202,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity = verbosity_parent()
     engine = engine_parent(with_metrics=True)
     extraction = extraction_parent()
+    on_cluster = cluster_parent()
     parser = _Parser(
         prog="rarity",
         description=(
@@ -240,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         _SCORE_DESCRIPTION,
         engine,
         extraction,
+        on_cluster,
     )
     _score_files(score.add_argument_group("inputs and outputs"))
     compare = command(
@@ -249,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         _COMPARE_DESCRIPTION,
         engine,
         extraction,
+        on_cluster,
     )
     _compare_files(compare.add_argument_group("inputs and outputs"))
     datasets = command(
@@ -258,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         _DATASETS_DESCRIPTION,
         engine_parent(with_metrics=False),
         extraction,
+        on_cluster,
     )
     files = datasets.add_argument_group("inputs and outputs")
     files.add_argument(
@@ -274,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         _SPACES_DESCRIPTION,
         engine,
         extraction_parent(several=True),
+        on_cluster,
     )
     _spaces_files(spaces.add_argument_group("inputs and outputs"))
     report = command(
@@ -303,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "extract the features of a set of images into an .npz file",
         _FEATURES_DESCRIPTION,
         extraction,
+        on_cluster,
     )
     _features_files(features)
     command(

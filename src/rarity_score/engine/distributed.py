@@ -138,7 +138,15 @@ def _tasks(n_rows: int, n_cols: int, edge: int, workers: int, *, symmetric: bool
 
 
 def _worker_count(client: Any) -> int:
-    client.wait_for_workers(1)
+    from rarity_score.cluster import CONNECT_TIMEOUT_S
+
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        raise ConnectionError(
+            f"the Dask scheduler {client.scheduler.address} has no workers after "
+            f"{CONNECT_TIMEOUT_S} s; start some (`dask worker ADDRESS`)"
+        ) from None
     return len(client.scheduler_info().get("workers", {})) or 1
 
 
