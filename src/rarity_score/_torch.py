@@ -1,5 +1,6 @@
 """True float32 in torch: the one context that both the k-NN engine's torch backend and the
-feature extractors run their float32 work under.
+feature extractors run their float32 work under; and its one exception, the engine's tensor-core
+GEMMs of ``precision="tf32"`` / ``"bf16"`` (:func:`tensor_core_matmul`).
 
 A base module: it imports neither torch nor numpy (the caller passes its ``torch`` module), so the
 engine and the extractors share it without either importing the other.
@@ -11,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["is_tensor", "true_float32"]
+__all__ = ["is_tensor", "tensor_core_matmul", "true_float32"]
 
 
 def is_tensor(x: Any) -> bool:
@@ -28,10 +29,37 @@ def true_float32(torch: Any, convolutions: bool = False) -> Iterator[None]:
     TF32 keeps a 10-bit mantissa: it would void the engine's error bound, and make features
     depend on the GPU generation at the 1e-3 level.
     """
-    switches = _precision_switches(torch, convolutions)
+    with _applied(_precision_switches(torch, convolutions)):
+        yield
+
+
+@contextlib.contextmanager
+def tensor_core_matmul(torch: Any) -> Iterator[None]:
+    """As :func:`true_float32` for GEMMs, except that float32 GEMMs on CUDA may run on TF32
+    tensor cores, and bfloat16 GEMMs may not reduce in less than float32 (split-K partial sums
+    kept in bf16); the caller's settings come back after.
+
+    For the engine's reduced-precision tiles only, whose inputs are already rounded to TF32 or
+    bf16 values (exact in TF32) and whose error bound counts that rounding.
+    """
+    matmul = torch.backends.cuda.matmul
+    switches = []
+    for holder, name, value in _precision_switches(torch, convolutions=False):
+        if holder is matmul:  # CUDA's float32 GEMMs: "tf32" (newer torch), allow_tf32 (older)
+            value = "tf32" if name == "fp32_precision" else True
+        switches.append((holder, name, value))
+    if hasattr(matmul, "allow_bf16_reduced_precision_reduction"):
+        switches.append((matmul, "allow_bf16_reduced_precision_reduction", False))
+    with _applied(switches):
+        yield
+
+
+@contextlib.contextmanager
+def _applied(switches: list[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Each ``(holder, attribute, value)`` set, and put back as found afterwards."""
     previous = [getattr(holder, name) for holder, name, _ in switches]
-    for holder, name, exact in switches:
-        setattr(holder, name, exact)
+    for holder, name, value in switches:
+        setattr(holder, name, value)
     try:
         yield
     finally:

@@ -3,28 +3,85 @@
 Only the per-element work of a tile runs here (GEMM, comparisons, selecting candidates, exact
 re-computation of a few pairs). Everything a backend returns to the engine is a small numpy array,
 so the metric reducers are plain numpy whatever the device.
+
+A backend also carries the precision of its GEMMs (:data:`PRECISION_BITS`): float32, or, on the
+torch backend, TF32 or bf16 inputs with float32 accumulation (CUDA tensor cores; on a CPU the
+same rounding is applied explicitly, so the same bound and re-decisions run and are tested
+there), and counts what the sweep re-decided in float64 (:class:`SweepCounts`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from rarity_score._torch import is_tensor, true_float32
+from rarity_score._torch import is_tensor, tensor_core_matmul, true_float32
+from rarity_score.options import OptionError
+
+logger = logging.getLogger(__name__)
 
 #: Rows converted to float64 at once when preparing a block; bounds the temporary memory.
 _PREPARE_CHUNK_ROWS = 1024
 #: Pairs re-computed exactly at once; bounds the (pairs x D) float64 temporary.
 _EXACT_CHUNK_PAIRS = 2048
 
+#: Explicit mantissa bits of the GEMM inputs in each precision (``defaults.PRECISIONS``): float32
+#: 23, TF32 10, bfloat16 7; all three have float32's 8-bit exponent.
+PRECISION_BITS = {"float32": 23, "tf32": 10, "bf16": 7}
+
+
+def input_unit_roundoff(precision: str) -> float:
+    """Unit roundoff of the GEMM inputs in ``precision`` (round to nearest: half an ulp of 1):
+    float32 2^-24, TF32 2^-11, bf16 2^-8."""
+    return 2.0 ** -(PRECISION_BITS[precision] + 1)
+
+
+@dataclass
+class SweepCounts:
+    """What a backend's sweeps computed, and how much of it was re-decided in float64.
+
+    Counted in this process only (a Dask worker's counts stay on the worker). ``band_entries``:
+    tile entries within the error bound of a sphere's radius; ``candidates``: order-statistic
+    candidates (k-NN radii, nearest neighbours, realism) that the bound could not place;
+    ``scanned_queries``: queries without a certificate, recomputed against every reference;
+    ``exact_pairs``: every float64 distance computed, the scans' included.
+    """
+
+    tile_entries: int = 0
+    band_entries: int = 0
+    candidates: int = 0
+    scanned_queries: int = 0
+    exact_pairs: int = 0
+
+    @property
+    def redecided(self) -> int:
+        """Tile entries and candidates re-decided in float64 (scans not included)."""
+        return self.band_entries + self.candidates
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts by name."""
+        return asdict(self)
+
+    def reset(self) -> None:
+        """Every count back to 0 (before a run to be measured alone)."""
+        for name in self.as_dict():
+            setattr(self, name, 0)
+
 
 class Backend(Protocol):
     """What the tile sweep needs from an array library."""
 
     name: str
+    #: Precision of the GEMM inputs (a key of :data:`PRECISION_BITS`); the error bound follows it.
+    precision: str
+    #: :func:`input_unit_roundoff` of ``precision``.
+    unit_roundoff: float
+    counts: SweepCounts
 
     def asarray(self, x: Any) -> Any:
         """The features as this backend's array (on its device), dtype kept."""
@@ -44,8 +101,13 @@ class Backend(Protocol):
     def take_rows(self, block: Any, rows: np.ndarray) -> Any:
         """The rows ``rows`` of a block."""
 
+    def gemm_operand(self, block: Any) -> Any:
+        """A float32 block (from :meth:`prepare`) as the GEMMs read it: rounded to nearest to
+        ``precision`` (the block itself in float32; its memory may be reused)."""
+
     def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> Any:
-        """Float32 ``|a|^2 + |b|^2 - 2 a b^T`` by one GEMM."""
+        """Float32 ``|a|^2 + |b|^2 - 2 a b^T`` by one GEMM of two :meth:`gemm_operand` blocks,
+        with float32 accumulation."""
 
     def mask_entries(self, tile: Any, rows: np.ndarray, cols: np.ndarray) -> None:
         """Set the entries ``tile[rows[n], cols[n]]`` to +inf."""
@@ -80,9 +142,14 @@ def _f32(values: np.ndarray) -> np.ndarray:
 
 
 class NumpyBackend:
-    """The default backend: numpy with its BLAS; no dependency beyond numpy."""
+    """The default backend: numpy with its BLAS; no dependency beyond numpy. Float32 only."""
 
     name = "numpy"
+    precision = "float32"
+    unit_roundoff = input_unit_roundoff("float32")
+
+    def __init__(self) -> None:
+        self.counts = SweepCounts()
 
     def asarray(self, x: Any) -> np.ndarray:
         return np.asarray(x)
@@ -116,7 +183,11 @@ class NumpyBackend:
     def take_rows(self, block: np.ndarray, rows: np.ndarray) -> np.ndarray:
         return block[rows]
 
+    def gemm_operand(self, block: np.ndarray) -> np.ndarray:
+        return block
+
     def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+        self.counts.tile_entries += a.shape[0] * b.shape[0]
         tile = a @ b.T
         tile *= -2.0
         tile += _f32(a_sq)[:, None]
@@ -170,6 +241,7 @@ class NumpyBackend:
     def exact_sqdist(
         self, x: np.ndarray, rows_x: np.ndarray, y: np.ndarray, rows_y: np.ndarray
     ) -> np.ndarray:
+        self.counts.exact_pairs += len(rows_x)
         out = np.empty(len(rows_x), dtype=np.float64)
         step = max(1, _EXACT_CHUNK_PAIRS * 512 // max(1, x.shape[1]))
         for start in range(0, len(rows_x), step):
@@ -180,25 +252,48 @@ class NumpyBackend:
 
 
 class TorchBackend:
-    """torch on CPU or CUDA; float32 GEMMs run with TF32 switched off (its 10-bit mantissa would
-    void the error bound that makes the float32 pass exact after re-decision)."""
+    """torch on CPU or CUDA, with GEMMs in ``precision``.
+
+    float32 (the default): GEMMs run with TF32 switched off (its 10-bit mantissa would void the
+    float32 error bound that makes the pass exact after re-decision). ``"tf32"`` / ``"bf16"``:
+    the blocks are rounded to nearest to 10 / 7 mantissa bits (:meth:`gemm_operand`), and the
+    GEMMs multiply those values exactly and accumulate in float32: on CUDA on tensor cores (TF32
+    math, or bf16 operands with float32 output), elsewhere as plain float32 GEMMs, which compute
+    the same products and so run the same bound and re-decisions on a CPU.
+    """
 
     name = "torch"
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, precision: str = "float32") -> None:
         import torch
 
+        if precision not in PRECISION_BITS:
+            raise ValueError(
+                f"unknown precision {precision!r}: use one of {', '.join(PRECISION_BITS)}"
+            )
         self._torch = torch
         self.device = torch.device(device or "cpu")
+        self.precision = precision
+        self.unit_roundoff = input_unit_roundoff(precision)
+        self.counts = SweepCounts()
+        self._tensor_cores = self.device.type == "cuda" and precision != "float32"
+        self._bf16_operands: bool | None = None  # decided on the first block (needs the GPU)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # Shipped to Dask workers as its device (a module does not pickle); under dask-cuda each
-        # worker sees its own GPU as "cuda".
-        return (TorchBackend, (str(self.device),))
+        # Shipped to Dask workers as its device and precision (a module does not pickle); under
+        # dask-cuda each worker sees its own GPU as "cuda".
+        return (TorchBackend, (str(self.device), self.precision))
 
     def full_precision(self) -> contextlib.AbstractContextManager[None]:
         """Run GEMMs in true float32, restoring the caller's settings afterwards."""
         return true_float32(self._torch)
+
+    def gemm_precision(self) -> contextlib.AbstractContextManager[None]:
+        """The GEMM settings of this backend's precision, the caller's restored afterwards: true
+        float32, except tensor cores on CUDA for TF32 / bf16 (inputs rounded beforehand)."""
+        if self._tensor_cores:
+            return tensor_core_matmul(self._torch)
+        return self.full_precision()
 
     def asarray(self, x: Any) -> Any:
         torch = self._torch
@@ -242,10 +337,43 @@ class TorchBackend:
     def take_rows(self, block: Any, rows: np.ndarray) -> Any:
         return block[self._index(rows)]
 
+    def gemm_operand(self, block: Any) -> Any:
+        if self.precision == "float32":
+            return block
+        # Rounded here, to nearest, on every device: cuBLAS does not document how it converts
+        # float32 inputs to TF32 (the tensor-core instruction itself reads the top 19 bits,
+        # which truncates), and the error bound assumes round-to-nearest (unit roundoff 2^-11 /
+        # 2^-8). Already-TF32 values convert exactly whichever way the GEMM rounds.
+        rounded = round_mantissa(self._torch, block, PRECISION_BITS[self.precision])
+        if self._uses_bf16_operands():
+            return rounded.to(self._torch.bfloat16)  # exact: the values are bf16 already
+        return rounded
+
+    def _uses_bf16_operands(self) -> bool:
+        """Whether bf16 GEMMs take bfloat16 operands with a float32 result (aten::mm.dtype, in
+        torch >= 2.8 on CUDA GPUs with bf16 tensor cores, compute capability 8.0 and up).
+        Otherwise the bf16-rounded float32 values go through TF32 GEMMs: bf16 values are exact
+        in TF32, so products and accumulation are as in bf16 tensor-core GEMMs (at TF32 speed;
+        a GPU without TF32 runs them as float32 GEMMs)."""
+        if self._bf16_operands is None:
+            torch = self._torch
+            self._bf16_operands = (
+                self._tensor_cores
+                and self.precision == "bf16"
+                and hasattr(torch.ops.aten.mm, "dtype")
+                and torch.cuda.get_device_capability(self.device) >= (8, 0)
+            )
+        return self._bf16_operands
+
     def sqdist_tile(self, a: Any, b: Any, a_sq: np.ndarray, b_sq: np.ndarray) -> Any:
         torch = self._torch
-        with self.full_precision():
-            tile = a @ b.T
+        self.counts.tile_entries += a.shape[0] * b.shape[0]
+        with self.gemm_precision():
+            if a.dtype == torch.bfloat16:
+                # bf16 tensor cores: exact products, float32 accumulation and result.
+                tile = torch.mm(a, b.T, out_dtype=torch.float32)
+            else:
+                tile = a @ b.T
         tile *= -2.0
         tile += torch.as_tensor(_f32(a_sq), device=self.device)[:, None]
         tile += torch.as_tensor(_f32(b_sq), device=self.device)[None, :]
@@ -278,6 +406,7 @@ class TorchBackend:
 
     def exact_sqdist(self, x: Any, rows_x: np.ndarray, y: Any, rows_y: np.ndarray) -> np.ndarray:
         torch = self._torch
+        self.counts.exact_pairs += len(rows_x)
         out = np.empty(len(rows_x), dtype=np.float64)
         step = max(1, _EXACT_CHUNK_PAIRS * 512 // max(1, x.shape[1]))
         for start in range(0, len(rows_x), step):
@@ -287,6 +416,23 @@ class TorchBackend:
             ].to(torch.float64)
             out[start:stop] = self.to_numpy((diff * diff).sum(dim=1))
         return out
+
+
+def round_mantissa(torch: Any, block: Any, bits: int) -> Any:
+    """A float32 tensor rounded to nearest (ties to even) to ``bits`` explicit mantissa bits, in
+    place: TF32 (10) or bfloat16 (7) values, kept as float32 (the formats share its exponent, so
+    subnormals round the same way). Integer arithmetic on the bit patterns: adding half an ulp
+    of the kept bits (less one, plus the kept last bit, for ties to even) carries into the kept
+    bits exactly when rounding up; the sign bit is never reached for finite values.
+    """
+    drop = 23 - bits
+    raw = block.view(torch.int32)
+    carry = raw >> drop
+    carry &= 1
+    carry += (1 << (drop - 1)) - 1
+    raw += carry
+    raw &= -(1 << drop)
+    return block
 
 
 #: The device strings accepted everywhere (``--device``, ``device=``), in words and as a pattern.
@@ -342,12 +488,24 @@ def select_backend(
 ) -> Backend:
     """The backend for these inputs: ``"auto"`` keeps torch tensors on their device (torch) and
     runs everything else with numpy; ``device`` implies torch. ``precision``: the tiles'
-    arithmetic (``defaults.PRECISIONS``; not float32 needs the torch backend)."""
+    arithmetic (a key of :data:`PRECISION_BITS`, ``defaults.PRECISIONS``); not float32 needs the
+    torch backend, and is fast on CUDA tensor cores only (elsewhere the rounding is simulated)."""
     if backend not in ("auto", "numpy", "torch"):
         raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', got {backend!r}")
+    if precision not in PRECISION_BITS:
+        raise OptionError(
+            "precision",
+            f"unknown precision {precision!r}: use one of {', '.join(PRECISION_BITS)}",
+        )
     tensors = [x for x in inputs if is_tensor(x)]
     use_torch = backend == "torch" or (backend == "auto" and (bool(tensors) or device is not None))
     if not use_torch:
+        if precision != "float32":
+            raise OptionError(
+                "precision",
+                f"precision {precision!r} needs the torch backend (the numpy one computes float32 "
+                "only): use --backend torch --device cuda (backend='torch', device='cuda')",
+            )
         if device not in (None, "cpu"):
             raise ValueError(
                 f"device={device!r} needs backend='torch' (numpy runs on the CPU only)"
@@ -362,4 +520,12 @@ def select_backend(
     if device is None:
         device = str(tensors[0].device) if tensors else "cpu"
     check_device(device)
-    return TorchBackend(device)
+    chosen = TorchBackend(device, precision)
+    if precision != "float32" and chosen.device.type != "cuda":
+        logger.info(
+            "precision %s on %s: no tensor cores, the rounding is applied explicitly; as exact "
+            "as float32 and slower",
+            precision,
+            chosen.device,
+        )
+    return chosen

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from rarity_score.engine.backend import Backend
+from rarity_score.engine.local_sweep import plan_units, run_here
 from rarity_score.engine.plan import plan_blocks
 from rarity_score.engine.points import Frame, PointSet
-from rarity_score.engine.sweep import plan_units, run_here
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,11 @@
 """Exact order statistics from float32 tiles: k-NN radii, nearest neighbours, best ratios.
 
 Each query (a row or a column of the sweep) keeps a few float32 candidates for its smallest values.
-At the end the candidates that the float32 error bound cannot rule out are recomputed in float64
-from the original features, and a certificate checks that nothing dropped on the way could have
-mattered; the rare query without one (many exact ties) is recomputed against every reference.
+At the end the candidates that the error bound (of the precision the tiles were computed in)
+cannot rule out are recomputed in float64 from the original features, and a certificate checks
+that nothing dropped on the way could have mattered; the rare query without one (many exact ties)
+is recomputed against every reference. Both are counted in the backend's
+:class:`~rarity_score.engine.backend.SweepCounts`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,22 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rarity_score.engine.points import ABSOLUTE_ERROR, PointSet, error_bound
+from rarity_score.engine.points import ABSOLUTE_ERROR, PointSet
 from rarity_score.engine.sweep import NeverSettles, sweep
 from rarity_score.engine.tiles import Tile
 
 #: Candidates kept per query beyond the rank asked for: room for near-ties within the error bound.
 EXTRA_CANDIDATES = 6
+#: The same for each precision of the tiles: a wider bound holds more near-ties, and a query whose
+#: candidates do not certify its answer is recomputed against every reference. Measured on
+#: CNN-like features (benchmarks/bench_precision.py, 4,000 x 4,000 x 512 and 2,000 x 2,000 x
+#: 2,048, k = 3): bf16 with 6 extra left 2 % of the queries uncertified, with 12 none.
+_EXTRA_BY_PRECISION = {"float32": EXTRA_CANDIDATES, "tf32": 12, "bf16": 24}
+
+
+def extra_candidates(precision: str) -> int:
+    """Candidates to keep per query beyond the rank asked for, for tiles in ``precision``."""
+    return _EXTRA_BY_PRECISION[precision]
 
 
 class Smallest(NeverSettles):
@@ -99,7 +111,7 @@ class Smallest(NeverSettles):
         slot_refs = np.where(valid, self.index, 0)
         weights = np.ones(len(refs)) if self.weights is None else self.weights
         # Weighted float32 products can be subnormal too: the absolute term is added unweighted.
-        error = error_bound(queries.dim, queries.norms[:, None] + refs.norms[slot_refs])
+        error = queries.error_bound(queries.norms[:, None] + refs.norms[slot_refs])
         error = error * weights[slot_refs] + ABSOLUTE_ERROR
         values = self.values.astype(np.float64)
         upper = np.where(valid, values + error, np.inf)
@@ -110,6 +122,8 @@ class Smallest(NeverSettles):
 
         q, slot = np.nonzero(candidate)
         r = self.index[q, slot]
+        counts = queries.backend.counts
+        counts.candidates += len(q)
         exact = np.full((n, self.count), np.inf)
         exact[q, slot] = _exact_values(queries, q, refs, r, weights)
         # Candidates surely below the rank-th were skipped: the rank-th is then a smaller rank
@@ -119,7 +133,7 @@ class Smallest(NeverSettles):
 
         # Anything dropped was at least the count-th value kept, less its error bound.
         lo, hi = self.refs_in or (0, len(refs))
-        largest_error = error_bound(queries.dim, queries.norms + refs.norms[lo:hi].max())
+        largest_error = queries.error_bound(queries.norms + refs.norms[lo:hi].max())
         largest_error = largest_error * weights[lo:hi].max() + ABSOLUTE_ERROR
         dropped_floor = np.maximum(0.0, values.max(axis=1) - largest_error)
         nothing_dropped = ~valid.all(axis=1)
@@ -131,7 +145,9 @@ class Smallest(NeverSettles):
             ties = exact == result[:, None]
             original = np.where(ties, refs.order[slot_refs], np.iinfo(np.int64).max)
             best = self.index[np.arange(n), np.argmin(original, axis=1)]
-        for query in np.flatnonzero(~certain).tolist():
+        uncertain = np.flatnonzero(~certain)
+        counts.scanned_queries += len(uncertain)
+        for query in uncertain.tolist():
             result[query], best[query] = _scan(
                 queries, query, refs, rank, weights, (lo, hi), same_set
             )
@@ -228,7 +244,7 @@ def knn_distances(
     """
     if not ranks or min(ranks) < 1:
         raise ValueError(f"ranks must be positive, got {tuple(ranks)}")
-    selection = Smallest(len(points), max(ranks) + EXTRA_CANDIDATES, axis=1)
+    selection = Smallest(len(points), max(ranks) + extra_candidates(points.precision), axis=1)
     sweep(points, points, [selection], edge, same_set=True, symmetric=True, progress=progress)
     out = np.empty((len(ranks), len(points)))
     done: dict[int, np.ndarray] = {}

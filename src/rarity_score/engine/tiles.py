@@ -2,8 +2,9 @@
 
 A :class:`Tile` holds float32 squared distances of a row block against a column block and answers,
 exactly, the questions the metrics ask of it. Float32 entries far from a decision boundary decide
-it; the few within the rounding bound of :func:`~rarity_score.engine.points.error_bound` are
-re-decided from float64 distances of the original features.
+it; the few within the rounding bound of :func:`~rarity_score.engine.points.error_bound` (for the
+precision the tile was computed in) are re-decided from float64 distances of the original
+features, and counted (:class:`~rarity_score.engine.backend.SweepCounts`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from rarity_score.engine.points import PointSet, error_bound
+from rarity_score.engine.points import PointSet
 
 
 def f32_below(x: np.ndarray) -> np.ndarray:
@@ -100,12 +101,13 @@ class Tile:
         )
 
     def error_bounds(self, axis: int) -> np.ndarray:
-        """Per row (axis=0) or column (axis=1): a bound on the float32 error of its entries."""
+        """Per row (axis=0) or column (axis=1): a bound on the error of its entries (in the
+        precision of the sets' backend)."""
         row_norms = self.rows.norms[self.row_positions]
         col_norms = self.cols.norms[self.col_positions]
         if axis == 0:
-            return error_bound(self.rows.dim, row_norms + col_norms.max())
-        return error_bound(self.rows.dim, row_norms.max() + col_norms)
+            return self.rows.error_bound(row_norms + col_norms.max())
+        return self.rows.error_bound(row_norms.max() + col_norms)
 
     def inside_spheres(self, axis: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact ``(row position, column position)`` pairs with ``d < radius``, the spheres being
@@ -129,6 +131,7 @@ class Tile:
         owner_position = row if axis == 0 else col
         undecided = np.flatnonzero(value >= sure_below[i if stored_axis == 0 else j])
         inside = np.ones(len(row), dtype=bool)
+        self.rows.backend.counts.band_entries += len(undecided)
         if len(undecided):
             exact = self.rows.exact_sqdist(row[undecided], self.cols, col[undecided])
             # Compare distances, not squares, exactly as the float64 definition reads.

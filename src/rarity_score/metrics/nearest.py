@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rarity_score.engine.exact import EXTRA_CANDIDATES, Smallest
+from rarity_score.engine.exact import Smallest, extra_candidates
 from rarity_score.engine.points import PointSet
 from rarity_score.metrics.base import Column, Finished, Metric, ReducerSpec, SweepContext
 
@@ -15,8 +15,9 @@ from rarity_score.metrics.base import Column, Finished, Metric, ReducerSpec, Swe
 class NearestReal(Smallest):
     """Per generated sample (column), the closest real sample (row); ties to the smallest index."""
 
-    def __init__(self, n_fake: int) -> None:
-        super().__init__(n_fake, 1 + EXTRA_CANDIDATES, axis=0)
+    def __init__(self, n_fake: int, precision: str = "float32") -> None:
+        # A wider error bound (tensor-core tiles) holds more near-ties: more candidates.
+        super().__init__(n_fake, 1 + extra_candidates(precision), axis=0)
 
     def result(self, real: PointSet, fake: PointSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(nearest_real_index, nearest_real_position, nearest_real_distance)``: input rows of
@@ -37,7 +38,7 @@ def _finish(reducer: NearestReal, context: SweepContext) -> dict[str, np.ndarray
 #: The nearest real sample: nearest's and authenticity's reducer.
 NEAREST_REAL = ReducerSpec(
     name="nearest_real",
-    make=lambda context: NearestReal(len(context.fake)),
+    make=lambda context: NearestReal(len(context.fake), context.real.precision),
     finish=_finish,
 )
 

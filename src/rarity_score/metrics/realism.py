@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from rarity_score.engine.exact import EXTRA_CANDIDATES, Smallest
+from rarity_score.engine.exact import Smallest, extra_candidates
 from rarity_score.engine.points import PointSet
 from rarity_score.metrics.base import (
     Column,
@@ -47,7 +47,11 @@ class Realism(Smallest):
         self.weight_scale = 2.0 ** -math.ceil(math.log2(weights.max())) if stop > start else 1.0
         weights *= self.weight_scale
         super().__init__(
-            n_fake, 1 + EXTRA_CANDIDATES, axis=0, weights=weights, refs_in=(start, stop)
+            n_fake,
+            1 + extra_candidates(real.precision),
+            axis=0,
+            weights=weights,
+            refs_in=(start, stop),
         )
 
     def result(self, real: PointSet, fake: PointSet) -> np.ndarray:
