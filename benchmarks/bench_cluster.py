@@ -63,7 +63,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         record["single_s"] = time.perf_counter() - started
     started = time.perf_counter()
     local = distributed.LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=args.workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        worker_dashboard_address=None,
     )
     client = distributed.Client(local)
     client.wait_for_workers(args.workers)

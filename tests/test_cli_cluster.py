@@ -79,7 +79,7 @@ def test_without_a_cluster_dask_is_never_imported(feature_files, tmp_path):
 
 
 def test_use_refuses_what_is_not_a_client():
-    with pytest.raises(TypeError, match="distributed.Client"), cluster.use(object()):
+    with pytest.raises(TypeError, match=r"distributed\.Client"), cluster.use(object()):
         pass
 
 

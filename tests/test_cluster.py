@@ -180,7 +180,7 @@ def test_a_worker_seeing_another_file_is_refused(tmp_path: Path) -> None:
     described = engine_distributed._describe_map(np.load(tmp_path / "a.npy", mmap_mode="r"))
     assert described is not None
     np.save(tmp_path / "a.npy", np.arange(40.0).reshape(10, 4) + 1)  # same shape, other values
-    with pytest.raises(ValueError, match="other content at"):
+    with pytest.raises(ValueError, match="another file at"):
         described.open()
     (tmp_path / "a.npy").unlink()
     with pytest.raises(FileNotFoundError, match="storage every worker shares"):
@@ -234,3 +234,90 @@ def test_a_worker_killed_mid_run_costs_time_not_results(tmp_path: Path) -> None:
         assert workers[1].wait(timeout=10) == -signal.SIGKILL
         assert len(client.scheduler_info()["workers"]) == 1
     assert_identical(there, here)
+
+
+# ---------------------------------------------------------------------- review regressions
+
+
+def test_an_in_process_cluster_with_threads_equals_one_process() -> None:
+    # processes=False hands tasks the client's own objects (nothing is serialised), and two
+    # threads per worker share a worker's point sets.
+    data = dataset("duplicates")
+    here = RealManifold(data.real, 2, engine=SMALL_TILES)
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=2,
+            processes=False,
+            dashboard_address=None,
+            worker_dashboard_address=None,
+        ) as local,
+        distributed.Client(local) as in_process,
+        cluster.use(in_process),
+    ):
+        there = RealManifold(data.real, 2, engine=SMALL_TILES)
+        assert np.array_equal(there.radii, here.radii)
+        assert_identical(there.evaluate(data.fake), here.evaluate(data.fake))
+        assert_identical(there.leave_one_out(), here.leave_one_out())
+
+
+def test_a_buffer_refilled_between_evaluations_is_sent_again(client) -> None:
+    data = dataset("gaussian")
+    here = RealManifold(data.real, 3, engine=SMALL_TILES)
+    buffer = np.array(data.fake)
+    with cluster.use(client):
+        there = RealManifold(data.real, 3, engine=SMALL_TILES)
+        first = there.evaluate(buffer)
+        buffer[:] = buffer[::-1] * 1.1  # the same array object, other values
+        second = there.evaluate(buffer)
+    assert_identical(first, here.evaluate(data.fake))
+    assert_identical(second, here.evaluate(buffer))
+
+
+def test_features_lost_from_the_cluster_are_sent_again(client) -> None:
+    data = dataset("gaussian")
+    with cluster.use(client):
+        manifold = RealManifold(data.real, 3, engine=SMALL_TILES)
+        [sent] = manifold._points.shipped.values()
+        client.cancel(sent)  # as if every worker holding it had died
+        got = manifold.evaluate(data.fake)
+    assert_identical(got, evaluate(data.real, data.fake, 3, engine=SMALL_TILES))
+
+
+def test_a_lost_task_is_one_line_for_the_machine(client) -> None:
+    from rarity_score.engine import distributed as engine_distributed
+
+    future = client.submit(time.sleep, 30, pure=False)
+    client.cancel(future)
+    with pytest.raises(RuntimeError, match="lost a sweep task") as caught:
+        engine_distributed._result(future)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_reducer_holding_a_state_is_refused(client) -> None:
+    from rarity_score.engine.sweep import sweep
+    from rarity_score.metrics.sphere_counts import RealSphereCounts
+
+    manifold = RealManifold(dataset("gaussian").real, 3)
+    reducer = RealSphereCounts(manifold.n_real, 5)
+    reducer.counts[:] = 1
+    with cluster.use(client), pytest.raises(ValueError, match="already holds a state"):
+        sweep(manifold._points, manifold._points, [reducer], 24, same_set=True)
+
+
+def test_memory_maps_passed_through_asarray_still_travel_as_their_file(client, tmp_path) -> None:
+    from rarity_score.engine import distributed as engine_distributed
+    from rarity_score.io.features import load_features
+
+    data = dataset("gaussian")
+    np.save(tmp_path / "real.npy", data.real)
+    mapped = np.asarray(load_features(tmp_path / "real.npy"))  # as the input checks pass it on
+    manifold = RealManifold(mapped, 3, engine=SMALL_TILES)
+    sent = engine_distributed._ship_array(client, manifold._points)
+    assert isinstance(sent, engine_distributed._MappedFile)
+    replacement = np.array(data.real)
+    replacement[1] += 1.0  # a row the digest does not sample
+    np.save(tmp_path / "other.npy", replacement)
+    os.replace(tmp_path / "other.npy", tmp_path / "real.npy")  # the same size, another file
+    with pytest.raises(ValueError, match="another file"):
+        sent.open()

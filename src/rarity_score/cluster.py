@@ -145,10 +145,14 @@ def _connect(spec: ClusterSpec, owned: list[Any]) -> Any:
     if spec.address is None:
         workers = spec.workers or os.cpu_count() or 1
         logger.info("starting a local Dask cluster of %d worker processes", workers)
-        # One thread per worker: the GEMMs use all of a worker's cores through BLAS already, and
-        # a task's float32 blocks are then not shared between threads.
+        # One thread per worker process, whose BLAS Dask limits to one thread too: local:N uses N
+        # cores, as N tasks at a time, each with its own float32 blocks.
         local = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            worker_dashboard_address=None,
         )
         owned.append(local)
         client = distributed.Client(local)

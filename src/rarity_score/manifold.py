@@ -133,12 +133,16 @@ class RealManifold:
 
         computed = _metrics.computed_with(wanted)
         specs = _metrics.specs_of(computed)
+        # The two point sets of ``data`` (its own frame for its radii, the real frame for the
+        # sweep) share where it was sent, so that it reaches a cluster's workers once.
+        shipped: dict[str, Any] = {}
         fake_radii = None
         if any(spec.needs_fake_radii for spec in specs):
-            fake_radii = self._fake_radii(data, label, computed)
+            fake_radii = self._fake_radii(data, label, computed, shipped)
         if fake_radii is None:
             specs = tuple(spec for spec in specs if not spec.needs_fake_radii)
-        context = self._context(self._points_of(data, self._points.frame, label), fake_radii)
+        fake_points = self._points_of(data, self._points.frame, label, shipped)
+        context = self._context(fake_points, fake_radii)
         evaluation = self._sweep(computed, specs, context, wanted)
         logger.debug(
             "evaluated %d generated samples (%s) in %.2fs",
@@ -232,7 +236,9 @@ class RealManifold:
             extra=dict(extra or {}),
         )
 
-    def _fake_radii(self, data: Any, label: str, computed: Sequence[Metric]) -> np.ndarray | None:
+    def _fake_radii(
+        self, data: Any, label: str, computed: Sequence[Metric], shipped: dict[str, Any]
+    ) -> np.ndarray | None:
         """The generated samples' own k-NN radii (for recall), or None with a warning if too few."""
         n_fake = int(data.shape[0])
         if n_fake <= self.k:
@@ -244,11 +250,13 @@ class RealManifold:
                 stacklevel=3,
             )
             return None
-        own = self._points_of(data, Frame.fit(self._backend, data), label)
+        own = self._points_of(data, Frame.fit(self._backend, data), label, shipped)
         with _progress(self.engine, "k-NN radii (generated)") as hook:
             return knn_radii(own, self.k, self._edge, hook)
 
-    def _points_of(self, data: Any, frame: Frame, label: str) -> PointSet:
+    def _points_of(
+        self, data: Any, frame: Frame, label: str, shipped: dict[str, Any] | None = None
+    ) -> PointSet:
         return PointSet.build(
             self._backend,
             data,
@@ -256,6 +264,7 @@ class RealManifold:
             cache_bytes=self.engine.memory_budget,
             edge=self._edge,
             label=label,
+            shipped=shipped,
         )
 
 

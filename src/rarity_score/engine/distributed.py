@@ -24,8 +24,8 @@ import copy
 import hashlib
 import logging
 import math
-import mmap
-import weakref
+import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,11 +68,7 @@ def sweep_on_cluster(
     reducers must be as made (no state yet): each task starts from a copy of them."""
     from distributed import as_completed
 
-    missing = [type(r).__name__ for r in reducers if not hasattr(r, "as_partial")]
-    if missing:
-        raise TypeError(
-            f"reducer {missing[0]} has no as_partial(); it cannot run on a Dask cluster"
-        )
+    _check_fresh(reducers)
     workers = _worker_count(client)
     tasks = _tasks(len(rows), len(cols), edge, workers, symmetric=symmetric)
     if symmetric:
@@ -82,7 +78,9 @@ def sweep_on_cluster(
     job = _Job(
         rows=_View.of(rows),
         cols=None if cols is rows else _View.of(cols),
-        reducers=list(reducers),
+        # A copy: a cluster in this process (processes=False) hands tasks this very object, whose
+        # reducers must stay as made while the client's own ones absorb the partials.
+        reducers=copy.deepcopy(list(reducers)),
         edge=edge,
         row_radii=row_radii,
         col_radii=col_radii,
@@ -104,7 +102,7 @@ def sweep_on_cluster(
     )
     try:
         for done, future in enumerate(as_completed(futures), start=1):
-            partials = future.result()
+            partials = _result(future)
             future.release()
             for reducer, partial in zip(reducers, partials, strict=True):
                 reducer.absorb(partial)
@@ -113,6 +111,46 @@ def sweep_on_cluster(
     finally:
         client.cancel(futures)
         job_future.release()
+
+
+def _check_fresh(reducers: Sequence[Any]) -> None:
+    """Every reducer can run on a cluster and holds nothing yet (each task starts from a copy, so
+    a state held would be counted once per task)."""
+    for reducer in reducers:
+        if not hasattr(reducer, "as_partial"):
+            raise TypeError(
+                f"reducer {type(reducer).__name__} has no as_partial(); it cannot run on a Dask "
+                "cluster"
+            )
+        if not _is_empty(reducer.as_partial()):
+            raise ValueError(
+                f"reducer {type(reducer).__name__} already holds a state; a cluster sweep needs "
+                "reducers as made"
+            )
+
+
+def _is_empty(partial: Any) -> bool:
+    if isinstance(partial, tuple | list):
+        return all(_is_empty(part) for part in partial)
+    return int(np.size(partial)) == 0
+
+
+def _result(future: Any) -> Any:
+    """A task's result; the loss of data the cluster cannot rebuild (every worker holding the
+    scattered features died) becomes one line, a failure of the machine, not of the input."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    try:
+        return future.result()
+    except (CancelledError, KilledWorker, CommClosedError) as error:
+        raise RuntimeError(
+            f"the Dask cluster lost a sweep task or the features it needs "
+            f"({type(error).__name__}); rerun, or give the features as .npy files on storage "
+            "every worker shares, which any worker maps again"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -194,19 +232,26 @@ class _Job:
     # float32 blocks they cache.
     _points: dict[str, PointSet] = field(default_factory=dict, repr=False)
 
+    _lock: Any = field(default_factory=threading.Lock, repr=False)
+
     def point_sets(self, rows_data: Any, cols_data: Any) -> tuple[PointSet, PointSet]:
-        if "rows" not in self._points:
-            self._points["rows"] = self.rows.points(_opened(rows_data))
-        if self.cols is None:
-            return self._points["rows"], self._points["rows"]
-        if "cols" not in self._points:
-            self._points["cols"] = self.cols.points(_opened(cols_data))
-        return self._points["rows"], self._points["cols"]
+        with self._lock:  # the threads of one worker share the job
+            if "rows" not in self._points:
+                self._points["rows"] = self.rows.points(_opened(rows_data))
+            if self.cols is None:
+                return self._points["rows"], self._points["rows"]
+            if "cols" not in self._points:
+                self._points["cols"] = self.cols.points(_opened(cols_data))
+            return self._points["rows"], self._points["cols"]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_points"] = {}
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
 
 def _run_units(job: _Job, rows_data: Any, cols_data: Any, units: list[tuple[int, int]]) -> list:
@@ -227,19 +272,35 @@ def _run_units(job: _Job, rows_data: Any, cols_data: Any, units: list[tuple[int,
     return [reducer.as_partial() for reducer in reducers]
 
 
+#: What identifies a file's version: device, inode, size and modification time.
+FileIdentity = tuple[int, int, int, int]
+
+
+def _identity(path: str) -> FileIdentity:
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
 @dataclass(frozen=True)
 class _MappedFile:
-    """A read-only memory-mapped array sent as its file: mapped again on the worker."""
+    """A read-only memory-mapped array sent as its file, mapped again on each worker: the file's
+    identity and the bytes of sampled rows must match what this process maps."""
 
     path: str
     offset: int
     shape: tuple[int, ...]
     dtype: str
     fortran: bool
+    identity: FileIdentity
     digest: str
 
     def open(self) -> np.ndarray:
+        other = (
+            f"a Dask worker sees another file at {self.path} than this process; put feature "
+            "files on storage every worker shares, and do not replace them during a run"
+        )
         try:
+            identity = _identity(self.path)
             array = np.memmap(
                 self.path,
                 mode="r",
@@ -253,11 +314,10 @@ class _MappedFile:
                 f"a Dask worker cannot map {self.path} ({error}); put feature files on storage "
                 "every worker shares, or load them into memory before the run"
             ) from None
-        if _rows_digest(array) != self.digest:
-            raise ValueError(
-                f"a Dask worker sees other content at {self.path} than this process; put feature "
-                "files on storage every worker shares"
-            )
+        # Inode, size and modification time, as a shared file system shows them to every host
+        # (the device number is each host's own), and the bytes of sampled rows.
+        if identity[1:] != self.identity[1:] or _rows_digest(array) != self.digest:
+            raise ValueError(other)
         return array
 
 
@@ -273,47 +333,65 @@ def _rows_digest(array: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def _describe_map(array: np.ndarray) -> _MappedFile | None:
-    """The file behind a read-only memory map of a whole file region, or None for any other
-    array (a view into a map, a writable map, an in-memory array)."""
-    if not isinstance(array, np.memmap) or array.filename is None or array.base is None:
+def _file_map(array: Any) -> np.memmap | None:
+    """The read-only ``np.memmap`` that ``array`` is exactly (itself, or a plain-array view of
+    the whole of it, as ``np.asarray`` makes), or None."""
+    # The map itself is the array whose base is the mmap object; views of it (a slice of a
+    # memmap is a memmap too, with its parent's offset) lead back to it through their bases.
+    found = array
+    while isinstance(found, np.ndarray) and isinstance(found.base, np.ndarray):
+        found = found.base
+    if not isinstance(found, np.memmap) or found.filename is None:
         return None
-    if array.flags.writeable or not (array.flags.c_contiguous or array.flags.f_contiguous):
+    same = (
+        isinstance(array, np.ndarray)
+        and array.shape == found.shape
+        and array.dtype == found.dtype
+        and array.strides == found.strides
+        and array.__array_interface__["data"][0] == found.__array_interface__["data"][0]
+    )
+    if not same or array.flags.writeable or found.flags.writeable:
         return None
-    offset = getattr(array, "offset", None)
-    base = array.base
-    # A slice of a map is a memmap too, but its offset is the parent's: only the map itself.
-    if not isinstance(offset, int) or not isinstance(base, mmap.mmap):
+    if not (found.flags.c_contiguous or found.flags.f_contiguous):
         return None
+    return found
+
+
+def _describe_map(array: Any) -> _MappedFile | None:
+    """The file behind a read-only memory map of a whole array in a file, or None for any other
+    array (a view of part of a map, a writable map, an array in memory)."""
+    mapped = _file_map(array)
+    if mapped is None:
+        return None
+    path = str(mapped.filename)
+    try:
+        identity = _identity(path)
+    except OSError:
+        return None
+    # np.memmap's offset is where the array starts in the file; a slice of a map keeps its
+    # parent's, which the checks above rule out (a slice is not the whole map).
     return _MappedFile(
-        path=str(array.filename),
-        offset=offset,
-        shape=tuple(int(n) for n in array.shape),
-        dtype=array.dtype.str,
-        fortran=bool(array.flags.f_contiguous and not array.flags.c_contiguous),
-        digest=_rows_digest(array),
+        path=path,
+        offset=int(mapped.offset),
+        shape=tuple(int(n) for n in mapped.shape),
+        dtype=mapped.dtype.str,
+        fortran=bool(mapped.flags.f_contiguous and not mapped.flags.c_contiguous),
+        identity=identity,
+        digest=_rows_digest(mapped),
     )
 
 
-#: Per client: the arrays already scattered in this run, by ``id``, with a weak reference that
-#: tells a reused ``id`` from the same array.
-_SHIPPED: weakref.WeakKeyDictionary[Any, dict[int, tuple[Any, Any]]] = weakref.WeakKeyDictionary()
-
-
 def _ship_array(client: Any, points: PointSet) -> Any:
-    """A future of ``points.data`` on every worker (scattered once per array and client)."""
-    data = points.data
-    shipped = _SHIPPED.setdefault(client, {})
-    known = shipped.get(id(data))
-    if known is not None and known[0]() is data:
-        return known[1]
-    mapped = _describe_map(data) if isinstance(data, np.ndarray) else None
-    payload: Any = mapped if mapped is not None else points.backend.to_numpy(data)
-    [future] = client.scatter([payload], broadcast=True, hash=False)
-    try:
-        reference = weakref.ref(data)
-    except TypeError:  # an object without weak references: not reused
-        return future
-    shipped[id(data)] = (reference, future)
-    weakref.finalize(data, shipped.pop, id(data), None)
+    """What a task needs to find ``points.data`` on its worker: the file of a read-only memory map
+    (mapped by each worker itself, so that no worker's loss can lose it), or a future of the
+    array scattered to every worker, once per client for the point sets that share
+    ``points.shipped`` (those made from one array in one evaluation)."""
+    mapped = _describe_map(points.data)
+    if mapped is not None:
+        return mapped
+    known = points.shipped.get(client.id)
+    if known is not None and known.status == "finished":
+        return known
+    [future] = client.scatter([points.backend.to_numpy(points.data)], broadcast=True, hash=False)
+    points.shipped[client.id] = future
     return future

@@ -138,6 +138,9 @@ class PointSet:
     #: Bytes of float32 blocks kept for reuse between tiles (0: recompute every time).
     cache_bytes: int = 0
     _cache: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
+    #: Where ``data`` was sent, by Dask client id (:mod:`~rarity_score.engine.distributed`):
+    #: shared by the point sets made from one array in one evaluation, so that it travels once.
+    shipped: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(
@@ -149,6 +152,7 @@ class PointSet:
         cache_bytes: int = 0,
         edge: int = 4096,
         label: str = "features",
+        shipped: dict[str, Any] | None = None,
     ) -> PointSet:
         """Compute the norms of the float32 copies, keeping the copies (blocks of ``edge`` rows,
         as the sweep will ask for them) while they fit in ``cache_bytes``. ``label`` names the
@@ -156,6 +160,8 @@ class PointSet:
         n = data.shape[0]
         order = np.arange(n, dtype=np.int64) if order is None else np.asarray(order, np.int64)
         points = cls(backend, data, frame, order, np.empty(n, dtype=np.float64), cache_bytes)
+        if shipped is not None:
+            points.shipped = shipped
         for start, stop in plan_blocks(n, edge):
             # Norms of the float32 copies, before any rounding to the GEMMs' precision.
             copies = points._copies(start, stop)
@@ -200,6 +206,7 @@ class PointSet:
             self.order[order],
             self.norms[order],
             self.cache_bytes,
+            shipped=self.shipped,
         )
 
     def block(self, start: int, stop: int) -> Any:
@@ -220,7 +227,8 @@ class PointSet:
     def _keep(self, key: tuple[int, int], block: Any) -> Any:
         """``block``, cached under ``key`` if it fits in ``cache_bytes``."""
         start, stop = key
-        held = sum(b.shape[0] * b.shape[1] * 4 for b in self._cache.values())
+        # A snapshot of the values: threads of one Dask worker share a point set and its cache.
+        held = sum(b.shape[0] * b.shape[1] * 4 for b in list(self._cache.values()))
         if held + (stop - start) * self.dim * 4 <= self.cache_bytes:
             self._cache[key] = block
         return block
