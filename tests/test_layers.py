@@ -83,6 +83,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "6d features: pipeline",
         (
             "rarity_score.features.pipeline",
+            "rarity_score.features.distributed",
             "rarity_score.features.space",
             # numpy only: a feature set projected on principal directions of the real set
             "rarity_score.features.projection",

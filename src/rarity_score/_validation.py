@@ -1,9 +1,15 @@
-"""Checks on user input, with messages that say what is wrong and what to do."""
+"""Checks on user input, with messages that say what is wrong and what to do.
+
+Every check of an array's values reads it a block of rows at a time (:func:`row_blocks`): a
+memory-mapped feature file larger than memory is checked without a second copy of it, and the
+temporaries (masks, conversions) stay a few MiB whatever the array's size.
+"""
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +25,9 @@ def as_features(x: Any, name: str, backend: Backend) -> Any:
     the user knows it, e.g. ``"real features"`` or ``"generated features fake.npz"``).
 
     Values are never rounded on the way: integers beyond 2**53 and long doubles that float64
-    cannot hold exactly are refused (see :func:`exact_floats`)."""
+    cannot hold exactly are refused (see :func:`exact_floats`). A float16/32/64 numpy array is
+    used as it is, not copied (a memory-mapped feature file stays mapped), and every check reads
+    it a block of rows at a time; integers and long doubles become one float64 copy."""
     if is_tensor(x):
         array = tensor_features(x, name, keep_tensor=backend.name == "torch")
     else:
@@ -35,7 +43,7 @@ def as_features(x: Any, name: str, backend: Backend) -> Any:
         raise ValueError(f"{name} are empty (0 samples); pass at least one row")
     if shape[1] == 0:
         raise ValueError(f"{name} have 0 dimensions; each sample needs a feature vector")
-    finite = backend.to_numpy(_finite_rows(array))
+    finite = finite_rows(array)
     if not finite.all():
         bad = np.flatnonzero(~finite)
         raise ValueError(
@@ -48,15 +56,38 @@ def as_features(x: Any, name: str, backend: Backend) -> Any:
 #: Every integer of magnitude up to 2**53 is a float64; beyond, only some are.
 _EXACT_INTEGERS = 2**53
 
+#: Elements a check reads at once (4 MiB of float32): bounds its temporaries, so that checking a
+#: memory-mapped array never holds a mask, or a conversion, of the whole of it.
+_BLOCK_ELEMENTS = 2**20
+
+
+def row_blocks(array: Any, elements: int | None = None) -> Iterator[tuple[int, Any]]:
+    """``(start, array[start:stop])`` over consecutive blocks of rows of about ``elements``
+    elements in all (default about a million; at least one row), views, not copies; a 0-d array
+    is one block.
+
+    >>> [(start, block.shape) for start, block in row_blocks(np.zeros((3, 2**19)))]
+    [(0, (2, 524288)), (2, (1, 524288))]
+    """
+    if len(array.shape) == 0:
+        yield 0, array
+        return
+    per_row = math.prod(array.shape[1:])
+    step = max(1, (_BLOCK_ELEMENTS if elements is None else elements) // max(1, per_row))
+    for start in range(0, int(array.shape[0]), step):
+        yield start, array[start : start + step]
+
 
 def exact_floats(array: np.ndarray, name: str) -> np.ndarray:
     """``array`` as float16, float32 or float64, converted without rounding, or a ValueError
     naming ``name``.
 
-    Floating arrays up to float64 pass unchanged; integers become float64, which holds every
-    integer up to 2**53 and only some beyond, so an integer it would round is refused (it would
-    silently move samples and change decisions); long doubles become float64 when every value
-    survives the round trip. Booleans, complex numbers, objects, strings and records are refused.
+    Floating arrays up to float64 pass unchanged (a memory-mapped one stays mapped: nothing is
+    copied); integers become float64, which holds every integer up to 2**53 and only some beyond,
+    so an integer it would round is refused (it would silently move samples and change
+    decisions); long doubles become float64 when every value survives the round trip. Booleans,
+    complex numbers, objects, strings and records are refused. Integers and long doubles are
+    checked a block of rows at a time (:func:`check_exact`); the float64 result is the one copy.
 
     >>> exact_floats(np.array([[1, 2**53]]), "x").dtype
     dtype('float64')
@@ -68,42 +99,84 @@ def exact_floats(array: np.ndarray, name: str) -> np.ndarray:
     dtype = array.dtype
     if dtype.kind == "f" and dtype.itemsize <= 8:
         return array
-    if dtype.kind in "iu":
-        if dtype.itemsize > 4:
-            _refuse_rounding(array, _rounded_integers(array), name)
-        return array.astype(np.float64)
-    if dtype.kind == "f":  # long double (float96 / float128)
-        converted = array.astype(np.float64)
-        # NaN never equals itself; the finite check reports it.
-        rounded = (converted.astype(dtype) != array) & ~np.isnan(array)
-        _refuse_rounding(array, rounded, name)
-        return converted
-    raise ValueError(
-        f"{name} must be real numbers; got dtype {dtype}; convert them with "
-        "array.astype(np.float32)"
+    if dtype.kind not in "iuf":
+        raise ValueError(
+            f"{name} must be real numbers; got dtype {dtype}; convert them with "
+            "array.astype(np.float32)"
+        )
+    if dtype.kind in "iu" and dtype.itemsize <= 4:
+        return np.asarray(array, dtype=np.float64)  # every such integer is a float64
+    converted = np.empty(array.shape, dtype=np.float64)
+    _refuse_rounding_blockwise(array, name, converted)
+    return converted
+
+
+def check_exact(array: np.ndarray, name: str) -> None:
+    """Raise the ValueError of :func:`exact_floats` for ``array`` without converting it: a block
+    of rows is read, checked and dropped at a time (what a feature file's reader checks)."""
+    dtype = array.dtype
+    if dtype.kind not in "iuf":
+        exact_floats(array, name)  # its message for other dtypes
+    elif dtype.itemsize > (4 if dtype.kind in "iu" else 8):
+        _refuse_rounding_blockwise(array, name, None)
+
+
+def _refuse_rounding_blockwise(array: np.ndarray, name: str, out: np.ndarray | None) -> None:
+    """Refuse the values of ``array`` (64-bit integers or long doubles) that float64 would round,
+    a block of rows at a time, with the message :func:`_refuse_rounding` gives for the whole;
+    ``out``: where to write the float64 values."""
+    rounded_in: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]] = (
+        _rounded_integers if array.dtype.kind in "iu" else _rounded_long_doubles
     )
+    count = 0
+    first: tuple[int, ...] | None = None
+    # An eighth of the usual block: these checks make some 36 bytes of temporaries per element.
+    for start, block in row_blocks(array, max(1, _BLOCK_ELEMENTS // 8)):
+        rounded, converted = rounded_in(block)
+        if out is not None:
+            target = out[start : start + len(block)] if out.ndim else out
+            target[...] = block if converted is None else converted
+        found = int(np.count_nonzero(rounded))
+        if found and first is None:
+            at = tuple(int(i) for i in np.argwhere(rounded)[0])
+            first = (start + at[0], *at[1:]) if at else at
+        count += found
+    if first is not None:
+        _refuse_at(array, count, first, name)
 
 
-def _rounded_integers(array: np.ndarray) -> np.ndarray:
+def _rounded_integers(array: np.ndarray) -> tuple[np.ndarray, None]:
     """Where float64 would round 64-bit integers (a mask of ``array``'s shape)."""
     rounded = np.zeros(array.shape, dtype=bool)
     large = (array > _EXACT_INTEGERS) | (array < -_EXACT_INTEGERS)
     if not large.any():
-        return rounded
+        return rounded, None
     values = array[large]
     converted = values.astype(np.float64)
     # Rounding may carry to 2**63 (2**64 unsigned), which does not cast back.
     in_range = converted < float(np.iinfo(array.dtype).max)
     back = np.where(in_range, converted, 0.0).astype(array.dtype)
     rounded[large] = ~in_range | (back != values)
-    return rounded
+    return rounded, None
+
+
+def _rounded_long_doubles(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where float64 would round long doubles, and the float64 values."""
+    converted = array.astype(np.float64)
+    # NaN never equals itself; the finite check reports it.
+    rounded = (converted.astype(array.dtype) != array) & ~np.isnan(array)
+    return rounded, converted
 
 
 def _refuse_rounding(array: np.ndarray, rounded: np.ndarray, name: str) -> None:
     if not rounded.any():
         return
-    count = int(rounded.sum())
     first = tuple(int(i) for i in np.argwhere(rounded)[0])
+    _refuse_at(array, int(rounded.sum()), first, name)
+
+
+def _refuse_at(array: np.ndarray, count: int, first: tuple[int, ...], name: str) -> None:
+    """The one message for ``count`` values that would round, the first at index ``first``."""
     where = f"row {first[0]}, column {first[1]}" if len(first) == 2 else f"index {first}"
     value = array[first]
     kind = "integer" if isinstance(value, (int, np.integer)) else str(array.dtype)
@@ -219,12 +292,26 @@ def _bytes(count: int) -> str:
     return f"{count} bytes"  # pragma: no cover
 
 
-def _finite_rows(array: Any) -> Any:
+def finite_rows(array: Any) -> np.ndarray:
+    """Whether each row of a 2-D numpy array or torch tensor holds only finite values (a numpy
+    bool per row), read a block of rows at a time: no mask of the whole array is made.
+
+    >>> finite_rows(np.array([[1.0, 2.0], [np.nan, 0.0], [np.inf, 1.0]]))
+    array([ True, False, False])
+    """
     if isinstance(array, np.ndarray):
-        return np.isfinite(array).all(axis=1)
+        finite = np.ones(array.shape[0], dtype=bool)
+        if array.dtype.kind == "f":  # integers are always finite
+            for start, block in row_blocks(array):
+                finite[start : start + len(block)] = np.isfinite(block).all(axis=1)
+        return finite
     import torch
 
-    return torch.isfinite(array).all(dim=1)
+    # Per-block flags stay on the array's device; one transfer at the end.
+    parts = [torch.isfinite(block).all(dim=1) for _, block in row_blocks(array)]
+    if not parts:
+        return np.ones(0, dtype=bool)
+    return np.asarray(torch.cat(parts).cpu().numpy(), dtype=bool)
 
 
 def check_k(k: Any, n_real: int | None = None, *, label: str = "the real set") -> int:

@@ -147,13 +147,18 @@ def _connect(spec: ClusterSpec, owned: list[Any]) -> Any:
         logger.info("starting a local Dask cluster of %d worker processes", workers)
         # One thread per worker process, whose BLAS Dask limits to one thread too: local:N uses N
         # cores, as N tasks at a time, each with its own float32 blocks.
-        local = distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            worker_dashboard_address=None,
-        )
+        # Every worker keeps its copy of the scattered features (Dask's memory manager would drop
+        # all but one), so that a worker lost mid-run costs time, not the run.
+        import dask
+
+        with dask.config.set({"distributed.scheduler.active-memory-manager.start": False}):
+            local = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                worker_dashboard_address=None,
+            )
         owned.append(local)
         client = distributed.Client(local)
         owned.insert(0, client)  # closed before its cluster

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -299,7 +300,14 @@ class TorchBackend:
         torch = self._torch
         if isinstance(x, torch.Tensor):
             return x.detach().to(self.device)
-        return torch.as_tensor(np.asarray(x), device=self.device)
+        array = np.asarray(x)
+        if array.flags.writeable:
+            return torch.as_tensor(array, device=self.device)
+        # A read-only array (a memory-mapped feature file) is shared, not copied: the sweep never
+        # writes into its inputs, so torch's warning about writes does not apply.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.as_tensor(array, device=self.device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         if isinstance(x, np.ndarray):

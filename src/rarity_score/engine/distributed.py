@@ -8,10 +8,13 @@ associative ``absorb``, in whatever order tasks finish. The float64 re-decisions
 (:meth:`~rarity_score.engine.exact.Smallest.finalize`) run here as they do in one process, so
 results are the same, bit for bit (tested).
 
-Data: each feature array reaches each worker once per run, scattered with ``broadcast=True`` (a
-read-only memory-mapped ``.npy`` goes as its path and is mapped by the workers, which must then
-share the storage), never once per task; a task moves only its partials back. Dask reruns the
-tasks of a worker that dies; nothing here retries.
+Data: each feature array reaches each worker once per evaluation, scattered with
+``broadcast=True``, never once per task; a read-only memory-mapped ``.npy`` goes as its path and
+is mapped by each worker (which must then share the storage). A task moves only its partials
+back. Dask reruns the tasks of a worker that dies; nothing here retries. What no worker can rebuild
+is a scattered array whose every copy died (Dask's memory manager keeps one copy once no task
+waits for it): that run fails with one line; memory-mapped files and the clusters that
+:mod:`rarity_score.cluster` makes (which keep every copy) do not have that failure.
 
 Memory: the client holds the reducers' states (O((N + M) k)); a worker holds the arrays of the
 sweep (real and generated features, or their mapped pages), float32 blocks up to the memory
@@ -26,6 +29,7 @@ import logging
 import math
 import os
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,7 +91,9 @@ def sweep_on_cluster(
         same_set=same_set,
         symmetric=symmetric,
     )
-    [job_future] = client.scatter([job], broadcast=True, hash=False)
+    # A task's result rather than scattered data: Dask rebuilds it if every worker holding it
+    # dies (its memory manager keeps one copy of scattered data once nothing waits for it).
+    job_future = client.submit(_unchanged, job, key=f"sweep-job-{uuid.uuid4().hex}", pure=False)
     futures = [
         client.submit(_run_units, job_future, rows_data, cols_data, units, pure=False)
         for units in tasks.groups
@@ -111,6 +117,10 @@ def sweep_on_cluster(
     finally:
         client.cancel(futures)
         job_future.release()
+
+
+def _unchanged(job: _Job) -> _Job:
+    return job
 
 
 def _check_fresh(reducers: Sequence[Any]) -> None:

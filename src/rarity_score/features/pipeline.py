@@ -18,21 +18,25 @@ Guarantees
       file's, or the archive file's), so other images never get these features, whatever their
       names, sizes and dates. Long runs write shards as they go; a killed run resumes from the
       shards that were complete.
+    * Inside a :func:`rarity_score.cluster.use` block the shards still to do run as tasks on
+      that Dask cluster (:mod:`rarity_score.features.distributed`), each worker on its own
+      device; the features, the cache entry and the errors are those of a run in one process.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from rarity_score import defaults
+from rarity_score import cluster, defaults
 from rarity_score._errors import require
 from rarity_score._progress import progress_bar
 from rarity_score._validation import tensor_features
@@ -53,6 +57,7 @@ from rarity_score.options import CacheDir, ExtractionOptions
 if TYPE_CHECKING:
     import torch
 
+    from rarity_score.features.distributed import ShardJob
     from rarity_score.features.info import FeatureExtractor
 
 __all__ = [
@@ -164,9 +169,14 @@ def extract_features(source: Any, options: ExtractionOptions | None = None) -> F
     collection = open_images(source)
     if len(collection) == 0:
         raise ImageInputError(f"no images in {collection.source}")
-    check_device(options.device)
     extractor = defaults.EXTRACTOR if options.extractor is None else options.extractor
-    model = _resolve_extractor(extractor, options)
+    if cluster.active():
+        # The device is each worker's (checked there, before its first image); this process
+        # needs the extractor only for its description, weights fingerprint and cache key.
+        model = _client_extractor(extractor, options)
+    else:
+        check_device(options.device)
+        model = _resolve_extractor(extractor, options)
     info = model.info
     cache = _open_cache(options.cache_dir, collection, model, named=isinstance(extractor, str))
     names = collection.names
@@ -181,7 +191,7 @@ def extract_features(source: Any, options: ExtractionOptions | None = None) -> F
             _report_skipped(result, collection, strict=options.strict)
             return result
 
-    merged = _extract_with_shards(collection, model, cache, options)
+    merged = _extract_with_shards(collection, extractor, model, cache, options)
     result = _feature_set(merged, names, model, collection)
     _report_skipped(result, collection, strict=options.strict)
     return result
@@ -264,12 +274,14 @@ def read_feature_set(path: str | os.PathLike[str]) -> FeatureSet:
 
 def _extract_with_shards(
     collection: ImageCollection,
+    extractor: str | FeatureExtractor,
     model: FeatureExtractor,
     cache: FeatureCache | None,
     options: ExtractionOptions,
 ) -> CachedFeatures:
-    """Reuse the complete shards in the cache, extract the others (writing each as it completes),
-    merge them in collection order and store the merged result in the cache."""
+    """Reuse the complete shards in the cache, extract the others (writing each as it completes;
+    on the cluster of a ``cluster.use`` block when there is one), merge them in collection order
+    and store the merged result in the cache. ``extractor`` is what ``model`` was made from."""
     names = collection.names
     ranges = shard_ranges(len(collection), options.shard_size)
     done: dict[int, Shard] = cache.load_shards(ranges) if cache is not None else {}
@@ -284,21 +296,36 @@ def _extract_with_shards(
             n_reused,
             cache.partial_dir,
         )
+    on_cluster = bool(todo) and cluster.active()
     if todo:
         logger.info(
-            "extracting %s features of %d images from %s (device %s, batch size %d, %d workers)",
+            "extracting %s features of %d images from %s (device %s, batch size %d, %d workers%s)",
             model.info.name,
             len(collection) - n_reused,
             collection.source,
             options.device,
             options.batch_size,
             options.workers,
+            f", {len(todo)} shard tasks on a Dask cluster" if on_cluster else "",
         )
     start_time = time.perf_counter()
     writer = _ShardWriter(cache)
-    for shard in _run(collection, model, todo, options, n_done=n_reused):
-        done[shard.index] = shard
-        writer.write(shard)
+    if on_cluster:
+        from rarity_score.features.distributed import extract_on_cluster
+
+        job = _shard_job(collection, extractor, model, cache, options)
+        for shard, written in extract_on_cluster(
+            cluster.current(), _extract_shard, job, todo, n_done=n_reused, progress=options.progress
+        ):
+            done[shard.index] = shard
+            # The worker's write counts only where this process sees it: without shared storage
+            # the shard went to the worker's own disk, and a rerun here could not resume from it.
+            if not (written and cache is not None and cache.shard_path(shard.index).is_file()):
+                writer.write(shard)
+    else:
+        for shard in _run(collection, model, todo, options, n_done=n_reused):
+            done[shard.index] = shard
+            writer.write(shard)
     merged = _merge([done[index] for index in range(len(ranges))])
     changed = CHANGED_REASON in merged.reasons
     if changed:
@@ -329,6 +356,94 @@ def _extract_with_shards(
         except OSError as error:
             logger.warning("could not write the feature cache %s: %s", cache.npz_path, error)
     return merged
+
+
+def _shard_job(
+    collection: ImageCollection,
+    extractor: str | FeatureExtractor,
+    model: FeatureExtractor,
+    cache: FeatureCache | None,
+    options: ExtractionOptions,
+) -> ShardJob:
+    """What the shard tasks share; paths made absolute, since a worker's folder is not ours."""
+    from rarity_score.features.distributed import ShardJob
+
+    weights = None if options.weights is None else os.path.abspath(os.fspath(options.weights))
+    on_worker = replace(options, extractor=None, weights=weights, progress=False)
+    if cache is not None:
+        cache = FeatureCache(
+            Path(os.path.abspath(cache.directory)),
+            cache.key,
+            cache.names,
+            content_fingerprint=cache.content_fingerprint,
+        )
+    return ShardJob(collection, extractor, on_worker, cache, _identity(model))
+
+
+#: Whether this (worker) process said once that it decodes without DataLoader workers.
+_DAEMON_WARNED: list[bool] = []
+
+
+def _extract_shard(job: ShardJob, index: int, span: tuple[int, int]) -> tuple[Shard, bool]:
+    """One Dask task, on a worker: shard ``index`` (items ``span``) extracted by the code path of
+    a local run, written into the cache (best effort), and returned with whether it was."""
+    options = job.options
+    model = _worker_model(job)
+    if options.workers and multiprocessing.current_process().daemon:
+        # Dask's worker processes are daemons by default, and daemons may not start DataLoader
+        # workers; decoding here instead changes the speed, not the features.
+        if not _DAEMON_WARNED:
+            _DAEMON_WARNED.append(True)
+            logger.warning(
+                "a Dask worker process is a daemon: decoding without the %d DataLoader workers "
+                "asked for (start the workers with the Dask setting distributed.worker.daemon: "
+                "False)",
+                options.workers,
+            )
+        options = replace(options, workers=0)
+    [shard] = list(_run(job.collection, model, [(index, span)], options, n_done=0))
+    return shard, _ShardWriter(job.cache).write(shard)
+
+
+def _worker_model(job: ShardJob) -> FeatureExtractor:
+    """The job's extractor on this worker's device: a named one built once per process and
+    checked to be the client's; a user's object as it arrived with the job (once per worker, so
+    it needs no keeping here)."""
+    from rarity_score.features.distributed import worker_extractor
+
+    options = job.options
+    try:
+        check_device(options.device)
+    except ValueError as error:
+        raise ValueError(f"on Dask worker {_worker_address()}: {error}") from None
+    if not isinstance(job.extractor, str):
+        return job.extractor.to(options.device)
+    name = job.extractor
+    # With the client's identity in the key, a weights file replaced between runs is loaded anew.
+    key = (name, options.weights, options.input_size, options.device, job.identity)
+    model = worker_extractor(key, lambda: _resolve_extractor(name, options))
+    if _identity(model) != job.identity:
+        raise RuntimeError(
+            f"{name} built on Dask worker {_worker_address()} is not the one of the client "
+            f"(name, preprocessing, weights fingerprint, dim: {_identity(model)} there, "
+            f"{job.identity} here); give every worker the same weights file on shared storage "
+            "(--weights PATH)"
+        )
+    return model
+
+
+def _identity(model: FeatureExtractor) -> tuple[str, str, str, int]:
+    info = model.info
+    return (info.name, info.preprocessing, model.weights_id, int(info.dim))
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):  # not inside a Dask task
+        return "(none)"
 
 
 class _Items:
@@ -470,6 +585,16 @@ def _options(options: Any) -> ExtractionOptions:
     return options
 
 
+def _client_extractor(
+    extractor: str | FeatureExtractor, options: ExtractionOptions
+) -> FeatureExtractor:
+    """The extractor as a cluster's client needs it: a named one built on the CPU (the device is
+    the workers'), a user's object as given (not moved; it travels to the workers as it is)."""
+    if isinstance(extractor, str):
+        return _resolve_extractor(extractor, replace(options, device="cpu"))
+    return extractor
+
+
 def _resolve_extractor(
     extractor: str | FeatureExtractor, options: ExtractionOptions
 ) -> FeatureExtractor:
@@ -517,11 +642,12 @@ class _ShardWriter:
         self.cache = cache
         self.working = cache is not None
 
-    def write(self, shard: Shard) -> None:
+    def write(self, shard: Shard) -> bool:
+        """Write ``shard``; whether it was written."""
         if not self.working or self.cache is None:
-            return
+            return False
         if CHANGED_REASON in shard.reasons:  # not the content the key stands for
-            return
+            return False
         try:
             path = self.cache.save_shard(shard)
         except OSError as error:
@@ -531,8 +657,9 @@ class _ShardWriter:
                 self.cache.directory,
                 error,
             )
-            return
+            return False
         logger.debug("wrote shard %s (items %d-%d)", path, shard.start, shard.stop - 1)
+        return True
 
 
 def _merge(shards: Sequence[Shard]) -> CachedFeatures:

@@ -3,6 +3,12 @@
 A feature file holds one 2-D array, one row per sample and one column per feature dimension.
 Every problem with a file raises :class:`FeatureFileError`, a :class:`ValueError` whose message
 names the file and says what to do.
+
+``.npy`` files, and ``.npz`` members stored uncompressed (as ``np.savez`` and ``rarity features``
+write them), are memory-mapped read-only rather than read: an array larger than memory can be
+scored, its pages are read from the file as the sweep reaches them (file-backed page cache, which
+the system reclaims, not a second copy), and every check of its values reads it a block of rows
+at a time. Nothing is ever written into the file.
 """
 
 from __future__ import annotations
@@ -12,15 +18,23 @@ import io
 import logging
 import math
 import os
+import struct
 import warnings
 import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from rarity_score._validation import check_fits_in_memory, exact_floats, tensor_features
+from rarity_score._validation import (
+    check_exact,
+    check_fits_in_memory,
+    finite_rows,
+    row_blocks,
+    tensor_features,
+)
 from rarity_score.io.atomic import atomic_write_bytes
 from rarity_score.io.names import printable
 from rarity_score.io.npz import npz_bytes
@@ -74,6 +88,15 @@ def load_features(path: str | os.PathLike[str], key: str | None = None) -> np.nd
     ``key`` or with the ``path.npz:name`` syntax. A file with exactly one array needs no key.
     ``.pt`` / ``.pth`` files are read with ``torch.load(..., weights_only=True)`` (no code runs
     from the file); they need torch installed. The array is returned with its stored dtype.
+
+    A ``.npy`` file, or an ``.npz`` member stored uncompressed, comes back as a read-only
+    :class:`numpy.memmap` of the file (after its header has been checked against the file's
+    size), so that no copy of it is made in memory; compressed members and torch files are read
+    into memory. The values are checked (finite, exactly convertible) a block of rows at a time.
+    A mapped file must not change while it is in use: the array shows the file's current bytes,
+    so values written into it later reach the computation unchecked, and a file truncated while
+    mapped kills the process with SIGBUS when a page beyond its new end is read. Replace such a
+    file by renaming a new one over it (the mapping keeps the old one), never rewrite it in place.
 
     Raises :class:`FeatureFileError` for a missing file, an unknown extension, an ambiguous or
     unknown key, an array that is not 2-D, a non-numeric dtype, no rows, or non-finite values.
@@ -150,22 +173,38 @@ def features_fingerprint(array: np.ndarray) -> str:
     """A short content hash of a feature array (shape, dtype and values), to record which real
     reference set scores were measured against: scores are only comparable for the same one.
 
+    The values are hashed in C order; an array in another layout (a Fortran-order file) is
+    hashed a block of rows at a time, so a memory-mapped one is never copied whole.
+
     >>> features_fingerprint(np.zeros((2, 3))) == features_fingerprint(np.zeros((2, 3)))
     True
     """
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)
+    if array.ndim == 0:
+        array = array.reshape(1)  # as np.ascontiguousarray gives it: fingerprints stay the same
     digest = hashlib.sha256()
     digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.data)
+    if array.flags.c_contiguous:
+        digest.update(array.data)
+    else:
+        for _, block in row_blocks(array):
+            digest.update(np.ascontiguousarray(block).data)
     return "sha256:" + digest.hexdigest()[:16]
 
 
 def _load_npy(file: Path) -> np.ndarray:
     try:
         with open(file, "rb") as handle:
-            declared = _check_declared(handle, os.fstat(handle.fileno()).st_size, str(file))
+            where = str(file)
+            declared = _check_declared(handle, os.fstat(handle.fileno()).st_size, where, fits=False)
+            # The handle whose header was checked is the one mapped: a file renamed over this
+            # path in between is not the one read.
+            mapped = _map(handle, handle.tell(), declared)
+            if mapped is not None:
+                return mapped
+            check_fits_in_memory(declared.shape, declared.dtype.itemsize, where)
             handle.seek(0)
-            return _read_array(handle, declared, str(file))
+            return _read_array(handle, declared, where)
     except FeatureFileError:
         raise
     except ValueError as error:  # object arrays need pickle, which is refused
@@ -182,6 +221,9 @@ def _load_npz(file: Path, key: str | None) -> np.ndarray:
         with open_npz(file) as archive:
             names = sorted(archive.files)
             name = _choose(file, names, key)
+            mapped = _map_member(archive, name, file)
+            if mapped is not None:
+                return mapped
             return read_npz_array(archive, name, file)
     except FeatureFileError:
         raise
@@ -217,8 +259,7 @@ def read_npz_array(archive: Any, name: str, file: Path, *, numeric: bool = True)
     it allocate more than the archive holds. ``numeric``: refuse other dtypes (text, records)
     from the header alone. Raises :class:`FeatureFileError` naming ``file:name``, or MemoryError
     naming it when the array does not fit in memory."""
-    members = archive.zip.namelist()
-    member = f"{name}.npy" if f"{name}.npy" in members else name
+    member = _member(archive, name)
     size = archive.zip.getinfo(member).file_size
     where = f"{file}:{name}"
     try:
@@ -234,23 +275,38 @@ def read_npz_array(archive: Any, name: str, file: Path, *, numeric: bool = True)
         ) from error
 
 
+def _member(archive: Any, name: str) -> str:
+    """The zip member of the array ``name`` of an open ``.npz``."""
+    members = archive.zip.namelist()
+    return f"{name}.npy" if f"{name}.npy" in members else name
+
+
+class _Declared(NamedTuple):
+    """What an ``.npy`` header declares."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+
 def _check_declared(
-    handle: Any, size: int, where: str, *, numeric: bool = True
-) -> tuple[tuple[int, ...], np.dtype]:
+    handle: Any, size: int, where: str, *, numeric: bool = True, fits: bool = True
+) -> _Declared:
     """Read the ``.npy`` header at the start of ``handle`` (``size`` bytes in all) and refuse,
     before anything is allocated, an array the bytes cannot hold, one that needs unpickling, or
-    one that does not fit in memory. Returns the declared shape and dtype."""
+    (``fits``: for one to be read into memory) one that does not fit in memory. Returns what the
+    header declares; ``handle`` is left at the first byte of the data."""
     fmt = np.lib.format
     version = fmt.read_magic(handle)
     if version == (1, 0):
-        shape, _, dtype = fmt.read_array_header_1_0(handle)
+        shape, fortran_order, dtype = fmt.read_array_header_1_0(handle)
     elif version == (2, 0):
-        shape, _, dtype = fmt.read_array_header_2_0(handle)
+        shape, fortran_order, dtype = fmt.read_array_header_2_0(handle)
     else:  # (3, 0): utf-8 field names of a record dtype, which is refused below anyway
         read_header = getattr(fmt, "_read_array_header", None)
         if read_header is None:
             raise FeatureFileError(f"{where}: .npy format version {version} is not read here")
-        shape, _, dtype = read_header(handle, version)
+        shape, fortran_order, dtype = read_header(handle, version)
     shape = tuple(int(n) for n in shape)
     if dtype.hasobject:
         raise FeatureFileError(
@@ -268,15 +324,90 @@ def _check_declared(
             f"but only {max(present, 0)} bytes of data follow; the file is truncated or damaged: "
             "write it again"
         )
-    check_fits_in_memory(shape, dtype.itemsize, where)
-    return shape, dtype
+    if fits:
+        check_fits_in_memory(shape, dtype.itemsize, where)
+    return _Declared(shape, dtype, bool(fortran_order))
 
 
-def _read_array(handle: Any, declared: tuple[tuple[int, ...], np.dtype], where: str) -> np.ndarray:
+def _map(handle: Any, offset: int, declared: _Declared) -> np.memmap | None:
+    """A read-only map of the array whose data starts at byte ``offset`` of the open file
+    ``handle`` (its size already checked), or None where it cannot be mapped: no bytes to map,
+    a file system or platform without mmap, or a 32-bit address space too small."""
+    shape, dtype, fortran_order = declared
+    if math.prod(shape) * dtype.itemsize == 0:
+        return None  # mmap cannot map zero bytes; the empty array is read (and refused)
+    try:
+        # mode "r": the pages are mapped read-only; the array cannot be made writeable.
+        return np.memmap(
+            handle,
+            dtype=dtype,
+            mode="r",
+            offset=offset,
+            shape=shape,
+            order="F" if fortran_order else "C",
+        )
+    except (OSError, ValueError, OverflowError, io.UnsupportedOperation):
+        return None
+
+
+#: A zip local file header: signature, version, flags, method, time, date, CRC-32, compressed
+#: size, size, name length, extra field length (APPNOTE.TXT 4.3.7).
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+#: Bytes read at once when a mapped member's CRC-32 is checked.
+_CRC_BLOCK = 16 * 2**20
+
+
+def _map_member(archive: Any, name: str, file: Path) -> np.memmap | None:
+    """The array ``name`` of an open ``.npz`` as a read-only map of the archive, when its member
+    is stored uncompressed and unencrypted; None otherwise (it is then read). The member's
+    header is checked as :func:`read_npz_array` checks it, and its CRC-32 as zipfile would
+    (reading the member through once, a block at a time)."""
+    zip_file = archive.zip
+    info = zip_file.getinfo(_member(archive, name))
+    if (
+        info.compress_type != zipfile.ZIP_STORED
+        or info.flag_bits & 0x1
+        or info.compress_size != info.file_size
+    ):
+        return None
+    where = f"{file}:{name}"
+    try:
+        with zip_file.open(info) as handle:  # checks the local header's name against the entry
+            declared = _check_declared(handle, info.file_size, where, fits=False)
+            header = handle.tell()
+        raw = zip_file.fp
+        raw.seek(info.header_offset)
+        local = raw.read(_LOCAL_HEADER.size)
+    except FeatureFileError:
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile):
+        return None  # read_npz_array reads it, and says what is wrong with it
+    if len(local) != _LOCAL_HEADER.size or local[:4] != _LOCAL_SIGNATURE:
+        return None
+    *_, name_length, extra_length = _LOCAL_HEADER.unpack(local)
+    start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    whole = _map(raw, start, _Declared((info.file_size,), np.dtype(np.uint8), False))
+    mapped = _map(raw, start + header, declared)
+    if whole is None or mapped is None:
+        return None
+    crc = 0
+    for begin in range(0, info.file_size, _CRC_BLOCK):
+        crc = zlib.crc32(whole[begin : begin + _CRC_BLOCK].data, crc)
+    del whole
+    if crc != info.CRC:
+        raise FeatureFileError(
+            f"{where}: its bytes do not match the archive's CRC-32 checksum; the file is "
+            "damaged: write it again"
+        )
+    return mapped
+
+
+def _read_array(handle: Any, declared: _Declared, where: str) -> np.ndarray:
     try:
         return np.asarray(np.lib.format.read_array(handle, allow_pickle=False))
     except MemoryError as error:
-        shape, dtype = declared
+        shape, dtype, _ = declared
         raise MemoryError(
             f"{where}: not enough memory to read its array of shape {shape} ({dtype})"
         ) from error
@@ -381,12 +512,13 @@ def _check_array(array: np.ndarray, file: Path) -> None:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise FeatureFileError(f"{file}: the feature array is empty (shape {array.shape})")
     try:
-        # Refused here, naming the file, rather than later when the engine converts them.
-        exact_floats(array, str(file))
+        # Refused here, naming the file, rather than later when the engine converts them; the
+        # check reads blocks of rows and keeps no conversion.
+        check_exact(array, str(file))
     except ValueError as error:
         raise FeatureFileError(str(error)) from error
     if array.dtype.kind == "f":
-        finite = np.isfinite(array).all(axis=1)
+        finite = finite_rows(array)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             shown = ", ".join(str(i) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
