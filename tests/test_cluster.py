@@ -187,25 +187,34 @@ def test_a_worker_seeing_another_file_is_refused(tmp_path: Path) -> None:
         described.open()
 
 
-def _kill_mid_run(client, victim: subprocess.Popen, killed: dict) -> None:
-    """SIGKILL ``victim`` as soon as it is running a sweep task and others have finished."""
+def _kill_mid_run(client, victim: subprocess.Popen, killed: dict, sweeps: int) -> None:
+    """SIGKILL ``victim`` once the ``sweeps``-th sweep of the run has started (its job is on the
+    cluster) and the victim is running one of its tasks."""
     [address] = [worker for worker, pid in client.run(os.getpid).items() if pid == victim.pid]
+    jobs: set[str] = set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        processing = client.processing()
-        finished = killed.setdefault("seen", set())
-        for keys in processing.values():
-            finished.update(key for key in keys if key.startswith("_run_units"))
-        mine = [key for key in processing.get(address, ()) if key.startswith("_run_units")]
-        if mine and len(finished) >= 6:
+        keys = client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.tasks))
+        jobs.update(key for key in keys if str(key).startswith("sweep-job-"))
+        mine = [key for key in client.processing().get(address, ()) if key.startswith("_run_units")]
+        if len(jobs) >= sweeps and mine:
             os.kill(victim.pid, signal.SIGKILL)
             killed["at"] = time.monotonic()
             killed["tasks"] = mine
             return
-        time.sleep(0.02)
+        time.sleep(0.01)
 
 
-def test_a_worker_killed_mid_run_costs_time_not_results(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("inputs", "sweeps"),
+    [
+        ("in memory", 1),  # killed during the real radii, while both workers hold the features
+        ("memory-mapped files", 3),  # killed during the last sweep, the generated set's
+    ],
+)
+def test_a_worker_killed_mid_run_costs_time_not_results(
+    tmp_path: Path, inputs: str, sweeps: int
+) -> None:
     rng = np.random.default_rng(7)
     real = rng.standard_normal((900, 24))
     real[850:] = real[:50]  # duplicates: tied spheres
@@ -219,9 +228,14 @@ def test_a_worker_killed_mid_run_costs_time_not_results(tmp_path: Path) -> None:
     engine = EngineOptions(tile_size=40)
     here = evaluate(real, fake, 3, engine=engine)
     assert 0.2 < here.precision < 0.9
+    if inputs == "memory-mapped files":
+        np.save(tmp_path / "real.npy", real)
+        np.save(tmp_path / "fake.npy", fake)
+        real = np.load(tmp_path / "real.npy", mmap_mode="r")
+        fake = np.load(tmp_path / "fake.npy", mmap_mode="r")
     with local_processes(tmp_path, workers=2) as (client, workers):
         killed: dict = {}
-        killer = threading.Thread(target=_kill_mid_run, args=(client, workers[1], killed))
+        killer = threading.Thread(target=_kill_mid_run, args=(client, workers[1], killed, sweeps))
         killer.start()
         try:
             with cluster.use(client):
