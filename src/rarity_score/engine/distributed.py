@@ -30,6 +30,7 @@ import math
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,11 @@ def sweep_on_cluster(
     )
     # A task's result rather than scattered data: Dask rebuilds it if every worker holding it
     # dies (its memory manager keeps one copy of scattered data once nothing waits for it).
-    job_future = client.submit(_unchanged, job, key=f"sweep-job-{uuid.uuid4().hex}", pure=False)
+    with warnings.catch_warnings():
+        # The job is meant to live in the graph (that is what makes it rebuildable); Dask's
+        # advice against large graphs is for data repeated in many tasks, which this is not.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        job_future = client.submit(_unchanged, job, key=f"sweep-job-{uuid.uuid4().hex}", pure=False)
     futures = [
         client.submit(_run_units, job_future, rows_data, cols_data, units, pure=False)
         for units in tasks.groups

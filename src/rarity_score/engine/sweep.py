@@ -7,6 +7,7 @@ order or on other workers. No metric knows how tiles are made.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -59,23 +60,12 @@ def sweep(
     diagonal are computed, each also fed transposed, which halves the GEMM work of a self-join.
     ``progress(done, total)`` is called per tile here, per task on a cluster.
     """
+    run: Callable[..., None] = run_here
     if cluster.active():
         from rarity_score.engine.distributed import sweep_on_cluster
 
-        sweep_on_cluster(
-            cluster.current(),
-            rows,
-            cols,
-            reducers,
-            edge,
-            row_radii=row_radii,
-            col_radii=col_radii,
-            same_set=same_set,
-            symmetric=symmetric,
-            progress=progress,
-        )
-        return
-    run_here(
+        run = functools.partial(sweep_on_cluster, cluster.current())
+    run(
         rows,
         cols,
         reducers,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -119,7 +120,11 @@ def extract_on_cluster(
     """
     from distributed import as_completed
 
-    job_future = client.submit(_unchanged, job, pure=False)
+    with warnings.catch_warnings():
+        # The job is meant to live in the graph (that is what makes it rebuildable); Dask's
+        # advice against large graphs is for data repeated in many tasks, which this is not.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        job_future = client.submit(_unchanged, job, pure=False)
     futures = {
         client.submit(task, job_future, index, span, pure=False): index for index, span in todo
     }
