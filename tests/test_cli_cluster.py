@@ -97,3 +97,18 @@ def test_a_scheduler_without_workers_is_one_line(monkeypatch):
         pytest.raises(ConnectionError, match="has no workers after 1 s"),
     ):
         evaluate(data.real, data.fake, 3)
+
+
+def test_a_task_error_is_the_one_line_of_one_process(capsys, tmp_path):
+    from imagegen import noise, write
+
+    folder = tmp_path / "images"
+    for index in range(6):
+        write(folder / f"{index}.png", noise(index, (12, 12)))
+    (folder / "9.png").write_bytes(b"not an image")
+    argv = ["features", folder, "--extractor", "pixels", "--input-size", "6", "--strict"]
+    argv += ["--shard-size", "3", "--no-cache", "-q", "-o"]
+    here = run_cli(capsys, *argv, tmp_path / "here.npz")
+    there = run_cli(capsys, *argv, tmp_path / "there.npz", "--dask", "local:2")
+    assert_one_line_error(*here, "9.png")
+    assert there == here  # Dask's own logs of the failed task stay quiet

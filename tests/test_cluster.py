@@ -23,6 +23,7 @@ from checks import assert_matches_reference
 from datagen import check_nontrivial, dataset, reference
 
 from rarity_score import RealManifold, cluster, evaluate
+from rarity_score.io.features import load_features
 from rarity_score.options import EngineOptions
 
 distributed = pytest.importorskip("distributed")
@@ -162,8 +163,9 @@ def test_memory_mapped_features_travel_as_their_file(client, tmp_path: Path) -> 
     data = dataset("gaussian")
     np.save(tmp_path / "real.npy", data.real)
     np.save(tmp_path / "fake.npy", data.fake)
-    real = np.load(tmp_path / "real.npy", mmap_mode="r")
-    fake = np.load(tmp_path / "fake.npy", mmap_mode="r")
+    real = load_features(tmp_path / "real.npy")
+    fake = load_features(tmp_path / "fake.npy")
+    assert engine_distributed._describe_map(np.load(tmp_path / "real.npy", mmap_mode="r")) is None
     described = engine_distributed._describe_map(real)
     assert described is not None and described.path == str(tmp_path / "real.npy")
     assert engine_distributed._describe_map(real[1:]) is None  # a view goes as its values
@@ -177,7 +179,7 @@ def test_a_worker_seeing_another_file_is_refused(tmp_path: Path) -> None:
     from rarity_score.engine import distributed as engine_distributed
 
     np.save(tmp_path / "a.npy", np.arange(40.0).reshape(10, 4))
-    described = engine_distributed._describe_map(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    described = engine_distributed._describe_map(load_features(tmp_path / "a.npy"))
     assert described is not None
     np.save(tmp_path / "a.npy", np.arange(40.0).reshape(10, 4) + 1)  # same shape, other values
     with pytest.raises(ValueError, match="another file at"):
@@ -231,8 +233,8 @@ def test_a_worker_killed_mid_run_costs_time_not_results(
     if inputs == "memory-mapped files":
         np.save(tmp_path / "real.npy", real)
         np.save(tmp_path / "fake.npy", fake)
-        real = np.load(tmp_path / "real.npy", mmap_mode="r")
-        fake = np.load(tmp_path / "fake.npy", mmap_mode="r")
+        real = load_features(tmp_path / "real.npy")
+        fake = load_features(tmp_path / "fake.npy")
     with local_processes(tmp_path, workers=2) as (client, workers):
         killed: dict = {}
         killer = threading.Thread(target=_kill_mid_run, args=(client, workers[1], killed, sweeps))
@@ -321,7 +323,6 @@ def test_a_reducer_holding_a_state_is_refused(client) -> None:
 
 def test_memory_maps_passed_through_asarray_still_travel_as_their_file(client, tmp_path) -> None:
     from rarity_score.engine import distributed as engine_distributed
-    from rarity_score.io.features import load_features
 
     data = dataset("gaussian")
     np.save(tmp_path / "real.npy", data.real)
@@ -335,3 +336,8 @@ def test_memory_maps_passed_through_asarray_still_travel_as_their_file(client, t
     os.replace(tmp_path / "other.npy", tmp_path / "real.npy")  # the same size, another file
     with pytest.raises(ValueError, match="another file"):
         sent.open()
+    # Sent again now, what this process maps goes as its values: the path holds another file.
+    assert engine_distributed._describe_map(manifold._points.data) is None
+    with cluster.use(client):
+        got = RealManifold(mapped, 3, engine=SMALL_TILES).evaluate(data.fake)
+    assert_identical(got, evaluate(data.real, data.fake, 3, engine=SMALL_TILES))

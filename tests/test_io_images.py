@@ -702,3 +702,26 @@ def test_sample_photographs_in_a_folder_a_zip_and_an_array(tmp_path: Path) -> No
         assert len(images) == len(photos)
         for got, want in zip(_load_all(images), expected, strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+def test_an_archive_seen_from_another_host_is_not_a_changed_file(tmp_path, monkeypatch):
+    # A Dask worker on another host sees the archive on shared storage with its own device
+    # number; inode, size and modification time are the same for every host.
+    import types
+
+    from imagegen import encode, make_zip, noise
+
+    from rarity_score.io import images
+
+    path = make_zip(tmp_path / "a.zip", {"a.png": encode(noise(0, (8, 8)), "PNG")})
+    collection = images.open_images(path)
+    collection.content_fingerprint()
+    real_stat = os.stat
+
+    def other_host(target, *args, **kwargs):
+        found = real_stat(target, *args, **kwargs)
+        fields = {name: getattr(found, name) for name in dir(found) if name.startswith("st_")}
+        return types.SimpleNamespace(**{**fields, "st_dev": found.st_dev + 1})
+
+    monkeypatch.setattr(images.os, "stat", other_host)
+    assert collection.load(0).size == (8, 8)

@@ -361,3 +361,23 @@ def test_a_zip_member_written_any_way_is_still_read(tmp_path: Path) -> None:
     assert isinstance(stored, np.memmap) and not isinstance(deflated, np.memmap)
     np.testing.assert_array_equal(stored, array)
     np.testing.assert_array_equal(deflated, array)
+
+
+def test_an_encrypted_or_unknown_method_member_is_a_feature_file_error(tmp_path):
+    import struct
+
+    from rarity_score.io.features import FeatureFileError, load_features
+
+    np.savez(tmp_path / "b.npz", features=np.ones((3, 2), np.float32))
+    data = (tmp_path / "b.npz").read_bytes()
+    encrypted = bytearray(data)
+    encrypted[6] |= 1  # the local header's "encrypted" flag
+    encrypted[encrypted.find(b"PK\x01\x02") + 8] |= 1  # and the central directory's
+    (tmp_path / "enc.npz").write_bytes(bytes(encrypted))
+    unknown = bytearray(data)
+    at = unknown.find(b"PK\x01\x02") + 10
+    unknown[at : at + 2] = struct.pack("<H", 99)  # compression method 99
+    (tmp_path / "m99.npz").write_bytes(bytes(unknown))
+    for name in ("enc.npz", "m99.npz"):
+        with pytest.raises(FeatureFileError, match=name):
+            load_features(tmp_path / name)

@@ -139,6 +139,10 @@ def use(cluster: Any) -> Iterator[None]:
         binding.close()
 
 
+def _debugging() -> bool:
+    return logging.getLogger("rarity_score").isEnabledFor(logging.DEBUG)
+
+
 def _connect(spec: ClusterSpec, owned: list[Any]) -> Any:
     """A client of ``spec``'s cluster; what it makes is appended to ``owned`` for closing."""
     distributed = require("distributed", what="--dask", extra="dask")
@@ -158,6 +162,9 @@ def _connect(spec: ClusterSpec, owned: list[Any]) -> Any:
                 processes=True,
                 dashboard_address=None,
                 worker_dashboard_address=None,
+                # A task's error reaches the user once, as this package's one line; Dask's own
+                # logs of it (tracebacks, lost workers) only with -vv.
+                silence_logs=logging.NOTSET if _debugging() else logging.CRITICAL,
             )
         owned.append(local)
         client = distributed.Client(local)

@@ -41,6 +41,7 @@ from rarity_score.engine.backend import Backend
 from rarity_score.engine.local_sweep import plan_units, run_here
 from rarity_score.engine.plan import plan_blocks
 from rarity_score.engine.points import Frame, PointSet
+from rarity_score.io.features import FileIdentity, file_identity, mapped_identity
 
 logger = logging.getLogger(__name__)
 
@@ -287,15 +288,6 @@ def _run_units(job: _Job, rows_data: Any, cols_data: Any, units: list[tuple[int,
     return [reducer.as_partial() for reducer in reducers]
 
 
-#: What identifies a file's version: device, inode, size and modification time.
-FileIdentity = tuple[int, int, int, int]
-
-
-def _identity(path: str) -> FileIdentity:
-    status = os.stat(path)
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
-
-
 @dataclass(frozen=True)
 class _MappedFile:
     """A read-only memory-mapped array sent as its file, mapped again on each worker: the file's
@@ -315,7 +307,7 @@ class _MappedFile:
             "files on storage every worker shares, and do not replace them during a run"
         )
         try:
-            identity = _identity(self.path)
+            identity = file_identity(os.stat(self.path))
             array = np.memmap(
                 self.path,
                 mode="r",
@@ -329,9 +321,7 @@ class _MappedFile:
                 f"a Dask worker cannot map {self.path} ({error}); put feature files on storage "
                 "every worker shares, or load them into memory before the run"
             ) from None
-        # Inode, size and modification time, as a shared file system shows them to every host
-        # (the device number is each host's own), and the bytes of sampled rows.
-        if identity[1:] != self.identity[1:] or _rows_digest(array) != self.digest:
+        if identity != self.identity or _rows_digest(array) != self.digest:
             raise ValueError(other)
         return array
 
@@ -373,14 +363,18 @@ def _file_map(array: Any) -> np.memmap | None:
 
 
 def _describe_map(array: Any) -> _MappedFile | None:
-    """The file behind a read-only memory map of a whole array in a file, or None for any other
-    array (a view of part of a map, a writable map, an array in memory)."""
+    """The file behind a read-only memory map of a whole array in a file made by
+    :func:`~rarity_score.io.features.load_features`, while that file is still at its path; None
+    for any other array (a view of part of a map, a map made elsewhere, whose file is not known
+    to be the one at its path, an array in memory), which is then scattered."""
     mapped = _file_map(array)
     if mapped is None:
         return None
     path = str(mapped.filename)
+    identity = mapped_identity(mapped)
     try:
-        identity = _identity(path)
+        if identity is None or file_identity(os.stat(path)) != identity:
+            return None  # another file was renamed over the path: send what is mapped here
     except OSError:
         return None
     # np.memmap's offset is where the array starts in the file; a slice of a map keeps its

@@ -20,6 +20,7 @@ import math
 import os
 import struct
 import warnings
+import weakref
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -194,6 +195,8 @@ def features_fingerprint(array: np.ndarray) -> str:
 
 def _load_npy(file: Path) -> np.ndarray:
     try:
+        # Opened by name (not io.files.open_regular's descriptor): np.memmap records the path of
+        # a named file, which a Dask worker maps again.
         with open(file, "rb") as handle:
             where = str(file)
             declared = _check_declared(handle, os.fstat(handle.fileno()).st_size, where, fits=False)
@@ -230,6 +233,10 @@ def _load_npz(file: Path, key: str | None) -> np.ndarray:
     except (ValueError, zipfile.BadZipFile) as error:
         raise FeatureFileError(
             f"{file}: cannot read as a numeric array ({error}); store a float array"
+        ) from error
+    except (RuntimeError, NotImplementedError) as error:  # zipfile: encrypted, unknown method
+        raise FeatureFileError(
+            f"{file}: cannot read its array ({error}); write it again with np.savez"
         ) from error
     except (OSError, EOFError) as error:
         raise FeatureFileError(f"{file}: not a readable .npz file ({error})") from error
@@ -329,6 +336,29 @@ def _check_declared(
     return _Declared(shape, dtype, bool(fortran_order))
 
 
+#: What identifies the version of a file, as a shared file system shows it to every host: inode,
+#: size and modification time (the device number is each host's own).
+FileIdentity = tuple[int, int, int]
+
+#: The file each map made here maps, by the map's id while it lives: whoever maps the path again
+#: (a Dask worker) must find that very file, not one renamed over the path since.
+_MAPPED_FROM: dict[int, tuple[weakref.ref[np.memmap], FileIdentity]] = {}
+
+
+def file_identity(status: os.stat_result) -> FileIdentity:
+    """:data:`FileIdentity` of a file's status."""
+    return (status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+def mapped_identity(array: np.memmap) -> FileIdentity | None:
+    """The identity of the file that ``array`` (a map returned by :func:`load_features`) was
+    made from, when it was made; None for any other array."""
+    known = _MAPPED_FROM.get(id(array))
+    if known is None or known[0]() is not array:
+        return None
+    return known[1]
+
+
 def _map(handle: Any, offset: int, declared: _Declared) -> np.memmap | None:
     """A read-only map of the array whose data starts at byte ``offset`` of the open file
     ``handle`` (its size already checked), or None where it cannot be mapped: no bytes to map,
@@ -338,7 +368,7 @@ def _map(handle: Any, offset: int, declared: _Declared) -> np.memmap | None:
         return None  # mmap cannot map zero bytes; the empty array is read (and refused)
     try:
         # mode "r": the pages are mapped read-only; the array cannot be made writeable.
-        return np.memmap(
+        mapped = np.memmap(
             handle,
             dtype=dtype,
             mode="r",
@@ -346,8 +376,13 @@ def _map(handle: Any, offset: int, declared: _Declared) -> np.memmap | None:
             shape=shape,
             order="F" if fortran_order else "C",
         )
+        identity = file_identity(os.fstat(handle.fileno()))
     except (OSError, ValueError, OverflowError, io.UnsupportedOperation):
         return None
+    key = id(mapped)
+    _MAPPED_FROM[key] = (weakref.ref(mapped), identity)
+    weakref.finalize(mapped, _MAPPED_FROM.pop, key, None)
+    return mapped
 
 
 #: A zip local file header: signature, version, flags, method, time, date, CRC-32, compressed

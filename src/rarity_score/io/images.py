@@ -752,12 +752,14 @@ def _open_regular(path: str, name: str) -> IO[bytes]:
         raise UnreadableImage(name, str(error.strerror)) from error
 
 
-def _stamp(path: str) -> tuple[int, int, int, int] | None:
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """Inode, size and modification time: what a shared file system shows every host alike (the
+    device number is each host's own, and a Dask worker elsewhere must see the same stamp)."""
     try:
         stat = os.stat(path)
     except OSError:
         return None
-    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _digest(data: bytes) -> str:
@@ -883,7 +885,7 @@ class _ArchiveCollection(ImageCollection):
         self._handle: Any = None
         self._pid: int | None = None
         self._lock = threading.Lock()
-        self._hashed_stamp: tuple[int, int, int, int] | None = None  # see _content_digests
+        self._hashed_stamp: tuple[int, int, int] | None = None  # see _content_digests
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
