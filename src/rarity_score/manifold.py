@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rarity_score import defaults
+from rarity_score import cluster, defaults
 from rarity_score import metrics as _metrics
 from rarity_score._progress import progress_bar
 from rarity_score._validation import as_features, check_k, check_same_dim
@@ -286,7 +286,9 @@ class _Bar:
 
     def __call__(self, done: int, total: int) -> None:
         if self.bar is None:
-            self.bar = progress_bar(total, self.description, unit="tile", enabled=True)
+            # A cluster reports its sweep per task (each a range of tiles), one process per tile.
+            unit = "task" if cluster.active() else "tile"
+            self.bar = progress_bar(total, self.description, unit=unit, enabled=True)
         self.bar.update(done - self.done)
         self.done = done
 
