@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,7 +25,7 @@ from typing import Any
 
 from rarity_score._errors import require
 
-__all__ = ["ClusterSpec", "current", "parse", "use"]
+__all__ = ["ClusterSpec", "current", "keep", "parse", "use"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,3 +181,21 @@ def _connect(spec: ClusterSpec, owned: list[Any]) -> Any:
         ) from None
     owned.append(client)
     return client
+
+
+def keep(client: Any, value: Any, *, prefix: str) -> Any:
+    """A future of ``value`` held on ``client``'s cluster as the result of a task (key
+    ``prefix-<random>``) rather than as scattered data: Dask computes a lost task result again,
+    whereas scattered data whose every copy dies is gone (its memory manager keeps one copy once
+    nothing waits for it). What the tasks of one sweep or extraction share travels this way."""
+    import warnings
+
+    with warnings.catch_warnings():
+        # The value is meant to live in the graph (that is what makes it rebuildable); Dask's
+        # advice against large graphs is for data repeated in many tasks, which this is not.
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return client.submit(_unchanged, value, key=f"{prefix}-{uuid.uuid4().hex}", pure=False)
+
+
+def _unchanged(value: Any) -> Any:
+    return value

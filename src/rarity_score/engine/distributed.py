@@ -29,14 +29,13 @@ import logging
 import math
 import os
 import threading
-import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from rarity_score import cluster
 from rarity_score.engine.backend import Backend
 from rarity_score.engine.local_sweep import plan_units, run_here
 from rarity_score.engine.plan import plan_blocks
@@ -93,13 +92,7 @@ def sweep_on_cluster(
         same_set=same_set,
         symmetric=symmetric,
     )
-    # A task's result rather than scattered data: Dask rebuilds it if every worker holding it
-    # dies (its memory manager keeps one copy of scattered data once nothing waits for it).
-    with warnings.catch_warnings():
-        # The job is meant to live in the graph (that is what makes it rebuildable); Dask's
-        # advice against large graphs is for data repeated in many tasks, which this is not.
-        warnings.filterwarnings("ignore", message="Sending large graph")
-        job_future = client.submit(_unchanged, job, key=f"sweep-job-{uuid.uuid4().hex}", pure=False)
+    job_future = cluster.keep(client, job, prefix="sweep-job")
     futures = [
         client.submit(_run_units, job_future, rows_data, cols_data, units, pure=False)
         for units in tasks.groups
@@ -123,10 +116,6 @@ def sweep_on_cluster(
     finally:
         client.cancel(futures)
         job_future.release()
-
-
-def _unchanged(job: _Job) -> _Job:
-    return job
 
 
 def _check_fresh(reducers: Sequence[Any]) -> None:

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rarity_score import cluster
 from rarity_score._progress import progress_bar
 from rarity_score.io.cache import FeatureCache, Shard
 from rarity_score.io.images import ImageCollection
@@ -120,11 +120,7 @@ def extract_on_cluster(
     """
     from distributed import as_completed
 
-    with warnings.catch_warnings():
-        # The job is meant to live in the graph (that is what makes it rebuildable); Dask's
-        # advice against large graphs is for data repeated in many tasks, which this is not.
-        warnings.filterwarnings("ignore", message="Sending large graph")
-        job_future = client.submit(_unchanged, job, pure=False)
+    job_future = cluster.keep(client, job, prefix="shard-job")
     futures = {
         client.submit(task, job_future, index, span, pure=False): index for index, span in todo
     }
@@ -165,11 +161,6 @@ def extract_on_cluster(
         bar.close()
         client.cancel(list(futures))  # a client stopped early leaves no work behind
         job_future.release()
-
-
-def _unchanged(job: ShardJob) -> ShardJob:
-    """The job as a task's result: held by a worker, and computed again if that worker is lost."""
-    return job
 
 
 def _raise(future: Any) -> None:
