@@ -142,7 +142,8 @@ def _write_set_files(
 
 
 def _write_summary(results: Path, rows: list[dict]) -> None:
-    (results / "summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    summary = {"sets": rows, "comparisons": [], "stability": None}  # format 2
+    (results / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     columns = list(rows[0]) if rows else []
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
@@ -160,7 +161,7 @@ def _write_summary(results: Path, rows: list[dict]) -> None:
 def _run_json(mode: str, command: list[str], **fields: Any) -> dict:
     return {
         "format": "rarity-score/results",
-        "format_version": 1,
+        "format_version": 2,
         "mode": mode,
         "method": DATASETS_METHOD if mode == "datasets" else COMPARE_METHOD,
         "command": command,

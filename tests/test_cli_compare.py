@@ -278,7 +278,7 @@ def test_compare_images_end_to_end(capsys, tmp_path):
         assert row["nearest_real_name"] == real_set.names[int(expected.nearest_real_index[i])]
         if expected.in_manifold[i]:
             assert float(row["rarity"]) == expected.rarity[i]
-    summary = json.loads((out / "summary.json").read_text())[1]
+    summary = json.loads((out / "summary.json").read_text())["sets"][1]
     assert summary["n_in_manifold"] == int(expected.in_manifold.sum())
     assert summary["precision"] == expected.precision
     report = sys.modules.get("rarity_score.report")

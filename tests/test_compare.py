@@ -82,7 +82,7 @@ def test_layout_and_run_json(files, tmp_path):
         "psi_0.7.csv", "psi_0.7.npz", "psi_1.0.csv", "psi_1.0.npz",
     ]  # fmt: skip
     run = read_run(out)  # real_has_images is derived there, no longer stored
-    assert run["format"] == FORMAT and run["format_version"] == 1
+    assert run["format"] == FORMAT and run["format_version"] == 2
     assert run["mode"] == "compare" and run["method"] == METHODS["compare"]
     assert run["k"] == 3 and run["dim"] == DIM and run["command"] is None
     assert run["package_version"] == "0.1.0" and run["created"]

@@ -45,7 +45,7 @@ QUIET = ExtractionOptions(progress=False)
 
 def read_summary(results_dir: Path) -> list[dict]:
     """The summary rows as written (``summary.json``), not as the run returned them."""
-    return json.loads((Path(results_dir) / "summary.json").read_text())
+    return json.loads((Path(results_dir) / "summary.json").read_text())["sets"]
 
 
 # ---------------------------------------------------------------------- pure functions

@@ -316,7 +316,7 @@ def test_csv_cells_never_run_as_formulas(files, tmp_path):
     # Names in the arrays and JSON are kept as they are (no apostrophe).
     with np.load(out / "sets" / table.with_suffix(".npz").name) as arrays:
         assert [str(n) for n in arrays["names"]][:2] == names[:2]
-    assert json.loads((out / "summary.json").read_text())[0]["name"] == "=cmd|' /C calc'!A0"
+    assert json.loads((out / "summary.json").read_text())["sets"][0]["name"] == "=cmd|' /C calc'!A0"
 
     evaluation = Evaluation.from_fields(
         k=1, n_real=2, dim=1, metrics=("rarity",), rarity=np.array([-1.5, 2.0]),

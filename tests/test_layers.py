@@ -51,6 +51,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("4 metrics", ("rarity_score.metrics",)),
     ("5 results and manifold", ("rarity_score.results", "rarity_score.manifold")),
     (
+        "5b above one evaluation: intervals and comparisons; the metric of a training loop",
+        ("rarity_score.uncertainty", "rarity_score.training"),
+    ),
+    (
         "6a features: descriptions and shared pieces",
         (
             "rarity_score.features.info",

@@ -80,7 +80,7 @@ def test_compare_report_settings_and_summary(compare_dir: Path, compare_report: 
     summary = page.split('id="summary-table"', 1)[1].split("</table>", 1)[0]
     rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th>", summary)
     assert rows == ["psi=0.7", "psi=1.0"]
-    saved = json.loads((compare_dir / "summary.json").read_text())
+    saved = json.loads((compare_dir / "summary.json").read_text())["sets"]
     assert f"{saved[1]['rarity_mean']:.4g}" in summary
     assert f"{100 * saved[1]['fraction_in_manifold']:.1f} %" in summary
 

@@ -32,16 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rarity_score import defaults, sources
+from rarity_score import defaults, sources, uncertainty
 from rarity_score._validation import check_k
 from rarity_score.io.atomic import is_machine_failure
 from rarity_score.io.names import printable
 from rarity_score.io.paths import check_not_an_input
 from rarity_score.manifold import RealManifold
-from rarity_score.options import EngineOptions, ExtractionOptions
+from rarity_score.options import EngineOptions, ExtractionOptions, StatisticsOptions
 from rarity_score.results import Evaluation
 from rarity_score.results_dir import OutputDir, RunResult, check_output_dir, write_results
 from rarity_score.sources import InputSet, label
+from rarity_score.uncertainty import Analysis, StabilityStep
 
 __all__ = [
     "Comparison",
@@ -71,6 +72,7 @@ def compare(
     metrics: Iterable[str] | None = None,
     extraction: ExtractionOptions | None = None,
     engine: EngineOptions | None = None,
+    statistics: StatisticsOptions | None = None,
     report: bool = True,
     command: Sequence[str] | None = None,
 ) -> RunResult:
@@ -96,6 +98,10 @@ def compare(
             ExtractionOptions`; its extractor None: the one recorded in the feature files
             given, else the default, the paper's).
         engine: how the sweeps run (:class:`~rarity_score.options.EngineOptions`).
+        statistics: bootstrap intervals, subsets, stability
+            (:class:`~rarity_score.options.StatisticsOptions`; None: point values of every
+            sample). The sets are compared pairwise in any case (:mod:`rarity_score.
+            uncertainty`), with intervals when bootstrapped.
         report: build the report (``report/index.html``, ``histogram.png``) in the results
             directory; a missing optional dependency of the report leaves one warning and the
             results without it.
@@ -126,9 +132,65 @@ def compare(
     """
     entries = compare_entries(real, fakes)
     target = check_output(out_dir, entries, extraction)
-    real_set, *sets = sources.load_inputs(entries, extraction)
-    compared = score_sets(real_set, sets, k=k, metrics=metrics, engine=engine)
+    statistics = _checked(statistics)
+    real_set, *sets = _subsets(sources.load_inputs(entries, extraction), statistics)
+    compared = score_sets(
+        real_set, sets, k=k, metrics=metrics, engine=engine, statistics=statistics
+    )
     return compared.save(target, report=report, command=command)
+
+
+def _checked(statistics: StatisticsOptions | None) -> StatisticsOptions:
+    """The statistics options of a run (the defaults for None), scipy checked before any work
+    when they need it."""
+    statistics = statistics or StatisticsOptions()
+    if statistics.intervals:
+        uncertainty.require_scipy()
+    return statistics
+
+
+def _subsets(sets: Sequence[InputSet], statistics: StatisticsOptions) -> list[InputSet]:
+    """The loaded sets, each cut to ``statistics.subsample`` samples when asked."""
+    if statistics.subsample is None:
+        return list(sets)
+    cut = [s.subset(statistics.subsample, statistics.seed) for s in sets]
+    for s in cut:
+        if s.subsampled_from is not None:
+            logger.info(
+                "scoring %d random samples of %r (of %d)",
+                len(s.features),
+                s.name,
+                s.subsampled_from,
+            )
+    return cut
+
+
+def analyse(
+    named: Sequence[tuple[str, Evaluation]],
+    statistics: StatisticsOptions,
+    stability: Sequence[StabilityStep] | None = None,
+) -> Analysis:
+    """What a run adds to its evaluations (:class:`~rarity_score.uncertainty.Analysis`): the
+    bootstrap intervals of each set's summary, the comparison of every pair of sets, the
+    stability steps, and their record for ``run.json``. Comparisons need scipy: without it they
+    are left out with a warning (unless intervals were asked, which checked it first)."""
+    intervals = tuple(
+        uncertainty.summary_intervals(evaluation, statistics) if statistics.intervals else None
+        for _, evaluation in named
+    )
+    pairs: tuple[dict[str, Any], ...] = ()
+    if len(named) > 1:
+        try:
+            pairs = tuple(c.to_dict() for c in uncertainty.comparisons(named, statistics))
+        except ImportError as error:
+            logger.warning("the sets are not compared (%s)", error)
+    asked = sorted({name for _, evaluation in named for name in evaluation.metrics})
+    return Analysis(
+        intervals=intervals,
+        comparisons=pairs,
+        stability=None if stability is None else tuple(stability),
+        record=uncertainty.statistics_record(statistics, asked),
+    )
 
 
 def compare_entries(real: Any, fakes: Mapping[str, Any]) -> list[sources.Entry]:
@@ -201,6 +263,8 @@ class Comparison:
     evaluations: tuple[Evaluation, ...]
     reference: Evaluation
     k: int
+    #: The intervals, comparisons and stability steps (:func:`analyse`).
+    analysis: Analysis | None = None
 
     def save(
         self,
@@ -224,6 +288,7 @@ class Comparison:
             command=command,
             report=_try_report if report else None,
             announce=announce,
+            analysis=self.analysis,
         )
 
 
@@ -234,6 +299,7 @@ def score_sets(
     k: int = defaults.K,
     metrics: Iterable[str] | None = None,
     engine: EngineOptions | None = None,
+    statistics: StatisticsOptions | None = None,
 ) -> Comparison:
     """Score loaded generated sets against a loaded real set: the body of :func:`compare`
     once its inputs are features (``rarity spaces`` calls it once per feature space). The real
@@ -249,7 +315,26 @@ def score_sets(
     >>> compared.k, compared.evaluations[0].n_fake, compared.reference.n_fake
     (3, 10, 30)
     """
+    statistics = statistics or StatisticsOptions()
     manifold = _manifold(real, k, engine, _REAL)
+    evaluations = _evaluate_all(manifold, sets, metrics)
+    logger.info("leave-one-out rarity of the real set (the reference curve)")
+    reference = manifold.leave_one_out()
+    stability = _stability(real, sets, evaluations, manifold.k, metrics, engine, statistics)
+    named = [(s.name, evaluation) for s, evaluation in zip(sets, evaluations, strict=True)]
+    return Comparison(
+        real=real,
+        sets=tuple(sets),
+        evaluations=tuple(evaluations),
+        reference=reference,
+        k=manifold.k,
+        analysis=analyse(named, statistics, stability),
+    )
+
+
+def _evaluate_all(
+    manifold: RealManifold, sets: Sequence[InputSet], metrics: Iterable[str] | None
+) -> list[Evaluation]:
     evaluations = []
     for s in sets:
         logger.info("scoring %r (%d samples) against the real manifold", s.name, len(s.features))
@@ -257,14 +342,53 @@ def score_sets(
         evaluations.append(
             manifold.evaluate(s.features.features, metrics=metrics, label=_named(where, s))
         )
-    logger.info("leave-one-out rarity of the real set (the reference curve)")
-    return Comparison(
-        real=real,
-        sets=tuple(sets),
-        evaluations=tuple(evaluations),
-        reference=manifold.leave_one_out(),
-        k=manifold.k,
-    )
+    return evaluations
+
+
+def _stability(
+    real: InputSet,
+    sets: Sequence[InputSet],
+    evaluations: Sequence[Evaluation],
+    k: int,
+    metrics: Iterable[str] | None,
+    engine: EngineOptions | None,
+    statistics: StatisticsOptions,
+) -> list[StabilityStep] | None:
+    """``--stability`` of generated sets scored against ``real``: the sets scored again against
+    each random part of the real set, then the run itself (fraction 1); None when not asked."""
+    if not statistics.stability:
+        return None
+    steps = []
+    for fraction, part in _parts(real, k, statistics):
+        logger.info(
+            "stability: %g %% of the real set (%d samples)", 100 * fraction, len(part.features)
+        )
+        smaller = _manifold(part, k, engine, _REAL)
+        steps.append(StabilityStep(fraction, tuple(_evaluate_all(smaller, sets, metrics))))
+    return [*steps, StabilityStep(1.0, tuple(evaluations))]
+
+
+def _parts(s: InputSet, k: int, statistics: StatisticsOptions) -> list[tuple[float, InputSet]]:
+    """The random parts of ``s`` that ``--stability`` scores against (the fractions below 1 of
+    :data:`~rarity_score.defaults.STABILITY_FRACTIONS`); a part too small for k is left out,
+    with a warning."""
+    parts = []
+    n = len(s.features)
+    for fraction in defaults.STABILITY_FRACTIONS:
+        if fraction >= 1:
+            continue
+        size = max(1, round(fraction * n))
+        if size <= k:
+            logger.warning(
+                "stability: %g %% of %r is %d samples, too few for k=%d; left out",
+                100 * fraction,
+                s.name,
+                size,
+                k,
+            )
+            continue
+        parts.append((fraction, s.subset(size, statistics.seed)))
+    return parts
 
 
 def compare_datasets(
@@ -274,6 +398,7 @@ def compare_datasets(
     k: int = defaults.K,
     extraction: ExtractionOptions | None = None,
     engine: EngineOptions | None = None,
+    statistics: StatisticsOptions | None = None,
     report: bool = True,
     command: Sequence[str] | None = None,
 ) -> RunResult:
@@ -303,13 +428,33 @@ def compare_datasets(
     names = sources.check_names(datasets.keys(), "dataset")
     entries = [(label("dataset", name), name, datasets[name]) for name in names]
     target = check_output(out_dir, entries, extraction)
-    sets = sources.load_inputs(entries, extraction)
+    statistics = _checked(statistics)
+    sets = _subsets(sources.load_inputs(entries, extraction), statistics)
     for (where, _, _), s in zip(entries, sets, strict=True):  # all before the first sweep
         check_k(k, len(s.features), label=_named(where, s))
+    warn_sizes([(s.name, len(s.features)) for s in sets])
     evaluations = []
     for (where, _, _), s in zip(entries, sets, strict=True):
         logger.info("leave-one-out rarity of %r (%d samples)", s.name, len(s.features))
         evaluations.append(_manifold(s, k, engine, where).leave_one_out())
+    stability = None
+    if statistics.stability:
+        steps: dict[float, list[Evaluation]] = {}
+        for (where, _, _), s in zip(entries, sets, strict=True):
+            for fraction, part in _parts(s, k, statistics):
+                logger.info(
+                    "stability: leave-one-out rarity of %g %% of %r", 100 * fraction, s.name
+                )
+                steps.setdefault(fraction, []).append(
+                    _manifold(part, k, engine, where).leave_one_out()
+                )
+        stability = [
+            StabilityStep(fraction, tuple(found))
+            for fraction, found in sorted(steps.items())
+            if len(found) == len(sets)
+        ]
+        stability.append(StabilityStep(1.0, tuple(evaluations)))
+    named = [(s.name, evaluation) for s, evaluation in zip(sets, evaluations, strict=True)]
     return write_results(
         target,
         mode="datasets",
@@ -318,7 +463,24 @@ def compare_datasets(
         evaluations=evaluations,
         command=command,
         report=_try_report if report else None,
+        analysis=analyse(named, statistics, stability),
     )
+
+
+def warn_sizes(sizes: Sequence[tuple[str, int]]) -> None:
+    """Warn when sets scored leave-one-out against themselves differ in size: k-NN radii shrink
+    as a set grows, so their rarity values are comparable only at equal size
+    (``--subsample N`` gives each the same)."""
+    if len({n for _, n in sizes}) > 1:
+        listed = ", ".join(f"{printable(name)} {n}" for name, n in sizes)
+        logger.warning(
+            "the datasets differ in size (%s): k-NN radii shrink as a set grows, so their "
+            "rarity is comparable only at equal size; give --subsample %d to score %d samples "
+            "of each",
+            listed,
+            min(n for _, n in sizes),
+            min(n for _, n in sizes),
+        )
 
 
 @dataclass(frozen=True)
@@ -330,6 +492,8 @@ class Scored:
     real: InputSet
     fake: InputSet
     manifold: RealManifold
+    #: The intervals and stability steps (:func:`analyse`).
+    analysis: Analysis | None = None
 
     def leave_one_out(self) -> Evaluation:
         """The real set's own leave-one-out rarity (one more sweep): the report's reference."""
@@ -355,6 +519,7 @@ class Scored:
             reference=self.leave_one_out(),
             command=command,
             report=_try_report if report else None,
+            analysis=self.analysis,
         )
 
 
@@ -366,6 +531,7 @@ def score(
     metrics: Iterable[str] | None = None,
     extraction: ExtractionOptions | None = None,
     engine: EngineOptions | None = None,
+    statistics: StatisticsOptions | None = None,
 ) -> Scored:
     """Score the generated set ``fake`` against ``real`` (images or features, as for
     :func:`compare`), in memory; nothing is written (see :meth:`Scored.save` and
@@ -381,7 +547,8 @@ def score(
     """
     # Named as `rarity score` always named them: its two sides are features, whatever was given.
     entries = [("real features", "real", real), ("generated features", sources.name_of(fake), fake)]
-    real_set, fake_set = sources.load_inputs(entries, extraction)
+    statistics = _checked(statistics)
+    real_set, fake_set = _subsets(sources.load_inputs(entries, extraction), statistics)
     manifold = _manifold(real_set, k, engine, entries[0][0])
     logger.info(
         "evaluating %d generated against %d real samples (dim %d, k=%d)",
@@ -393,7 +560,16 @@ def score(
     evaluation = manifold.evaluate(
         fake_set.features.features, metrics=metrics, label=_named(entries[1][0], fake_set)
     )
-    return Scored(evaluation=evaluation, real=real_set, fake=fake_set, manifold=manifold)
+    stability = _stability(
+        real_set, [fake_set], [evaluation], manifold.k, metrics, engine, statistics
+    )
+    return Scored(
+        evaluation=evaluation,
+        real=real_set,
+        fake=fake_set,
+        manifold=manifold,
+        analysis=analyse([(fake_set.name, evaluation)], statistics, stability),
+    )
 
 
 def _manifold(s: InputSet, k: int, engine: EngineOptions | None, where: str) -> RealManifold:

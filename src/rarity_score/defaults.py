@@ -29,6 +29,22 @@ PRECISIONS: tuple[str, ...] = ("float32", "tf32", "bf16")
 #: Quantiles reported in summaries, over in-manifold samples.
 QUANTILES: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
 
+# ---------------------------------------------------------------------- uncertainty and sample size
+
+#: Confidence level of the bootstrap intervals (``--ci``).
+CI_LEVEL: float = 0.95
+
+#: Seed of every random draw of a run (bootstrap resamples, ``--subsample``, ``--stability``):
+#: fixed, so that a run repeated gives the same intervals; ``--seed`` changes it.
+SEED: int = 0
+
+#: Fewest bootstrap resamples accepted: fewer make the tails of a 95 % percentile interval
+#: rest on a handful of resamples.
+MIN_RESAMPLES: int = 100
+
+#: The fractions of the real set that ``--stability`` re-scores with (1.0 is the run itself).
+STABILITY_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
+
 # ---------------------------------------------------------------------- images -> features
 
 #: Feature extractor for image inputs: the paper's space (VGG16 fc2 after its ReLU, 4096-d).

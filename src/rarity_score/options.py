@@ -20,7 +20,14 @@ from rarity_score import defaults
 if TYPE_CHECKING:
     from rarity_score.features.info import FeatureExtractor
 
-__all__ = ["CacheDir", "EngineOptions", "ExtractionOptions", "OptionError", "on_device"]
+__all__ = [
+    "CacheDir",
+    "EngineOptions",
+    "ExtractionOptions",
+    "OptionError",
+    "StatisticsOptions",
+    "on_device",
+]
 
 #: Where extracted features are cached: None (the default folder, :func:`defaults.cache_dir`),
 #: False (no cache) or a folder.
@@ -139,6 +146,51 @@ class ExtractionOptions:
             raise ValueError(
                 "weights= and input_size= apply to a named extractor; set them up in your own model"
             )
+
+
+@dataclass(frozen=True)
+class StatisticsOptions:
+    """What a run adds to its point estimates, and which samples it scores.
+
+    Args:
+        bootstrap: percentile-bootstrap resamples of each generated set (0: no intervals; else
+            at least ``defaults.MIN_RESAMPLES``). The per-sample values are computed once; each
+            resample recomputes the summary from them, so no sweep is rerun. The real set and
+            its k-NN spheres stay fixed: the intervals cover the draw of the generated samples.
+        level: confidence level of the intervals, in (0, 1).
+        seed: seed of every random draw (resamples, subsets); a run repeated is identical.
+        subsample: score a random subset of this many samples of each set (the real set too);
+            sets of at most this many samples are kept whole. None: every sample.
+        stability: also re-score with the real set subsampled at
+            ``defaults.STABILITY_FRACTIONS`` of its size, to show how the summary moves with N.
+    """
+
+    bootstrap: int = 0
+    level: float = defaults.CI_LEVEL
+    seed: int = defaults.SEED
+    subsample: int | None = None
+    stability: bool = False
+
+    def __post_init__(self) -> None:
+        _positive("bootstrap", self.bootstrap, minimum=0)
+        if 0 < self.bootstrap < defaults.MIN_RESAMPLES:
+            raise OptionError(
+                "bootstrap",
+                f"bootstrap needs at least {defaults.MIN_RESAMPLES} resamples for the tails of "
+                f"an interval, got {self.bootstrap}",
+            )
+        level = self.level
+        if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+            raise OptionError(
+                "level", f"level must be a number between 0 and 1 (0.95 for 95 %), got {level!r}"
+            )
+        _positive("seed", self.seed, minimum=0)
+        _positive("subsample", self.subsample, allow_none=True, minimum=2)
+
+    @property
+    def intervals(self) -> bool:
+        """Bootstrap intervals are asked for."""
+        return self.bootstrap > 0
 
 
 def on_device(

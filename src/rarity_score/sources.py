@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rarity_score import defaults
 from rarity_score.features.pipeline import FeatureSet, load_or_extract
 from rarity_score.features.space import check_extractor_fits, check_one_space
@@ -72,6 +74,9 @@ class InputSet:
     kind: str
     features: FeatureSet = field(repr=False)
     given: str | None = None
+    #: The set's size before ``--subsample`` replaced it by a random subset (:meth:`subset`),
+    #: None when every sample is scored.
+    subsampled_from: int | None = None
 
     @classmethod
     def describe(cls, name: str, given: Any, features: FeatureSet) -> InputSet:
@@ -89,6 +94,32 @@ class InputSet:
             features=features,
             given=os.fsdecode(given) if isinstance(given, (str, os.PathLike)) else None,
         )
+
+    def subset(self, size: int, seed: int) -> InputSet:
+        """This set with ``size`` of its samples drawn at random (every sample when it has at
+        most ``size``): the rows of :func:`rarity_score.uncertainty.subset_rows`, seeded by
+        ``seed`` and the set's name, in their order; names and skipped list kept.
+
+        >>> import numpy as np
+        >>> s = InputSet.describe("a", np.arange(20.0).reshape(10, 2),
+        ...                       load_or_extract(np.arange(20.0).reshape(10, 2)))
+        >>> part = s.subset(4, seed=0)
+        >>> len(part.features), part.subsampled_from, part.features.names == sorted(
+        ...     part.features.names, key=lambda name: int(name[1:]))
+        (4, 10, True)
+        """
+        from rarity_score.uncertainty import subset_rows
+
+        n = len(self.features)
+        if size >= n:
+            return self
+        rows = subset_rows(n, size, seed, salt=self.name)
+        features = replace(
+            self.features,
+            features=np.asarray(self.features.features)[rows],
+            names=[self.features.names[i] for i in rows.tolist()],
+        )
+        return replace(self, features=features, subsampled_from=n)
 
     @property
     def has_images(self) -> bool:

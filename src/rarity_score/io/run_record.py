@@ -51,7 +51,8 @@ __all__ = [
 #: ``run.json["format"]`` of a results directory, and the newest layout version this package
 #: reads.
 FORMAT = "rarity-score/results"
-FORMAT_VERSION = 1
+#: 2: ``summary.json`` is ``{"sets": rows, "comparisons", "stability"}`` (1: the rows).
+FORMAT_VERSION = 2
 
 #: ``run.json["method"]`` of each mode, in words (used when an older record has no method).
 METHODS: dict[str, str] = {
@@ -302,7 +303,7 @@ def check_format(run: Any, where: str) -> Fields:
     >>> check_format({"format": FORMAT, "format_version": 99}, "run.json")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: run.json: format_version 99 is newer than this rarity-score reads (1); ...
+    ValueError: run.json: format_version 99 is newer than this rarity-score reads (2); ...
     """
     top = Fields(where, "", run)
     if top.string("format", required=True) != FORMAT:

@@ -28,15 +28,21 @@ if TYPE_CHECKING:
     from rarity_score.results import Evaluation
 
 __all__ = [
+    "ci_key",
     "column_declarations",
     "format_table",
+    "interval_cells",
+    "interval_columns",
     "markdown",
     "row_values",
     "run_text",
+    "stability_table",
+    "statistics_text",
     "summary_columns",
     "summary_row",
     "table_values",
     "value_text",
+    "with_interval",
 ]
 
 #: The format's own per-set value shown as a percentage in the tables (the other fractions, like
@@ -95,10 +101,14 @@ def column_declarations() -> dict[str, Column]:
     return {column.name: column for column in registry().columns_of()}
 
 
-def summary_row(name: str, evaluation: Evaluation) -> dict[str, Any]:
+def summary_row(
+    name: str, evaluation: Evaluation, intervals: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The summary row of one set: its name (already :func:`~rarity_score.io.names.printable`)
     and each of :func:`row_values`, found in :meth:`Evaluation.summary` by its path (None where
-    the metric was not computed or the value does not apply)."""
+    the metric was not computed or the value does not apply). With ``intervals`` (the
+    bootstrap's, :func:`rarity_score.uncertainty.summary_intervals`), each value that is not a
+    count is followed by ``<key>_ci``: ``[low, high]``, or None where it has no interval."""
     summary = dict(evaluation.summary())
     n, n_in = int(summary["n_fake"]), int(summary["n_in_manifold"])
     summary["fraction_in_manifold"] = n_in / n if n else None
@@ -106,7 +116,34 @@ def summary_row(name: str, evaluation: Evaluation) -> dict[str, Any]:
     for value in row_values():
         found = value.find(summary)
         row[value.key] = int(found) if found is not None and value.kind == "count" else found
+        if intervals is not None and value.kind != "count":
+            row[ci_key(value.key)] = value.find(intervals)
     return row
+
+
+def ci_key(key: str) -> str:
+    """The key of a value's interval in a summary row: ``rarity_median -> rarity_median_ci``."""
+    return f"{key}_ci"
+
+
+def interval_columns(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The columns ``summary.csv`` adds for the intervals the rows hold (``<key>_ci_low``,
+    ``<key>_ci_high``, in row order); none without intervals."""
+    held = {key for row in rows for key in row}
+    keys = [value.key for value in row_values() if ci_key(value.key) in held]
+    return tuple(f"{ci_key(key)}_{end}" for key in keys for end in ("low", "high"))
+
+
+def interval_cells(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``summary.csv`` cells of a row's intervals (see :func:`interval_columns`)."""
+    cells: dict[str, Any] = {}
+    for value in row_values():
+        interval = row.get(ci_key(value.key))
+        if ci_key(value.key) in row:
+            low, high = interval if interval is not None else (None, None)
+            cells[f"{ci_key(value.key)}_low"] = low
+            cells[f"{ci_key(value.key)}_high"] = high
+    return cells
 
 
 def value_text(value: Any, spec: SetValue, *, missing: str = "n/a", grouping: bool = False) -> str:
@@ -122,9 +159,21 @@ def value_text(value: Any, spec: SetValue, *, missing: str = "n/a", grouping: bo
     return f"{float(value):.4g}"
 
 
+def with_interval(text: str, row: Mapping[str, Any], spec: SetValue) -> str:
+    """A value's text followed by its interval when the row holds one (``1.25 [1.1, 1.4]``)."""
+    interval = row.get(ci_key(spec.key))
+    if not (isinstance(interval, (list, tuple)) and len(interval) == 2):
+        return text
+    low, high = (value_text(end, spec) for end in interval)
+    if spec.key in _PERCENT:
+        low, high = low.removesuffix(" %"), high.removesuffix(" %")
+    return f"{text} [{low}, {high}]"
+
+
 def format_table(rows: Sequence[Mapping[str, Any]], mode: str = "compare") -> str:
     """The summary rows as an aligned text table (what ``rarity compare`` prints); rarity
     statistics are over in-manifold samples; ``datasets`` mode has no precision .. coverage.
+    A value with a bootstrap interval in the row is followed by it in brackets.
 
     >>> rows = [{"name": "a", "n": 4, "n_in_manifold": 3, "fraction_in_manifold": 0.75,
     ...          "rarity_mean": 1.5, "rarity_median": 1.25, "rarity_q10": 1.0, "rarity_q90": 2.0}]
@@ -136,7 +185,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], mode: str = "compare") -> st
     table = [["set", *(value.heading for value in values)]]
     for row in rows:
         name = printable(str(row["name"]))
-        table.append([name, *(value_text(row.get(value.key), value) for value in values)])
+        cells = [with_interval(value_text(row.get(v.key), v), row, v) for v in values]
+        table.append([name, *cells])
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = []
     for line in table:
@@ -171,7 +221,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> str:
     lines.append("|" + "|".join(["---"] + ["---:"] * len(values)) + "|")
     for row in rows:
         cells = [_md_escape(str(row["name"]))]
-        cells += [value_text(row.get(value.key), value) for value in values]
+        cells += [with_interval(value_text(row.get(v.key), v), row, v) for v in values]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -180,9 +230,78 @@ def _md_escape(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]<>|])", r"\\\1", text)
 
 
-def run_text(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+def statistics_text(
+    run: Mapping[str, Any],
+    comparisons: Sequence[Mapping[str, Any]] = (),
+    stability: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
+    """The printed lines of a run's analyses: what its intervals cover, the comparisons of the
+    sets (one sentence each), the stability table; empty when the run has none."""
+    parts: list[str] = []
+    record = run.get("statistics") if isinstance(run.get("statistics"), Mapping) else {}
+    bootstrap = record.get("bootstrap") if isinstance(record, Mapping) else None
+    if isinstance(bootstrap, Mapping):
+        level = bootstrap.get("level")
+        shown = f"{100 * float(level):g} %" if isinstance(level, (int, float)) else "the"
+        text = (
+            f"Intervals in brackets: {shown} percentile bootstrap over "
+            f"{bootstrap.get('resamples')} resamples of each set's samples, the reference set "
+            "and its k-NN spheres fixed: they cover the draw of the samples scored "
+            "(run.json, statistics)."
+        )
+        missing = bootstrap.get("no_interval")
+        if isinstance(missing, Mapping) and missing:
+            names = ", ".join(str(name) for name in missing)
+            text += f" No interval for {names}: they rest on the generated set as a whole."
+        parts.append(textwrap.fill(text, width=_WIDTH))
+    if comparisons:
+        lines = ["Comparisons (differences of rarity, first set minus second; Mann-Whitney U):"]
+        lines += [f"  {printable(str(entry.get('sentence')))}" for entry in comparisons]
+        parts.append("\n".join(lines))
+    if stability:
+        parts.append(stability_table(stability, str(run.get("mode"))))
+    return "".join(part + "\n\n" for part in parts)
+
+
+def stability_table(stability: Sequence[Mapping[str, Any]], mode: str) -> str:
+    """``--stability`` as a table: per set and fraction of the reference set, its size and the
+    values of :func:`table_values`."""
+    values = [v for v in table_values(mode) if v.kind != "count"]
+    table = [["set", "reference", "n ref", *(value.heading for value in values)]]
+    for step in stability:
+        fraction = step.get("fraction")
+        for row in step.get("sets") or ():
+            cells = [printable(str(row.get("name"))), f"{100 * float(fraction or 0):g} %"]
+            cells.append(str(row.get("n_reference")))
+            cells += [value_text(row.get(value.key), value) for value in values]
+            table.append(cells)
+    order = sorted(range(1, len(table)), key=lambda i: table[i][0])  # by set, fractions in order
+    table = [table[0], *(table[i] for i in order)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = ["Stability: the run repeated with a random part of the reference set"]
+    for line in table:
+        cells = [line[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        lines.append("  " + "  ".join(cells).rstrip())
+    lines.append(
+        textwrap.fill(
+            "Rarity values shrink as the reference set grows (k-NN radii do); what matters is "
+            "whether the order of the sets and the fractions in the manifold hold.",
+            width=_WIDTH,
+        )
+    )
+    return "\n".join(lines)
+
+
+def run_text(
+    run: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    comparisons: Sequence[Mapping[str, Any]] = (),
+    stability: Sequence[Mapping[str, Any]] | None = None,
+) -> str:
     """What ``rarity compare``, ``rarity datasets`` and ``rarity report`` print: the method, the
-    settings, the summary table and the notes."""
+    settings, the summary table (with intervals when the run has them), the run's analyses
+    (:func:`statistics_text`) and the notes."""
     lines = [
         f"Method: {run['method']}",
         f"k = {run['k']}; feature extractor: {_extractor_text(run)}",
@@ -216,6 +335,7 @@ def run_text(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
         + "\n\n"
         + table
         + "\n"
+        + statistics_text(run, comparisons, stability)
         + textwrap.fill(note + COMPARABILITY, width=_WIDTH)
         + "\n"
     )

@@ -24,7 +24,14 @@ import numpy as np
 
 from rarity_score.io.features import open_npz, read_npz_array
 from rarity_score.io.names import one_line, printable, shorten, slugs, uncsv_cell
-from rarity_score.io.run_record import inside, read_json, read_run_record, validate_summary
+from rarity_score.io.run_record import (
+    Fields,
+    inside,
+    json_type,
+    read_json,
+    read_run_record,
+    validate_summary,
+)
 from rarity_score.results_dir.layout import column_declarations, registry, row_values
 
 if TYPE_CHECKING:
@@ -118,6 +125,11 @@ class Results:
     #: Names of the real rows (``None`` in datasets mode, where each set is its own reference,
     #: or when they were not saved).
     real_names: list[str] | None
+    #: ``summary.json["comparisons"]``: the pairs of sets compared, each with its ``sentence``
+    #: (empty for a run with one set, or an earlier version's output).
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    #: ``summary.json["stability"]`` (``--stability``), or None.
+    stability: list[dict[str, Any]] | None = None
 
     @property
     def datasets_mode(self) -> bool:
@@ -162,7 +174,7 @@ def read_summary(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     run = read_run(results_dir)
     path = inside(Path(results_dir), "summary.json", str(results_dir))
     try:
-        rows = read_json(path)
+        rows = summary_parts(read_json(path), str(path))[0]
     except FileNotFoundError as error:
         raise ValueError(f"{path} is missing: the results directory is incomplete") from error
     names = [entry["name"] for entry in run["sets"]]
@@ -227,14 +239,18 @@ def _load(root: Path) -> Results:
     for item in sets:
         _check_indices(item, item.n if mode == "datasets" else n_reference, declared)
 
+    names = [entry["name"] for entry in run["sets"]]
+    summary, comparisons, stability = _load_summary(root, sets, names)
     return Results(
         root=root,
         run=run,
         mode=mode,
         sets=sets,
-        summary=_load_summary(root, sets, [entry["name"] for entry in run["sets"]]),
+        summary=summary,
         reference_rarity=reference_rarity,
         real_names=real_names,
+        comparisons=comparisons,
+        stability=stability,
     )
 
 
@@ -476,15 +492,54 @@ def _real_names_from_tables(
     return names
 
 
-def _load_summary(root: Path, sets: list[SetResult], names: list[str]) -> list[dict[str, Any]]:
-    """The summary rows from ``summary.json`` (or ``summary.csv``), in the order of the sets."""
+def summary_parts(data: Any, where: str) -> tuple[Any, list[dict[str, Any]], Any]:
+    """The rows, comparisons and stability steps of a parsed ``summary.json`` (format 2: an
+    object; format 1: the list of rows), checked: comparisons a list of objects with string
+    ``a``, ``b`` and ``sentence``; stability a list of objects with a number ``fraction`` and
+    summary rows ``sets``, or null. The rows are returned as found (the caller validates them
+    against run.json); ValueError naming ``where`` otherwise."""
+    if not isinstance(data, dict):
+        return data, [], None
+    rows = next((data[key] for key in ("sets", "rows", "summary") if key in data), data)
+    comparisons = data.get("comparisons") or []
+    if not isinstance(comparisons, list):
+        raise ValueError(
+            f"{where}: field 'comparisons' must be a list, not {json_type(comparisons)}"
+        )
+    for i, entry in enumerate(comparisons):
+        fields = Fields(where, f"comparisons[{i}]", entry)
+        for key in ("a", "b", "sentence"):
+            fields.string(key, required=True)
+    stability = data.get("stability")
+    if stability is not None:
+        if not isinstance(stability, list):
+            raise ValueError(f"{where}: field 'stability' must be a list or null")
+        for i, step in enumerate(stability):
+            fields = Fields(where, f"stability[{i}]", step)
+            fraction = step.get("fraction")
+            if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
+                raise fields.fail("fraction", "a number")
+            validate_summary(
+                step.get("sets"),
+                f"{where} (stability[{i}].sets)",
+                numbers=[v.key for v in row_values()],
+                counts=_count_keys(),
+            )
+    return rows, comparisons, stability
+
+
+def _load_summary(
+    root: Path, sets: list[SetResult], names: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]] | None]:
+    """The summary rows from ``summary.json`` (or ``summary.csv``), in the order of the sets,
+    with the comparisons and stability steps of ``summary.json`` (:func:`summary_parts`)."""
     rows: list[dict[str, Any]] | None = None
+    comparisons: list[dict[str, Any]] = []
+    stability = None
     where = str(root)
     path = inside(root, "summary.json", where)
     if path.is_file():
-        data = read_json(path)
-        if isinstance(data, dict):  # tolerated: an object holding the list of rows
-            data = next((data[key] for key in ("sets", "rows", "summary") if key in data), data)
+        data, comparisons, stability = summary_parts(read_json(path), str(path))
         rows = validate_summary(
             data, str(path), names, numbers=[v.key for v in row_values()], counts=_count_keys()
         )
@@ -513,7 +568,7 @@ def _load_summary(root: Path, sets: list[SetResult], names: list[str]) -> list[d
         # No summary saved: show the counts the arrays hold, and nothing that needs the
         # metrics (precision & co. stay empty rather than recomputed).
         rows = [_counts(item) for item in sets]
-    return rows
+    return rows, comparisons, stability
 
 
 def _count_keys() -> list[str]:

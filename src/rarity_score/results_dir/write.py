@@ -22,7 +22,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +47,10 @@ from rarity_score.io.run_record import (
 )
 from rarity_score.results_dir.layout import (
     column_declarations,
+    interval_cells,
+    interval_columns,
     markdown,
+    statistics_text,
     summary_columns,
     summary_row,
 )
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
     from rarity_score.options import EngineOptions
     from rarity_score.results import Evaluation
     from rarity_score.sources import InputSet
+    from rarity_score.uncertainty import Analysis
 
 __all__ = [
     "KINDS",
@@ -89,13 +93,16 @@ _KIND_WORDS = {"results": "a results directory", "spaces": "an output of rarity 
 class RunResult:
     """What a run wrote and computed: the results directory, its ``run.json`` (as written, with
     the list of files), the summary rows (one per set, as in ``summary.json``) and the
-    evaluations, in the order of the sets. The command line prints from it; nothing is read
-    back from disk."""
+    evaluations, in the order of the sets, and what ``summary.json`` holds beside the rows
+    (the comparisons of the sets, the stability steps). The command line prints from it;
+    nothing is read back from disk."""
 
     path: Path
     run: dict[str, Any]
     rows: list[dict[str, Any]]
     evaluations: tuple[Evaluation, ...]
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    stability: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +245,7 @@ def write_results(
     command: Sequence[str] | None = None,
     report: Callable[[Path], None] | None = None,
     announce: bool = True,
+    analysis: Analysis | None = None,
 ) -> RunResult:
     """Write computed evaluations as a results directory, atomically (a staging folder beside
     it, renamed into place when complete, the earlier results directory replaced).
@@ -248,7 +256,9 @@ def write_results(
     (:func:`check_output_dir`). ``report(folder)`` runs in the staging folder once every other
     file is written (the report is published with the results or not at all). ``announce``:
     log where the results went (off for a results directory written inside another output's
-    staging folder, whose path means nothing to the user).
+    staging folder, whose path means nothing to the user). ``analysis``: the intervals,
+    comparisons and stability steps of the run (:class:`~rarity_score.uncertainty.Analysis`),
+    written into the rows, ``summary.json`` and ``run.json["statistics"]``.
     """
     if mode not in METHODS:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(METHODS)}")
@@ -266,7 +276,15 @@ def write_results(
     target = out_dir.path
     names = slugs([s.name for s in sets])
     run = _run_record(mode, k, sets, real, command, names)
-    rows = [summary_row(printable(s.name), ev) for s, ev in zip(sets, evaluations, strict=True)]
+    run["statistics"] = analysis.record if analysis is not None else None
+    intervals = list(analysis.intervals) if analysis is not None else []
+    intervals += [None] * (len(sets) - len(intervals))
+    rows = [
+        summary_row(printable(s.name), ev, ci)
+        for s, ev, ci in zip(sets, evaluations, intervals, strict=True)
+    ]
+    comparisons = [] if analysis is None else [_printable(c) for c in analysis.comparisons]
+    stability = None if analysis is None else stability_rows(sets, analysis)
 
     def write(folder: Path) -> None:
         (folder / "sets").mkdir()
@@ -278,7 +296,7 @@ def write_results(
                 folder / "reference_loo.npz",
                 **_arrays(reference, real.features.names, metrics=False),
             )
-        _write_summary(folder, rows, run)
+        _write_summary(folder, rows, run, comparisons, stability)
         atomic_write_text(folder / "run.json", json.dumps(run, indent=2, allow_nan=False) + "\n")
         if report is not None:
             report(folder)
@@ -293,7 +311,37 @@ def write_results(
     )
     if announce:
         logger.info("wrote results to %s", printable(str(target)))
-    return RunResult(path=target, run=run, rows=rows, evaluations=tuple(evaluations))
+    return RunResult(
+        path=target,
+        run=run,
+        rows=rows,
+        evaluations=tuple(evaluations),
+        comparisons=comparisons,
+        stability=stability,
+    )
+
+
+def _printable(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A comparison as written: names and the sentence made printable (set names are the
+    user's text)."""
+    return {k: printable(v) if isinstance(v, str) else v for k, v in entry.items()}
+
+
+def stability_rows(sets: Sequence[InputSet], analysis: Analysis) -> list[dict[str, Any]] | None:
+    """``summary.json["stability"]``: per fraction of the reference set, the summary row of every
+    set scored against it, with the reference's size (``n_reference``); None when not asked."""
+    if analysis.stability is None:
+        return None
+    return [
+        {
+            "fraction": step.fraction,
+            "sets": [
+                {**summary_row(printable(s.name), ev), "n_reference": int(ev.n_real)}
+                for s, ev in zip(sets, step.evaluations, strict=True)
+            ],
+        }
+        for step in analysis.stability
+    ]
 
 
 def _input_entry(s: InputSet) -> dict[str, Any]:
@@ -305,6 +353,8 @@ def _input_entry(s: InputSet) -> dict[str, Any]:
         "source": printable(s.source),
         "kind": s.kind,
         "n": len(features),
+        # --subsample: the size of the set before a random subset of it was scored.
+        "subsampled_from": s.subsampled_from,
         "n_skipped": len(features.skipped),
         "skipped": [
             {"name": printable(str(n)), "reason": printable(str(r))} for n, r in features.skipped
@@ -434,12 +484,28 @@ def write_table(
     return atomic_write_text(path, table_text(evaluation, names, reference_names))
 
 
-def _write_summary(folder: Path, rows: list[dict[str, Any]], run: Mapping[str, Any]) -> None:
-    columns = summary_columns()
-    cells = ({key: csv_value(row.get(key)) for key in columns} for row in rows)
+def _write_summary(
+    folder: Path,
+    rows: list[dict[str, Any]],
+    run: Mapping[str, Any],
+    comparisons: list[dict[str, Any]],
+    stability: list[dict[str, Any]] | None,
+) -> None:
+    """``summary.csv`` (the rows, their intervals as ``<key>_ci_low`` / ``_high`` columns),
+    ``summary.json`` (``{"sets": rows, "comparisons": [...], "stability": [...] or null}``) and
+    ``summary.md``."""
+    columns = (*summary_columns(), *interval_columns(rows))
+    flat = ({**row, **interval_cells(row)} for row in rows)
+    cells = ({key: csv_value(row.get(key)) for key in columns} for row in flat)
     atomic_write_text(folder / "summary.csv", csv_text(columns, cells))
-    atomic_write_text(folder / "summary.json", json.dumps(rows, indent=2, allow_nan=False) + "\n")
-    atomic_write_text(folder / "summary.md", markdown(rows, run))
+    summary = {"sets": rows, "comparisons": comparisons, "stability": stability}
+    text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    atomic_write_text(folder / "summary.json", text)
+    extra = statistics_text(run, comparisons, stability)
+    atomic_write_text(
+        folder / "summary.md",
+        markdown(rows, run) + (f"\n```\n{extra.rstrip()}\n```\n" if extra else ""),
+    )
 
 
 # ---------------------------------------------------------------------- rarity score --json
