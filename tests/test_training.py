@@ -57,7 +57,8 @@ def _oracle(real: np.ndarray, fake: np.ndarray, k: int) -> dict[str, object]:
     d_gg = np.sqrt(((fake[:, None, :] - fake[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(d_gg, np.inf)
     fake_radii = np.sort(d_gg, axis=1)[:, k - 1]
-    recall = float((d_rg.T < fake_radii[:, None]).any(axis=0).mean())
+    g_to_r = d_rg.T  # (M, N)
+    recall = float((g_to_r < fake_radii[:, None]).any(axis=0).mean())
     coverage = float((d_rg.min(axis=1) < radii).mean())
     return {
         "in_manifold": in_manifold,
@@ -367,9 +368,7 @@ def test_two_processes_give_the_single_process_result(distributed_run):
     assert sum(len(share) for share in shares) == N_FAKE + 1  # the sampler padded one sample
     assert set(np.concatenate(shares)) == set(range(N_FAKE))
     for name, metrics in (("default", None), ("plain", None), ("all", "all")):
-        probe = (RarityMetric if name != "plain" else PlainRarityMetric)(
-            real, k=K, metrics=metrics
-        )
+        probe = (RarityMetric if name != "plain" else PlainRarityMetric)(real, k=K, metrics=metrics)
         want = evaluate(real, fake, k=K, metrics=probe.metric_names)
         for run in distributed_run:  # every process gets the whole result
             np.testing.assert_array_equal(run[f"{name}/sample_indices"], np.arange(N_FAKE))
@@ -377,9 +376,7 @@ def test_two_processes_give_the_single_process_result(distributed_run):
                 got = run[f"{name}/{column}"]
                 assert len(got) == N_FAKE, f"{name}/{column}: the padded repeat was kept"
                 np.testing.assert_array_equal(got, values, err_msg=f"{name}/{column}")
-            assert json.loads(str(run[f"{name}/summary"])) == json.loads(
-                json.dumps(want.summary())
-            )
+            assert json.loads(str(run[f"{name}/summary"])) == json.loads(json.dumps(want.summary()))
     assert json.loads(str(distributed_run[0]["all/summary"]))["recall"] == want.recall
 
 
@@ -396,3 +393,13 @@ def test_two_processes_refuse_batches_without_indices(distributed_run):
     for run in distributed_run:
         assert "pass update(batch, indices)" in str(run["refusal"])
 
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_numbered_batches_refuse_indexed_ones_after_them(cls):
+    real, fake = _data()
+    metric = cls(real, k=K)
+    with pytest.raises(ValueError, match="dimensions"):
+        metric.update(fake[:2, :3], indices=[0, 1])  # refused: it sets no numbering
+    metric.update(fake[:2])
+    with pytest.raises(ValueError, match="with every batch or with none"):
+        metric.update(fake[2:4], indices=[2, 3])

@@ -483,10 +483,17 @@ class Evaluation:
         return atomic_write_text(path, text)
 
 
-def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None = None) -> str:
+def format_summary(
+    summary: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
+    intervals: Mapping[str, Any] | None = None,
+) -> str:
     """A readable, aligned text table of :meth:`Evaluation.summary` (what ``rarity score`` prints).
 
-    ``inputs`` adds labelled lines under "Settings" (e.g. the feature files). A metric with a
+    ``inputs`` adds labelled lines under "Settings" (e.g. the feature files). ``intervals``
+    (shaped as the summary, ``[low, high]`` leaves: :func:`rarity_score.uncertainty.
+    summary_intervals`) adds each value's interval in brackets: the lines of a metric's own
+    section whose label is a key of its entry, and the common values by their path. A metric with a
     section of its own (rarity) prints it; the in-text values of the others are the lines of
     "Fidelity and diversity" (shown when computed or asked for; ``n/a`` when missing).
 
@@ -533,7 +540,11 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
     fraction = summary["fraction_out_of_manifold"]
     out_text = f"{summary['n_out_of_manifold']} / {n_fake}"
     if fraction is not None:
-        out_text += f"  ({100 * fraction:.1f} %, no rarity score)"
+        share = f"{100 * fraction:.1f} %"
+        interval = _interval(intervals, ("fraction_out_of_manifold",))
+        if interval is not None:
+            share += f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+        out_text += f"  ({share}, no rarity score)"
     sections.append(
         (
             "Real manifold (union of the real k-NN spheres)",
@@ -550,7 +561,12 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
         entry = summary.get(metric.name)
         if metric.section is not None:
             if entry is not None:
-                sections.append(metric.section(entry))
+                title, rows = metric.section(entry)
+                rows = [
+                    (label, _bracketed(text, _interval(intervals, (metric.name, label))))
+                    for label, text in rows
+                ]
+                sections.append((title, rows))
             continue
         for value in metric.values:
             if not value.in_text:
@@ -560,7 +576,8 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
                 continue
             if not number and not value.text_when_zero:
                 continue
-            common.append((value.heading, format_value(number, value.kind)))
+            text = format_value(number, value.kind)
+            common.append((value.heading, _bracketed(text, _interval(intervals, value.path))))
     if common:
         sections.append(("Fidelity and diversity", common))
 
@@ -571,6 +588,23 @@ def format_summary(summary: Mapping[str, Any], inputs: Mapping[str, Any] | None 
         lines.extend(f"  {label:<{width}}  {value}" for label, value in rows)
         lines.append("")
     return "\n".join(lines[:-1]) + "\n"
+
+
+def _interval(intervals: Mapping[str, Any] | None, path: Sequence[str]) -> list[float] | None:
+    """The ``[low, high]`` at ``path`` of ``intervals``, or None."""
+    found: Any = intervals
+    for key in path:
+        found = found.get(key) if isinstance(found, Mapping) else None
+    if isinstance(found, (list, tuple)) and len(found) == 2:
+        return [float(found[0]), float(found[1])]
+    return None
+
+
+def _bracketed(text: str, interval: list[float] | None) -> str:
+    """A printed value followed by its interval, when it has one."""
+    if interval is None:
+        return text
+    return f"{text}  [{format_value(interval[0])}, {format_value(interval[1])}]"
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -213,8 +213,9 @@ class _RarityMetric:
         self._sample_indices = None
         self._batches += 1
         label = f"generated batch {self._batches}"
-        given = None if indices is None else _as_indices(indices, label)
-        self._check_numbering(given is not None)
+        explicit = indices is not None
+        given = _as_indices(indices, label) if explicit else None
+        self._check_numbering(explicit)
         if self.keeps_features:
             data = as_features(fake, label, NumpyBackend())
             check_same_dim(self.manifold.dim, int(data.shape[1]), label)
@@ -235,6 +236,7 @@ class _RarityMetric:
             given = np.arange(self._next_index, self._next_index + n, dtype=np.int64)
         elif len(given) != n:
             raise ValueError(f"{label}: {len(given)} indices for {n} samples")
+        self._numbered = explicit  # once a batch is in
         self._next_index += n
         self._append(_INDEX, given)
         self._append(_FINGERPRINT, _fingerprints(values))
@@ -255,7 +257,6 @@ class _RarityMetric:
                 "of the batch (those of the DistributedSampler): without them the samples it "
                 "repeats to pad the processes cannot be found and would be counted twice"
             )
-        self._numbered = explicit
 
     def _evaluation(self) -> Evaluation:
         """All samples seen by all processes, by increasing index, each index once."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rarity_score import defaults
 from rarity_score.cli import output
 from rarity_score.cli.inputs import check_outputs, default_name, named_sources
-from rarity_score.cli.options import UsageError, demo_values, option_values
+from rarity_score.cli.options import UsageError, demo_values, option_values, statistics_values
 
 if TYPE_CHECKING:
     from rarity_score.results_dir import RunResult
@@ -42,6 +42,7 @@ def score_command(args: argparse.Namespace) -> int:
     from rarity_score.results_dir import write_score_record, write_table
 
     extraction, engine = option_values(args)
+    statistics = statistics_values(args)
     check_outputs(
         {"--real": args.real, "--fake": args.fake},
         files={"--out": args.out, "--json": args.json},
@@ -50,7 +51,13 @@ def score_command(args: argparse.Namespace) -> int:
     # The inputs were checked against --report above; here what it holds, and the cache.
     report = check_output(args.report, [], extraction) if args.report is not None else None
     scored = score(
-        args.real, args.fake, k=args.k, metrics=args.metrics, extraction=extraction, engine=engine
+        args.real,
+        args.fake,
+        k=args.k,
+        metrics=args.metrics,
+        extraction=extraction,
+        engine=engine,
+        statistics=statistics,
     )
     written = []
     if args.out is not None:
@@ -67,6 +74,7 @@ def score_command(args: argparse.Namespace) -> int:
                 scored.fake,
                 engine=engine,
                 command=args.command_line,
+                analysis=scored.analysis,
             )
         )
     if report is not None:
@@ -98,17 +106,20 @@ def _results_command(
 ) -> int:
     """`compare` and `datasets`: ``run(out_dir, ...)`` writes a results directory; print it."""
     extraction, engine = option_values(args)
+    statistics = statistics_values(args)
     check_outputs(inputs, folders={"--out": args.out})
     result = run(
         args.out,
         k=args.k,
         extraction=extraction,
         engine=engine,
+        statistics=statistics,
         report=args.report,
         command=args.command_line,
     )
     if not args.quiet:
-        output.print_run(result.run, result.rows, output.results_files(result.path, result.run))
+        files = output.results_files(result.path, result.run)
+        output.print_run(result.run, result.rows, files, result.comparisons, result.stability)
     return 0
 
 
@@ -118,6 +129,7 @@ def spaces_command(args: argparse.Namespace) -> int:
     from rarity_score.spaces.run import compare_spaces
 
     extraction, engine = option_values(args, besides={"extractor"})
+    statistics = statistics_values(args)
     image_form = [
         flag
         for flag, given in (
@@ -175,6 +187,7 @@ def spaces_command(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         extraction=extraction if image_form else None,
         engine=engine,
+        statistics=statistics,
         report=args.report,
         command=args.command_line,
     )
@@ -215,7 +228,9 @@ def report_command(args: argparse.Namespace) -> int:
     written = [index, results.root / "histogram.png"]  # the report draws the one histogram
     _log_written(written[:1])
     if not args.quiet:
-        output.print_run(results.run, results.summary, written)
+        output.print_run(
+            results.run, results.summary, written, results.comparisons, results.stability
+        )
     return 0
 
 

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 from rarity_score import defaults
 from rarity_score.io.names import shorten
-from rarity_score.options import EngineOptions, ExtractionOptions, OptionError, on_device
+from rarity_score.options import (
+    EngineOptions,
+    ExtractionOptions,
+    OptionError,
+    StatisticsOptions,
+    on_device,
+)
 
 if TYPE_CHECKING:
     from rarity_score.demo import DemoConfig
@@ -37,6 +43,8 @@ __all__ = [
     "engine_parent",
     "extraction_parent",
     "option_values",
+    "statistics_parent",
+    "statistics_values",
     "verbosity_parent",
 ]
 
@@ -219,6 +227,71 @@ def cluster_parent() -> argparse.ArgumentParser:
         ),
     )
     return parent
+
+
+def statistics_parent() -> argparse.ArgumentParser:
+    """--bootstrap, --ci, --seed, --subsample, --stability: what a run adds to its point values
+    and which samples it scores (:class:`~rarity_score.options.StatisticsOptions`)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("uncertainty and sample size")
+    group.add_argument(
+        "--bootstrap",
+        **_of(StatisticsOptions, "bootstrap", type=whole_number, metavar="B"),
+        help=(
+            "percentile-bootstrap intervals of every summary value from B resamples of each "
+            f"set's samples (at least {defaults.MIN_RESAMPLES}; 1000 is usual; default: off). "
+            "The per-sample values are computed once, so this costs no extra sweep; the real "
+            "set and its spheres stay fixed, so an interval covers the draw of the samples "
+            "scored. Recall and coverage get none (they rest on the generated set as a whole). "
+            "Needs scipy: pip install 'rarity-score[stats]'"
+        ),
+    )
+    group.add_argument(
+        "--ci",
+        dest="level",
+        **_of(StatisticsOptions, "level", type=_number(float, "a number"), metavar="LEVEL"),
+        help="confidence level of the intervals (default: %(default)s)",
+    )
+    group.add_argument(
+        "--seed",
+        **_of(StatisticsOptions, "seed", type=whole_number, metavar="S"),
+        help=(
+            "seed of the resamples and random subsets; a run repeated with one seed gives the "
+            "same numbers (default: %(default)s)"
+        ),
+    )
+    group.add_argument(
+        "--subsample",
+        **_of(StatisticsOptions, "subsample", type=whole_number, metavar="N"),
+        help=(
+            "score N random samples of each set (the real set too; smaller sets whole): k-NN "
+            "radii shrink as a set grows, so sets are comparable only at equal size"
+        ),
+    )
+    group.add_argument(
+        "--stability",
+        action="store_true",
+        help=(
+            "also score against random parts of the real set ("
+            + ", ".join(f"{100 * f:g} %%" for f in defaults.STABILITY_FRACTIONS if f < 1)
+            + ") and show how the summary moves: whether the real set is large enough"
+        ),
+    )
+    return parent
+
+
+def statistics_values(args: argparse.Namespace) -> StatisticsOptions:
+    """The :class:`~rarity_score.options.StatisticsOptions` of a command, checked (a bad value
+    names its option; scipy is checked when intervals are asked, before any input is read)."""
+    statistics: StatisticsOptions = _build(StatisticsOptions, _given(args, StatisticsOptions))
+    if statistics.intervals:
+        from rarity_score.uncertainty import require_scipy
+
+        try:
+            require_scipy()
+        except ImportError as error:
+            raise UsageError(str(error)) from None
+    return statistics
 
 
 def _cluster_spec(text: str) -> Any:
@@ -412,8 +485,14 @@ def demo_values(
     return config, extraction, engine
 
 
+#: Fields set by an option of another name than theirs.
+_FLAGS = {"level": "--ci"}
+
+
 def _flag(name: str) -> str:
     """The option that sets the field ``name``."""
+    if name in _FLAGS:
+        return _FLAGS[name]
     return f"-{name}" if len(name) == 1 else "--" + name.replace("_", "-")
 
 

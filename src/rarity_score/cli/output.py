@@ -78,8 +78,17 @@ def print_score(scored: Scored, real: str, fake: str, written: Sequence[Path]) -
             ("feature extractor", extractor or "unknown (precomputed features)"),
         ]
     )
-    print(format_summary(scored.evaluation.summary(), inputs), end="")
+    analysis = scored.analysis
+    intervals = analysis.intervals[0] if analysis is not None and analysis.intervals else None
+    print(format_summary(scored.evaluation.summary(), inputs, intervals), end="")
     print()
+    if analysis is not None:
+        from rarity_score.results_dir import stability_rows, statistics_text
+
+        run = {"statistics": analysis.record, "mode": "score"}
+        extra = statistics_text(run, (), stability_rows([scored.fake], analysis))
+        if extra:
+            print(extra, end="")
     print(textwrap.fill(COMPARABILITY, width=WIDTH))
     if written:
         print()
@@ -97,13 +106,18 @@ def _describe_input(side: str, given: str, loaded: InputSet) -> tuple[str, str]:
 
 
 def print_run(
-    run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], written: Sequence[Path]
+    run: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    written: Sequence[Path],
+    comparisons: Sequence[Mapping[str, Any]] = (),
+    stability: Sequence[Mapping[str, Any]] | None = None,
 ) -> None:
     """The method, settings and summary table of a results directory (from what the run
-    returned, or what `rarity report` read) and the files written."""
+    returned, or what `rarity report` read), its comparisons and stability steps, and the
+    files written."""
     from rarity_score.results_dir import run_text
 
-    print(run_text(run, rows), end="")
+    print(run_text(run, rows, comparisons, stability), end="")
     if written:
         _print_written(written)
 
@@ -196,7 +210,7 @@ def print_demo(result: DemoResult) -> None:
     ):
         print(title)
         print("=" * len(title))
-        print(run_text(run.run, run.rows), end="")
+        print(run_text(run.run, run.rows, run.comparisons, run.stability), end="")
         print()
     print("What the demo measured")
     print("======================")

@@ -21,6 +21,7 @@ from rarity_score.cli.options import (
     demo_options,
     engine_parent,
     extraction_parent,
+    statistics_parent,
     verbosity_parent,
 )
 from rarity_score.io.names import one_line
@@ -204,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine = engine_parent(with_metrics=True)
     extraction = extraction_parent()
     on_cluster = cluster_parent()
+    statistics = statistics_parent()
     parser = _Parser(
         prog="rarity",
         description=(
@@ -241,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         "score generated samples (images or features) against real ones",
         _SCORE_DESCRIPTION,
         engine,
+        statistics,
         extraction,
         on_cluster,
     )
@@ -251,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         "score several generated sets against one real set; table, results and report",
         _COMPARE_DESCRIPTION,
         engine,
+        statistics,
         extraction,
         on_cluster,
     )
@@ -261,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare the rarity of datasets, each against its own manifold (leave-one-out)",
         _DATASETS_DESCRIPTION,
         engine_parent(with_metrics=False),
+        statistics,
         extraction,
         on_cluster,
     )
@@ -278,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare feature spaces: where rarity agrees across extractors, and where it does not",
         _SPACES_DESCRIPTION,
         engine,
+        statistics,
         extraction_parent(several=True),
         on_cluster,
     )

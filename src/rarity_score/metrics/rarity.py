@@ -100,8 +100,10 @@ def statistics(scores: np.ndarray, quantiles: Sequence[float]) -> dict[str, Any]
         ("median", np.median),
     ):
         stats[key] = None if empty else scalar(statistic(scores))
-    for q in quantiles:
-        stats[quantile_name(q)] = None if empty else scalar(np.quantile(scores, q))
+    # One call for all quantiles: one sort, where each bootstrap resample recomputes them.
+    values = np.quantile(scores, list(quantiles)) if not empty and quantiles else []
+    for i, q in enumerate(quantiles):
+        stats[quantile_name(q)] = None if empty else scalar(values[i])
     return stats
 
 

@@ -7,7 +7,10 @@ It reads only the saved output, through :func:`rarity_score.spaces.output.load_s
 is recomputed. The page holds
 
 - the header: the feature spaces (name, extractor and layer, preprocessing, dimension, k, real
-  samples), the sets, and what is compared and how (ranks, not values);
+  samples, a random subset's whole size, the bootstrap intervals its results directory holds),
+  the sets (a random subset's whole size too), and what is compared and how (ranks, not
+  values); the output's warnings (``run.json["warnings"]``: real sets of different sizes,
+  different k) as rows of class ``warning`` of the spaces table and of the settings;
 - per set: the agreement table (the rows of ``summary.json`` for that set), one scatter of the
   rarity percentiles for each pair of spaces (the samples in the manifold in both; the saved
   correlations in the title), and the histograms of rarity in each space's own units, one axis
@@ -66,6 +69,7 @@ from rarity_score.report.plots import (
 )
 from rarity_score.report.thumbnails import ImageOrigin, Thumb, ThumbnailMaker
 from rarity_score.spaces.output import load_spaces
+from rarity_score.spaces.text import interval_words
 
 if TYPE_CHECKING:
     from rarity_score.spaces.output import SpaceRecord, SpacesResults, SpacesSet
@@ -327,10 +331,30 @@ def _number(value: Any, digits: int = 3) -> str:
     return printable(str(value))
 
 
+def _subset_html(n: Any, whole: int | None) -> str:
+    """A size, with the size of the whole set when it is a random subset (``--subsample``)."""
+    text = _e(_number(n))
+    if whole is None:
+        return text
+    return f'{text} <span class="subset">of {_e(_number(whole))} (a random subset)</span>'
+
+
+def _render_warnings(results: SpacesResults, columns: int) -> list[str]:
+    return [
+        f'      <tr class="warning"><td class="text warning" colspan="{columns}">'
+        f"<strong>Warning:</strong> {_e(warning)}</td></tr>"
+        for warning in results.warnings
+    ]
+
+
 def _render_spaces(results: SpacesResults) -> str:
     lines = []
+    sizes = {space.n_real for space in results.spaces if space.n_real is not None}
     for space in results.spaces:
         source, kind, _ = space.real_origin or (None, None, None)
+        n_class = "num warning" if len(sizes) > 1 else "num"
+        intervals = interval_words(space.bootstrap)
+        held = f'<br><span class="intervals">{_e(intervals)}</span>' if intervals else ""
         cells = [
             f'<th scope="row">{_e(space.name)}</th>',
             '<td class="text">'
@@ -340,12 +364,13 @@ def _render_spaces(results: SpacesResults) -> str:
             '<td class="text">' + _e(space.weights_id or "—") + "</td>",
             f'<td class="num">{_e(_number(space.dim))}</td>',
             f'<td class="num">{_e(_number(space.k))}</td>',
-            f'<td class="num">{_e(_number(space.n_real))}</td>',
-            f'<td class="text"><code>{_e(space.results)}</code></td>',
+            f'<td class="{n_class}">'
+            f"{_subset_html(space.n_real, space.n_real_subsampled_from)}</td>",
+            f'<td class="text"><code>{_e(space.results)}</code>{held}</td>',
             f'<td class="text">{_source_html(source, kind)}</td>',
         ]
         lines.append("      <tr>" + "".join(cells) + "</tr>")
-    return "\n".join(lines)
+    return "\n".join(lines + _render_warnings(results, 9))
 
 
 def _render_sets(results: SpacesResults) -> str:
@@ -357,7 +382,7 @@ def _render_sets(results: SpacesResults) -> str:
             fingerprint = f'<code title="{_e(text)}">{_e(text[:12])}</code>'
         cells = [
             f'<th scope="row"><a href="#set-{_e(item.slug)}">{_e(item.name)}</a></th>',
-            f'<td class="num">{_e(_number(int(item.n)))}</td>',
+            f'<td class="num">{_subset_html(int(item.n), item.subsampled_from)}</td>',
             f'<td class="text">{_e(_matched_by(item))}</td>',
             f'<td class="text">{_source_html(item.source, item.kind)}</td>',
             f'<td class="text">{fingerprint}</td>',
@@ -384,6 +409,10 @@ def _render_settings(results: SpacesResults) -> str:
         _row("mode", "<strong>spaces</strong>"),
         _row("k", _e(run.get("k", "—"))),
         _row("rarest / most common", _e(f"{100 * _fraction(results):g} % of the samples in both")),
+        *(
+            _row("warning", f'<span class="warning">{_e(warning)}</span>')
+            for warning in results.warnings
+        ),
         *run_rows(run),
     ]
     return "\n".join(rows)
@@ -517,7 +546,9 @@ def _render_set(
     images: _Images,
     folder: Path,
 ) -> str:
-    counts = f"{item.n:,} samples · {_matched_by(item)}"
+    whole = item.subsampled_from
+    subset = f" (a random subset of {whole:,})" if whole is not None else ""
+    counts = f"{item.n:,} samples{subset} · {_matched_by(item)}"
     parts = [
         "  <h3>Agreement of the spaces</h3>",
         _render_agreement(results, item),

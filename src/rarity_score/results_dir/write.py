@@ -70,6 +70,7 @@ __all__ = [
     "is_results_dir",
     "replaceable",
     "score_record",
+    "stability_rows",
     "table_text",
     "write_results",
     "write_score_record",
@@ -518,6 +519,7 @@ def score_record(
     *,
     engine: EngineOptions | None = None,
     command: Sequence[str] | None = None,
+    analysis: Analysis | None = None,
 ) -> dict[str, Any]:
     """The JSON of ``rarity score --json``: the evaluation's record
     (:meth:`~rarity_score.results.Evaluation.to_dict`, without the per-sample lists) and, in the
@@ -565,7 +567,13 @@ def score_record(
     record = evaluation.to_dict(per_sample=False, extra=settings)
     del run["notes"]  # the evaluation's own explain the JSON (their comparability note is run's)
     record.update(run)
-    record["rows"] = [summary_row(printable(fake.name), evaluation)]
+    intervals = analysis.intervals[0] if analysis is not None and analysis.intervals else None
+    record["rows"] = [summary_row(printable(fake.name), evaluation, intervals)]
+    # With --bootstrap / --stability: what was resampled, the intervals of the whole summary
+    # (the shape of "summary"), the stability steps.
+    record["statistics"] = analysis.record if analysis is not None else None
+    record["summary_ci"] = intervals
+    record["stability"] = None if analysis is None else stability_rows([fake], analysis)
     return record
 
 
@@ -577,7 +585,8 @@ def write_score_record(
     *,
     engine: EngineOptions | None = None,
     command: Sequence[str] | None = None,
+    analysis: Analysis | None = None,
 ) -> Path:
     """Write :func:`score_record` as strict JSON (missing values null) to ``path`` atomically."""
-    record = score_record(evaluation, real, fake, engine=engine, command=command)
+    record = score_record(evaluation, real, fake, engine=engine, command=command, analysis=analysis)
     return atomic_write_text(path, json.dumps(record, indent=2, allow_nan=False) + "\n")

@@ -11,7 +11,13 @@
   Matching by row while some space does name its samples is said in one warning per set: the
   rows must then be the same images in the same order, which nothing can check.
 - The real sets must agree too: the same count, and the same names (in any order) between two
-  spaces that both saved them all (a warning when only some did: checked by count only).
+  spaces that both saved them all (a warning when only some did: checked by count only). A
+  directory that scored a random subset of the real set (``--subsample``: its ``run.json``
+  records ``subsampled_from``) may differ in count from another of the same real set (the
+  same count before the subset; the subset's names among the whole set's, where both saved
+  them): then one warning (logged, and kept in :attr:`Aligned.warnings` for the output to
+  show) names the directories and their reference sizes, as k-NN radii shrink as the
+  reference set grows and rarity is comparable only at equal reference size.
 - Where two directories record the ``images_fingerprint`` of a set (or of the real set) and
   the two differ, one warning names the set and both directories: the spaces may not have
   scored the same images (the fingerprint covers the files' names, sizes and modification
@@ -37,7 +43,15 @@ from rarity_score.io.names import printable, shorten
 from rarity_score.results_dir.read import Results, SetResult
 from rarity_score.spaces.agreement import percentiles
 
-__all__ = ["Aligned", "AlignedSet", "align", "is_placeholder", "real_count"]
+__all__ = [
+    "Aligned",
+    "AlignedSet",
+    "align",
+    "is_placeholder",
+    "real_count",
+    "reference_sizes",
+    "subsampled_from",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +104,8 @@ class Aligned:
     real_matched_by: str = "row"
     #: Whether the spaces' directories record the same real images (see the module).
     real_same_images: bool | None = None
+    #: What the output shows as warnings: the reference sizes when they differ.
+    warnings: tuple[str, ...] = ()
 
 
 def is_placeholder(names: Sequence[str]) -> bool:
@@ -184,6 +200,9 @@ def align(named: Sequence[tuple[str, Results]]) -> Aligned:
     sets = tuple(
         _align_set(name, everything, tuple(sets[name] for sets in by_name)) for name in common
     )
+    sizes = reference_sizes(spaces, everything)
+    if sizes is not None:
+        logger.warning("%s", sizes)
     return Aligned(
         spaces=spaces,
         results=everything,
@@ -191,6 +210,48 @@ def align(named: Sequence[tuple[str, Results]]) -> Aligned:
         left_out=left_out,
         real_matched_by=real_by,
         real_same_images=real_same,
+        warnings=() if sizes is None else (sizes,),
+    )
+
+
+def subsampled_from(results: Results) -> int | None:
+    """The size of the real set before the random subset a results directory scored
+    (``--subsample``; None: the whole set, or not recorded)."""
+    value = (results.run.get("real") or {}).get("subsampled_from")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def reference_sizes(spaces: Sequence[str], everything: Sequence[Results]) -> str | None:
+    """The warning (one line) that the results directories scored against real sets of
+    different sizes, naming each space, its size (``20 of 24``: a subset) and directory;
+    None when the sizes recorded are the same.
+
+    >>> import numpy as np, tempfile, pathlib
+    >>> from rarity_score.compare import compare
+    >>> from rarity_score.results_dir import load_results
+    >>> rng = np.random.default_rng(0)
+    >>> real, fake = rng.normal(size=(40, 3)), rng.normal(size=(10, 3))
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> a = load_results(compare(real, {"s": fake}, folder / "a", report=False).path)
+    >>> b = load_results(compare(real[:30], {"s": fake}, folder / "b", report=False).path)
+    >>> reference_sizes(["A", "A again"], [a, a]) is None
+    True
+    >>> reference_sizes(["A", "B"], [a, b]).startswith("the real sets differ in size (A: 40")
+    True
+    """
+    counts = [real_count(results) for results in everything]
+    if len({n for n in counts if n is not None}) < 2:
+        return None
+    parts = []
+    for space, results, n in zip(spaces, everything, counts, strict=True):
+        whole = subsampled_from(results)
+        size = "not recorded" if n is None else f"{n}" + (f" of {whole}" if whole else "")
+        parts.append(f"{shorten(printable(space), 40)}: {size} in {_dir(results)}")
+    return (
+        f"the real sets differ in size ({'; '.join(parts)}): k-NN radii shrink as the reference "
+        "set grows, so rarity is comparable only at equal reference size, and the agreement of "
+        "these spaces mixes their difference with the reference sizes'; score every space "
+        "with the same real set (the same --subsample)"
     )
 
 
@@ -253,11 +314,17 @@ def _check_reals(everything: Sequence[Results]) -> str:
     unnamed = [] if names_first is not None else [first]
     for other in everything[1:]:
         n_other = real_count(other)
-        if n_first is not None and n_other is not None and n_first != n_other:
-            raise _mismatch(first, other, "the real set", f"{n_first} and {n_other} real samples")
         names_other = _full_names(other, n_other)
         if names_other is None:
             unnamed.append(other)
+        if n_first is not None and n_other is not None and n_first != n_other:
+            if not _subsets_of_one(first, other):
+                raise _mismatch(
+                    first, other, "the real set", f"{n_first} and {n_other} real samples"
+                )
+            if names_first is not None and names_other is not None:
+                _check_within(first, other, names_first, names_other)
+            continue
         if names_first is not None and names_other is not None:
             _check_same_names(first, other, "the real set", names_first, names_other)
     if unnamed and len(unnamed) < len(everything):
@@ -267,6 +334,42 @@ def _check_reals(everything: Sequence[Results]) -> str:
             ", ".join(_dir(results) for results in unnamed),
         )
     return "row" if unnamed else "name"
+
+
+def _whole(results: Results) -> int | None:
+    """The size of a directory's real set before any subset of it was scored."""
+    whole = subsampled_from(results)
+    return whole if whole is not None else real_count(results)
+
+
+def _subsets_of_one(first: Results, other: Results) -> bool:
+    """Whether two real sets of different counts may be one real set, one or both of them a
+    random subset of it (``--subsample``): one is recorded as a subset, of the same size."""
+    return (subsampled_from(first) is not None or subsampled_from(other) is not None) and (
+        _whole(first) == _whole(other)
+    )
+
+
+def _check_within(
+    first: Results, other: Results, names: Sequence[str], others: Sequence[str]
+) -> None:
+    """A subset's real names among those of the whole set (when one of the two is whole)."""
+    if subsampled_from(first) is None:
+        whole, part, part_results = names, others, other
+    elif subsampled_from(other) is None:
+        whole, part, part_results = others, names, first
+    else:
+        return  # two subsets of other sizes: nothing to compare them by
+    held = set(whole)
+    missing = [name for name in part if name not in held]
+    if missing:
+        raise _mismatch(
+            first,
+            other,
+            "the real set",
+            f"{_dir(part_results)} scored a subset of real samples not in the other's: "
+            f"{_listed(missing)}",
+        )
 
 
 def _check_same_names(

@@ -5,10 +5,13 @@
     run.json          what was compared: format, mode "spaces", format_version,
                       package_version, created, command, k (null when the spaces differ),
                       fraction, the spaces (name, slug, results, extractor, preprocessing,
-                      weights_id, dim, k, n_real, real), the sets (name, slug, n, matched_by,
+                      weights_id, dim, k, n_real, n_real_subsampled_from, bootstrap
+                      ({resamples, level} of the intervals its results directory holds, or
+                      null), real), the sets (name, slug, n, subsampled_from, matched_by,
                       same_images, source, kind, images_fingerprint), the sets left out,
-                      real_matched_by, real_same_images, notes, and the list of files
-                      (io.publish)
+                      real_matched_by, real_same_images, warnings (one line each: real sets
+                      of different sizes, different k; shown wherever the output is), notes,
+                      and the list of files (io.publish)
     summary.json      one row per (set, pair of spaces a < b in run order): ROW_KEYS, undefined
                       values null
     summary.csv .md   the same rows

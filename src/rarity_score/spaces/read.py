@@ -80,6 +80,10 @@ class SpaceRecord:
     results_dir: Path | None = None
     #: The fingerprint of its real features (``real.fingerprint``; None: not recorded).
     real_fingerprint: str | None = None
+    #: The size of its real set before the random subset scored (None: whole, or not recorded).
+    n_real_subsampled_from: int | None = None
+    #: ``{"resamples", "level"}`` of the bootstrap intervals its results directory holds.
+    bootstrap: dict[str, Any] | None = None
 
 
 @dataclass
@@ -103,6 +107,8 @@ class SpacesSet:
     source_file: Path | None = None
     #: Whether the spaces' directories recorded the same images of the set (None: not known).
     same_images: bool | None = None
+    #: The size of the set before the random subset scored (None: scored whole).
+    subsampled_from: int | None = None
 
 
 @dataclass
@@ -118,6 +124,12 @@ class SpacesResults:
     @property
     def space_names(self) -> list[str]:
         return [space.name for space in self.spaces]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the output records as warnings (``run.json["warnings"]``: real sets of different
+        sizes, different k), one line each; none in an output of an earlier version."""
+        return [printable(text) for text in self.run.get("warnings") or []]
 
     def rows_of(self, set_name: str) -> list[dict[str, Any]]:
         """The summary rows of one set, in pair order."""
@@ -165,6 +177,12 @@ def _read_run(root: Path) -> dict[str, Any]:
     for key in ("method", "package_version", "created"):
         top.string(key)
     _flag(top, "real_same_images")
+    warnings = run.get("warnings")
+    if not (
+        warnings is None
+        or (isinstance(warnings, list) and all(isinstance(text, str) for text in warnings))
+    ):
+        raise top.fail("warnings", "a list of strings or null")
     command = run.get("command")
     if not (
         command is None
@@ -214,6 +232,8 @@ def _read_spaces(root: Path, run: dict[str, Any], where: str) -> list[SpaceRecor
                 real_origin=origin,
                 results_dir=_results_dir(root, results, f"{where}: field 'spaces[{i}].results'"),
                 real_fingerprint=features_print,
+                n_real_subsampled_from=fields.integer("n_real_subsampled_from", low=1),
+                bootstrap=_bootstrap(Fields(where, f"spaces[{i}]", entry)),
             )
         )
     # Slugs name files of the report: file-safe and distinct whatever run.json says.
@@ -222,6 +242,25 @@ def _read_spaces(root: Path, run: dict[str, Any], where: str) -> list[SpaceRecor
     for space in out:
         space.real_names = _real_names(space)
     return out
+
+
+def _bootstrap(fields: Fields) -> dict[str, Any] | None:
+    """A space's ``bootstrap`` entry: null, or ``{"resamples": int >= 1, "level": (0, 1)}``."""
+    value = fields.data.get("bootstrap")
+    if value is None:
+        return None
+    resamples = value.get("resamples") if isinstance(value, dict) else None
+    level = value.get("level") if isinstance(value, dict) else None
+    if (
+        isinstance(resamples, bool)
+        or not isinstance(resamples, int)
+        or resamples < 1
+        or isinstance(level, bool)
+        or not isinstance(level, (int, float))
+        or not 0 < level < 1
+    ):
+        raise fields.fail("bootstrap", "null or {resamples: an integer >= 1, level: in (0, 1)}")
+    return {"resamples": resamples, "level": float(level)}
 
 
 def _results_dir(root: Path, recorded: str, where: str) -> Path | None:
@@ -370,6 +409,7 @@ def _read_set(
         nearest_real_index=nearest,
         source_file=path,
         same_images=same_images,
+        subsampled_from=fields.integer("subsampled_from", low=1),
     )
 
 

@@ -11,6 +11,15 @@ One function, :func:`compare_spaces`, two ways in:
   is written to ``OUT/spaces/<slug>/``;
 * from results directories (``spaces`` are their paths): nothing is recomputed.
 
+``statistics`` (``--bootstrap``, ``--subsample``, ``--stability``) applies when images are
+scored: each space's results directory gets its intervals, comparisons and stability as
+:func:`~rarity_score.compare.compare` makes them, and a subsample draws the same samples of a
+set in every space (checked). The agreement of the spaces has point values only. Results
+directories are compared as they were scored: those options are refused there (one line), the
+intervals a directory holds are named in the output, and real sets of different sizes (a
+directory scored with ``--subsample``) are compared with a warning the output keeps
+(:mod:`rarity_score.spaces.match`).
+
 Either way the results directories are then lined up (:func:`rarity_score.spaces.match.align`)
 and compared (:mod:`rarity_score.spaces.agreement`), and the output written
 (:mod:`rarity_score.spaces.output`) into one staging folder published whole: an interrupted run
@@ -38,7 +47,7 @@ from rarity_score._validation import check_k
 from rarity_score.compare import Comparison, check_output, compare_entries, score_sets, try_report
 from rarity_score.io.images import open_images
 from rarity_score.io.names import printable, shorten, slugs
-from rarity_score.options import EngineOptions, ExtractionOptions
+from rarity_score.options import EngineOptions, ExtractionOptions, StatisticsOptions
 from rarity_score.results_dir import OutputDir, Results, load_results
 from rarity_score.results_dir.write import check_output_dir
 from rarity_score.sources import label
@@ -80,6 +89,7 @@ def compare_spaces(
     metrics: Iterable[str] | str | None = None,
     extraction: ExtractionOptions | None = None,
     engine: EngineOptions | None = None,
+    statistics: StatisticsOptions | None = None,
     report: bool = True,
     command: Sequence[str] | None = None,
 ) -> SpacesRun:
@@ -119,6 +129,14 @@ def compare_spaces(
             layers of one network share it), and its ``input_size`` applies to every space.
             Scoring images only.
         engine: how the sweeps run (:class:`~rarity_score.options.EngineOptions`).
+        statistics: scoring images only: bootstrap intervals, subsets and stability of each
+            space's results directory, as :func:`~rarity_score.compare.compare` makes them
+            (:class:`~rarity_score.options.StatisticsOptions`; None: point values of every
+            sample). ``subsample`` draws the same samples in every space (the draw depends on
+            the seed, the set's name and its size, which are the same in every space). The
+            agreement of the spaces has no intervals. With results directories only None or
+            the defaults are taken (nothing is rescored: score each space with ``--bootstrap``;
+            the intervals its directory holds are recorded and shown).
         report: build the reports: the output's (``report/index.html``) and, when scoring
             images, each space's results directory's; a missing optional dependency of the
             report leaves one warning and the output without it.
@@ -135,7 +153,7 @@ def compare_spaces(
             output of ``rarity spaces``, sets or samples that do not match across the spaces
             (naming the two directories, the set and up to three names), an output folder that
             cannot be used; ``k`` or a ``+pcaN`` too large for the real set, before any space
-            is scored.
+            is scored; bootstrap, subsample or stability asked of results directories.
         WeightsUnavailable: a space's weights cannot be had (checked before the first
             extraction).
         MissingDependency: scipy or scikit-learn (the ``spaces`` extra), or what an extractor
@@ -179,6 +197,7 @@ def compare_spaces(
             engine=engine,
             report=report,
             command=None if command is None else tuple(command),
+            statistics=statistics or StatisticsOptions(),
         )
         image_spaces = _image_spaces(spaces, settings.extraction)
         require_libraries()
@@ -189,9 +208,33 @@ def compare_spaces(
                 f"{what}= applies when images are scored (real= and fakes=); results "
                 "directories are compared as they were scored"
             )
+    _check_no_rescoring(statistics)
     named = _result_spaces(spaces)
     require_libraries()
     return _from_results(named, out_dir, report, command)
+
+
+def _check_no_rescoring(statistics: StatisticsOptions | None) -> None:
+    """Results directories are compared as they were scored: bootstrap, subsample and
+    stability, which need the sweeps, are refused (one line saying where to ask for them)."""
+    if statistics is None:
+        return
+    asked = [
+        words
+        for given, words in (
+            (statistics.intervals, "bootstrap intervals (--bootstrap)"),
+            (statistics.subsample is not None, "a subsample (--subsample)"),
+            (statistics.stability, "stability (--stability)"),
+        )
+        if given
+    ]
+    if asked:
+        raise ValueError(
+            f"{' and '.join(asked)} need the spaces scored: results directories are compared "
+            "as they were scored, so give real= and fakes= (--real, --fake, --extractor) or "
+            "score each space's results directory with them (rarity compare --bootstrap B); "
+            "the intervals a directory holds are shown"
+        )
 
 
 def _space_label(name: str) -> str:
@@ -240,6 +283,22 @@ class _Scoring:
     engine: EngineOptions | None
     report: bool
     command: tuple[str, ...] | None
+    #: Intervals, subsets and stability of each space's results directory.
+    statistics: StatisticsOptions
+
+    def real_size(self, n: int) -> int:
+        """The size of a real set of ``n`` samples as scored (``--subsample`` cuts it)."""
+        subsample = self.statistics.subsample
+        return n if subsample is None else min(n, subsample)
+
+    def subsets(self, sets: Sequence[InputSet]) -> list[InputSet]:
+        """The loaded sets, each cut to ``statistics.subsample`` samples when asked: the rows
+        drawn depend on the seed, the set's name and its size only, so every space draws the
+        same samples of a set (its images listed, hence loaded, in the same order)."""
+        subsample = self.statistics.subsample
+        if subsample is None:
+            return list(sets)
+        return [s.subset(subsample, self.statistics.seed) for s in sets]
 
 
 @dataclass(frozen=True)
@@ -368,7 +427,7 @@ def _from_images(
     # before the first extraction (and again once loaded, which leaves unreadable images out).
     try:
         with contextlib.closing(open_images(real)) as listed:
-            _check_sizes(spaces, len(listed), settings.k)
+            _check_sizes(spaces, settings.real_size(len(listed)), settings.k)
     except ValueError as error:  # a missing or empty folder: named as the real set
         raise ValueError(f"{entries[0][0]}: {error}") from error
     space_slugs = slugs([space.name for space in spaces])
@@ -377,11 +436,15 @@ def _from_images(
         (folder / "spaces").mkdir()
         loaded: list[tuple[str, Results]] = []
         records = []
+        drawn: list[tuple[str, list[str]]] = []  # the samples the first space scored
         for i, (space, slug) in enumerate(zip(spaces, space_slugs, strict=True)):
             logger.info("space %d of %d: %r", i + 1, len(spaces), space.name)
-            real_set, *sets = sources.load_inputs(entries, space.options)
+            real_set, *sets = settings.subsets(sources.load_inputs(entries, space.options))
             if i == 0:  # the real set is the same in every space: its size checked once
                 _check_sizes(spaces, len(real_set.features), settings.k)
+                drawn = _drawn(real_set, sets)
+            else:
+                _check_drawn(space.name, drawn, _drawn(real_set, sets))
             compared = _score_space(space, real_set, sets, settings)
             path = folder / "spaces" / slug
             compared.save(
@@ -400,6 +463,25 @@ def _from_images(
         return written
 
     return publish_spaces(target, fill)
+
+
+def _drawn(real_set: InputSet, sets: Sequence[InputSet]) -> list[tuple[str, list[str]]]:
+    """The names of the samples scored in one space, per set (the real set first)."""
+    return [(s.name, list(s.features.names)) for s in (real_set, *sets)]
+
+
+def _check_drawn(
+    name: str, first: Sequence[tuple[str, list[str]]], drawn: Sequence[tuple[str, list[str]]]
+) -> None:
+    """The same samples scored in every space (a subsample included): else a ValueError
+    naming the space and the set (the images changed while the spaces were scored)."""
+    for (set_name, expected), (_, names) in zip(first, drawn, strict=True):
+        if names != expected:
+            raise ValueError(
+                f"{_space_label(name)}: the samples of {label('set', set_name)} are not those "
+                f"the first space scored ({len(names)} and {len(expected)} samples); did the "
+                "images change during the run?"
+            )
 
 
 def _check_sizes(spaces: Sequence[_ImageSpace], n_real: int, k: int) -> None:
@@ -430,7 +512,12 @@ def _score_space(
             for s in (real_set, *sets)
         )
     return score_sets(
-        real_set, sets, k=settings.k, metrics=settings.metrics, engine=settings.engine
+        real_set,
+        sets,
+        k=settings.k,
+        metrics=settings.metrics,
+        engine=settings.engine,
+        statistics=settings.statistics,
     )
 
 
@@ -491,12 +578,14 @@ def _from_results(
         for (name, results), slug in zip(loaded, space_slugs, strict=True)
     ]
     ks = {name: results.run.get("k") for name, results in loaded}
+    warnings = []
     if len(set(ks.values())) > 1:
-        logger.warning(
-            "the spaces were scored with different k (%s): each space's rarities are radii of "
-            "its own k-NN spheres",
-            ", ".join(f"{shorten(printable(name), 40)}: k = {k}" for name, k in ks.items()),
+        warnings.append(
+            "the spaces were scored with different k ("
+            + ", ".join(f"{shorten(printable(name), 40)}: k = {k}" for name, k in ks.items())
+            + "): each space's rarities are radii of its own k-NN spheres"
         )
+        logger.warning("%s", warnings[-1])
     k = next(iter(ks.values())) if len(set(ks.values())) == 1 else None
     return write_spaces(
         target,
@@ -505,4 +594,5 @@ def _from_results(
         k=k,
         command=command,
         report=(lambda folder: try_report(folder, _spaces_report)) if report else None,
+        warnings=warnings,
     )

@@ -12,7 +12,17 @@ from rarity_score.io.names import printable
 from rarity_score.io.run_record import COMPARABILITY
 from rarity_score.spaces.agreement import FRACTION
 
-__all__ = ["COUNTS", "METHOD", "NOTES", "format_table", "markdown", "run_text"]
+__all__ = [
+    "COUNTS",
+    "METHOD",
+    "NOTES",
+    "format_table",
+    "interval_words",
+    "markdown",
+    "run_text",
+    "size_words",
+    "warnings_of",
+]
 
 #: ``run.json["method"]`` of a spaces output.
 METHOD = "the rarity of the same samples in several feature spaces, compared by rank"
@@ -106,14 +116,55 @@ def _md_escape(text: str) -> str:
 
 
 def _space_words(space: Mapping[str, Any], dim_before: str) -> str:
-    """A space's extractor, dimension and k (``dim_before`` opens the dimension's part)."""
+    """A space's extractor, dimension and k (``dim_before`` opens the dimension's part), its
+    real set's size when that is a random subset, and the bootstrap intervals its results
+    directory holds."""
     extractor = space.get("extractor") or "unknown (precomputed features)"
     details = []
     if space.get("dim") is not None:
         details.append(f"{space['dim']}-d")
     if space.get("k") is not None:
         details.append(f"k = {space['k']}")
-    return f"{extractor}{dim_before}{', '.join(details)})" if details else str(extractor)
+    whole = _count(space.get("n_real_subsampled_from"))
+    if whole is not None and _count(space.get("n_real")) is not None:
+        details.append(f"{space['n_real']} of {whole} real samples, a random subset")
+    words = f"{extractor}{dim_before}{', '.join(details)})" if details else str(extractor)
+    intervals = interval_words(space.get("bootstrap"))
+    return f"{words}; {intervals} in its results directory" if intervals else words
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def interval_words(bootstrap: Any) -> str | None:
+    """``95 % bootstrap intervals (200 resamples)`` of a space's ``bootstrap`` entry (None:
+    no intervals).
+
+    >>> interval_words({"resamples": 200, "level": 0.95}), interval_words(None)
+    ('95 % bootstrap intervals (200 resamples)', None)
+    """
+    if not isinstance(bootstrap, Mapping):
+        return None
+    resamples, level = _count(bootstrap.get("resamples")), bootstrap.get("level")
+    if resamples is None or not isinstance(level, (int, float)) or isinstance(level, bool):
+        return None
+    return f"{100 * float(level):g} % bootstrap intervals ({resamples} resamples)"
+
+
+def size_words(entry: Mapping[str, Any]) -> str:
+    """A set's size as shown: ``40 samples``, or ``40 samples (a random subset of 100)``."""
+    words = f"{entry.get('n')} samples"
+    whole = _count(entry.get("subsampled_from"))
+    return f"{words} (a random subset of {whole})" if whole is not None else words
+
+
+def warnings_of(run: Mapping[str, Any]) -> list[str]:
+    """The warnings an output records (``run.json["warnings"]``; none in an older one)."""
+    found = run.get("warnings")
+    if not isinstance(found, list):
+        return []
+    return [printable(text) for text in found if isinstance(text, str) and text]
 
 
 def _different_ks(run: Mapping[str, Any]) -> bool:
@@ -139,6 +190,11 @@ def markdown(rows: Sequence[Mapping[str, Any]], run: Mapping[str, Any]) -> str:
             )
     if run.get("real_same_images") is False:
         lines.append("- the real set: **the spaces' directories record different images**")
+    for entry in run.get("sets") or []:
+        if _count(entry.get("subsampled_from")) is not None:
+            lines.append(f"- set {_md_escape(str(entry['name']))}: {_md_escape(size_words(entry))}")
+    for warning in warnings_of(run):
+        lines.append(f"- **warning**: {_md_escape(warning)}")
     lines += [
         "- correlations are over the samples in the manifold in both spaces; the Jaccard "
         f"columns compare the rarest and the most common {100 * fraction:g} % of them (ties "
@@ -181,7 +237,7 @@ def run_text(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
         lines.append(f"Space {printable(str(space['name']))}: {words}")
     for entry in run.get("sets") or []:
         how = "image name" if entry.get("matched_by") == "name" else "row"
-        line = f"Set {printable(str(entry['name']))}: {entry.get('n')} samples, matched by {how}"
+        line = f"Set {printable(str(entry['name']))}: {size_words(entry)}, matched by {how}"
         if entry.get("same_images") is False:
             line += " (the spaces' directories record different images of it)"
         lines.append(line)
@@ -190,6 +246,8 @@ def run_text(run: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
     for entry in run.get("left_out") or []:
         missing = ", ".join(printable(str(name)) for name in entry.get("missing_in") or [])
         lines.append(f"Left out: set {printable(str(entry['name']))} (not in {missing})")
+    for warning in warnings_of(run):
+        lines.append(textwrap.fill(f"Warning: {warning}", width=88, subsequent_indent="  "))
     fraction = float(run.get("fraction") or FRACTION)
     note = (
         f"{NOTES['ranks'][0].upper()}{NOTES['ranks'][1:]}. The Jaccard columns compare the "

@@ -30,7 +30,7 @@ from rarity_score.io.run_record import FORMAT, FORMAT_VERSION, SPACES_MODE
 from rarity_score.results_dir.read import Results
 from rarity_score.results_dir.write import OutputDir, check_output_dir, replaceable
 from rarity_score.spaces.agreement import FRACTION, ROW_KEYS, agreement_rows
-from rarity_score.spaces.match import Aligned, real_count
+from rarity_score.spaces.match import Aligned, real_count, subsampled_from
 from rarity_score.spaces.text import METHOD, NOTES, markdown
 
 __all__ = [
@@ -72,12 +72,42 @@ def space_record(
         "dim": run.get("dim"),
         "k": run.get("k"),
         "n_real": real_count(results),
+        # --subsample: the size of the real set before the random subset scored (None: whole).
+        "n_real_subsampled_from": subsampled_from(results),
+        # --bootstrap: the intervals its results directory holds (None: none).
+        "bootstrap": _bootstrap(run),
         "real": {
             key: real.get(key) for key in ("source", "kind", "images_fingerprint", "fingerprint")
         }
         if real
         else None,
     }
+
+
+def _bootstrap(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``{"resamples", "level"}`` of the bootstrap intervals a results directory holds."""
+    statistics = run.get("statistics")
+    bootstrap = statistics.get("bootstrap") if isinstance(statistics, dict) else None
+    if not isinstance(bootstrap, dict):
+        return None
+    resamples, level = bootstrap.get("resamples"), bootstrap.get("level")
+    if not isinstance(resamples, int) or isinstance(resamples, bool):
+        return None
+    if not isinstance(level, (int, float)) or isinstance(level, bool) or not 0 < level < 1:
+        return None
+    return {"resamples": int(resamples), "level": float(level)}
+
+
+def _set_subsampled_from(aligned: Aligned, name: str) -> int | None:
+    """The size of a set before the random subset of it scored, as the first space whose
+    ``run.json`` records one says (None: scored whole)."""
+    for results in aligned.results:
+        for entry in results.run.get("sets") or []:
+            if isinstance(entry, dict) and entry.get("name") == name:
+                value = entry.get("subsampled_from")
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value
+    return None
 
 
 def summary_rows(aligned: Aligned, *, fraction: float = FRACTION) -> list[dict[str, Any]]:
@@ -98,6 +128,7 @@ def _run_record(
     k: int | None,
     command: Sequence[str] | None,
     fraction: float,
+    warnings: Sequence[str],
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -115,6 +146,7 @@ def _run_record(
                 "name": printable(item.name),
                 "slug": slug,
                 "n": item.n,
+                "subsampled_from": _set_subsampled_from(aligned, item.name),
                 "matched_by": item.matched_by,
                 "same_images": item.same_images,
                 "source": None if item.source is None else printable(item.source),
@@ -129,6 +161,8 @@ def _run_record(
         ],
         "real_matched_by": aligned.real_matched_by,
         "real_same_images": aligned.real_same_images,
+        # What the output must show: reference sizes or k that differ between the spaces.
+        "warnings": [printable(text) for text in dict.fromkeys([*aligned.warnings, *warnings])],
         "notes": dict(NOTES),
     }
 
@@ -165,16 +199,21 @@ def write_spaces_files(
     k: int | None,
     command: Sequence[str] | None = None,
     fraction: float = FRACTION,
+    warnings: Sequence[str] = (),
 ) -> SpacesWritten:
     """Write ``run.json`` (without the list of files), the summary files and ``sets/`` into
     ``folder`` (a staging folder: see :func:`publish_spaces`). ``spaces`` are the entries of
-    :func:`space_record`, one per space of ``aligned``, in its order."""
+    :func:`space_record`, one per space of ``aligned``, in its order. ``warnings``: one line
+    each, kept in ``run.json["warnings"]`` after those of ``aligned`` and shown wherever the
+    output is (printed, ``summary.md``, the report)."""
     if len(spaces) != len(aligned.spaces):
         raise ValueError(f"{len(spaces)} space records for {len(aligned.spaces)} spaces")
     root = Path(folder)
     names = [printable(space) for space in aligned.spaces]
     set_slugs = slugs([item.name for item in aligned.sets])
-    run = _run_record(aligned, spaces, set_slugs, k=k, command=command, fraction=fraction)
+    run = _run_record(
+        aligned, spaces, set_slugs, k=k, command=command, fraction=fraction, warnings=warnings
+    )
     rows = summary_rows(aligned, fraction=fraction)
     (root / "sets").mkdir(exist_ok=True)
     for item, slug in zip(aligned.sets, set_slugs, strict=True):
@@ -238,11 +277,12 @@ def write_spaces(
     command: Sequence[str] | None = None,
     fraction: float = FRACTION,
     report: Callable[[Path], None] | None = None,
+    warnings: Sequence[str] = (),
 ) -> SpacesWritten:
     """Write the spaces output of ``aligned`` (spaces that are results directories elsewhere)
     to ``out_dir`` atomically; ``report(folder)`` runs in the staging folder last. ``out_dir``
     not yet checked is checked here, and must not be, lie in or hold one of the results
-    directories compared.
+    directories compared. ``warnings``: as for :func:`write_spaces_files`.
 
     >>> import numpy as np, tempfile, pathlib
     >>> from rarity_score.compare import compare
@@ -270,7 +310,7 @@ def write_spaces(
 
     def fill(folder: Path) -> SpacesWritten:
         written = write_spaces_files(
-            folder, aligned, spaces, k=k, command=command, fraction=fraction
+            folder, aligned, spaces, k=k, command=command, fraction=fraction, warnings=warnings
         )
         if report is not None:
             report(folder)

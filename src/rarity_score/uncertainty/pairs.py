@@ -56,9 +56,7 @@ class RarityComparison:
         """
         if self.p_value is None or self.median_difference is None:
             empty = self.a if self.n_a == 0 else self.b
-            return (
-                f"{self.a} and {self.b} cannot be compared: {empty} has no sample in the manifold"
-            )
+            return f"{self.a} and {self.b} cannot be compared: {empty} has no in-manifold sample"
         details = f"median {_number(self.median_difference)}"
         if self.median_difference_ci is not None:
             low, high = self.median_difference_ci
