@@ -1,14 +1,20 @@
 """Build the HTML report of a results directory (``docs/dev/report-contract.md``, part D).
 
 The report is a folder ``RESULTS_DIR/report/`` that opens straight from disk (``file://``):
-``index.html`` with the settings, the summary table, the histogram and the galleries; beside it
-``report.css`` and ``report.js`` (copied from this package), ``histogram.png``, ``thumbs/``
+``index.html`` with the settings, the summary table (with the bootstrap intervals of a run that
+has them, and a warning when leave-one-out datasets differ in size), the comparisons of the sets,
+the stability table, the histogram and the empirical CDFs, and the galleries; beside it
+``report.css`` and ``report.js`` (copied from this package), ``histogram.png``, ``ecdf.png``,
+``thumbs/``
 (thumbnails of the shown images only) and ``data/`` (one JavaScript file per set holding the
 per-image table, loaded by the page only when that set's table is opened; ``fetch`` of local files
 is blocked on ``file://``, a ``<script>`` is not).
 
 Every name from the results (set names, file names, paths, the command) is HTML-escaped here, and
 written into the data files as JSON strings that the page puts into the DOM as text, never as HTML.
+What the reader does not validate (the intervals of a summary row, the numbers of a comparison,
+``run.json["statistics"]``) is checked here: a value of the wrong type is not shown (one warning
+line names it), and text is escaped like the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 from rarity_score._version import __version__
 from rarity_score.io import publish
 from rarity_score.io.atomic import atomic_write_bytes
-from rarity_score.io.names import shorten
+from rarity_score.io.names import printable, shorten
 from rarity_score.io.run_record import COMPARABILITY
 from rarity_score.report.folder import check_replaceable, publish_report
 from rarity_score.report.load import Results, SetResult, load_results
@@ -35,12 +41,13 @@ from rarity_score.report.page import escape as _e
 from rarity_score.report.page import page_head, run_rows
 from rarity_score.report.page import setting_row as _row
 from rarity_score.report.page import template as _template
-from rarity_score.report.plots import histogram_png, require_matplotlib
+from rarity_score.report.plots import ecdf_png, histogram_png, require_matplotlib
 from rarity_score.report.thumbnails import ImageOrigin, Thumb, ThumbnailMaker
-from rarity_score.results_dir import value_text
+from rarity_score.results_dir import table_values, value_text
+from rarity_score.results_dir.layout import ci_key, with_interval
 
 if TYPE_CHECKING:
-    from rarity_score.metrics.base import Column, Gallery
+    from rarity_score.metrics.base import Column, Gallery, SetValue
 
 __all__ = ["build_report"]
 
@@ -124,6 +131,23 @@ def _write_report(
         f"{_e(_histogram_caption(results))} Also saved as <code>histogram.png</code> in the "
         "results directory.</figcaption></figure>"
     )
+    (folder / "ecdf.png").write_bytes(ecdf_png(results))
+    ecdf = (
+        '  <figure class="histogram ecdf"><img src="ecdf.png" id="ecdf-img" '
+        'alt="Empirical cumulative distributions of the rarity of all sets"><figcaption>'
+        f"{_e(_ecdf_caption(results))}</figcaption></figure>"
+    )
+    rows = _checked_rows(results)
+    comparisons = _render_comparisons(results)
+    stability = _render_stability(results)
+    nav = "".join(
+        f'\n    <a href="#{anchor}">{label}</a>'
+        for anchor, label, html_text in (
+            ("comparisons", "Comparisons", comparisons),
+            ("stability", "Stability", stability),
+        )
+        if html_text
+    )
 
     thumbs = ThumbnailMaker(folder)
     plans = [
@@ -176,9 +200,14 @@ def _write_report(
             f'<th scope="col" data-col="{_e(value.key)}">{_e(value.heading)}</th>'
             for value in results.values
         ),
-        summary_rows=_render_summary(results),
+        summary_rows=_render_summary(results, rows),
         comparability=_e(COMPARABILITY),
+        nav_analyses=nav,
+        size_warning=_size_warning(results),
+        intervals_note=_intervals_note(results, rows),
+        analyses="".join(part + "\n" for part in (comparisons, stability) if part),
         histogram=histogram,
+        ecdf=ecdf,
         gallery_note=_e(_gallery_note(results)),
         galleries=galleries,
         table=table,
@@ -248,6 +277,18 @@ def _histogram_caption(results: Results) -> str:
             " Dashed: the real set's own rarity, each real sample scored against the other real "
             "samples' spheres (leave-one-out), as a reference."
         )
+    return text
+
+
+def _ecdf_caption(results: Results) -> str:
+    text = (
+        "Empirical cumulative distributions of the same scores (matplotlib's Axes.ecdf): at each "
+        "rarity, the fraction of a set's in-manifold samples whose rarity is at most that. A "
+        "curve further right is the rarer set; small shifts that histograms hide are plain in a "
+        "CDF."
+    )
+    if results.reference_rarity is not None and not results.datasets_mode:
+        text += " Dashed: the real set's own leave-one-out rarity."
     return text
 
 
@@ -322,6 +363,7 @@ def _render_settings(results: Results) -> str:
         )
         label = "dataset" if results.datasets_mode else "generated set"
         rows.append(_row(f"{label} {item.name}", _describe_source({**entry, "n": item.n})))
+    rows += _statistics_rows(results)
     rows += run_rows(run)
     return "\n".join(rows)
 
@@ -332,6 +374,9 @@ def _describe_source(entry: Mapping[str, Any]) -> str:
         parts.append(f"<strong>{_e(entry['name'])}</strong>")
     if entry.get("n") is not None:
         text = f"{_number(entry['n'])} samples"
+        n, drawn_from = _count(entry["n"]), _count(entry.get("subsampled_from"))
+        if n is not None and drawn_from is not None and drawn_from > n:
+            text = f"{_number(n)} of {_number(drawn_from)} samples, drawn at random"
         if entry.get("n_skipped"):
             text += f" ({_number(entry['n_skipped'])} unreadable, skipped)"
         parts.append(_e(text))
@@ -344,9 +389,12 @@ def _describe_source(entry: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _render_summary(results: Results) -> str:
+def _render_summary(results: Results, rows: Sequence[Mapping[str, Any]]) -> str:
+    """The rows of the summary table; a value with an interval in its row (``<key>_ci``, as
+    :func:`_checked_rows` left it) is followed by it: ``1.25 [1.1, 1.4]``."""
     lines = []
-    for row in results.summary:
+    level = _level_text(_bootstrap(results))
+    for row in rows:
         name = row.get("name")
         cells = [f'<th scope="row">{_e(name if name is not None else "")}</th>']
         for spec in results.values:
@@ -355,9 +403,318 @@ def _render_summary(results: Results) -> str:
                 value = None  # validated when read from summary.json; summary.csv may hold text
             text = value_text(value, spec, missing="—", grouping=True)
             title = ' title="not applicable"' if value is None else ""
+            if value is not None and row.get(ci_key(spec.key)) is not None:
+                text = with_interval(text, row, spec)
+                title = f' title="{_e(level)} bootstrap interval in brackets"'
             cells.append(f'<td class="num"{title}>{_e(text)}</td>')
         lines.append("      <tr>" + "".join(cells) + "</tr>")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics: intervals, comparisons, stability, sizes
+#
+# The reader validates the values of the summary rows and the stability steps, and the names
+# and sentences of the comparisons; not the intervals, the comparisons' numbers or
+# run.json["statistics"]. Whatever of those is not of its type is left out here (a warning names
+# it), so a damaged file neither stops the report nor reaches the page as anything but text.
+
+_LIMIT = 600  # characters of a recorded text shown
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int | None:
+    """``value`` when it is a whole number >= 0 (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _interval(value: Any) -> list[float] | None:
+    """``[low, high]`` when ``value`` is two finite numbers, low <= high; else None."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    low, high = _finite(value[0]), _finite(value[1])
+    if low is None or high is None or low > high:
+        return None
+    return [low, high]
+
+
+def _text(value: Any, limit: int = _LIMIT) -> str | None:
+    """A recorded text, printable and at most ``limit`` characters; None when not a string."""
+    return shorten(printable(value), limit) if isinstance(value, str) else None
+
+
+def _damaged(where: str, field: str, what: str) -> None:
+    logger.warning("report: %s: field %r is not %s; not shown", where, shorten(field, 80), what)
+
+
+def _checked_rows(results: Results) -> list[dict[str, Any]]:
+    """The summary rows with each interval ``<key>_ci`` checked: ``[low, high]`` of finite
+    numbers, or None (a damaged one is named in a warning and not shown)."""
+    rows = []
+    for position, row in enumerate(results.summary):
+        checked = dict(row)
+        for spec in results.values:
+            key = ci_key(spec.key)
+            if key not in row:
+                continue
+            checked[key] = _interval(row[key])
+            if checked[key] is None and row[key] is not None:
+                _damaged("summary.json", f"sets[{position}].{key}", "an interval [low, high]")
+        rows.append(checked)
+    return rows
+
+
+def _statistics(results: Results) -> Mapping[str, Any]:
+    record = results.run.get("statistics")
+    return record if isinstance(record, Mapping) else {}
+
+
+def _bootstrap(results: Results) -> Mapping[str, Any] | None:
+    record = _statistics(results).get("bootstrap")
+    return record if isinstance(record, Mapping) else None
+
+
+def _level(value: Any) -> float | None:
+    level = _finite(value)
+    return level if level is not None and 0 < level < 1 else None
+
+
+def _level_text(bootstrap: Mapping[str, Any] | None) -> str:
+    level = _level(bootstrap.get("level")) if bootstrap is not None else None
+    return f"{100 * level:g} %" if level is not None else "a"
+
+
+def _intervals_note(results: Results, rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the intervals of the summary cover (``run.json["statistics"]["bootstrap"]``), and
+    the values without one and why; empty for a run without intervals."""
+    bootstrap = _bootstrap(results)
+    shown = any(row.get(ci_key(spec.key)) is not None for row in rows for spec in results.values)
+    if bootstrap is None:
+        if not shown:
+            return ""
+        return (
+            '  <p class="note intervals" id="intervals">Intervals in brackets: bootstrap '
+            "intervals (run.json records no settings of the bootstrap).</p>"
+        )
+    method = _text(bootstrap.get("method"), 120) or "percentile bootstrap"
+    text = f"Intervals in brackets: {_level_text(bootstrap)} {method}"
+    resamples = _count(bootstrap.get("resamples"))
+    if resamples is not None:
+        text += f" over {resamples:,} resamples"
+    seed = _count(bootstrap.get("seed"))
+    if seed is not None:
+        text += f" (seed {seed})"
+    text += "."
+    resampled = _text(bootstrap.get("resampled"))
+    if resampled:
+        text += f" Resampled: {resampled}."
+    parts = [f'  <p class="note intervals" id="intervals">{_e(text)}</p>']
+    missing = _no_interval(bootstrap.get("no_interval"))
+    if missing:
+        items = "".join(
+            f"<li><strong>{_e(' and '.join(names))}</strong>"
+            + (f": {_e(why)}" if why else "")
+            + "</li>"
+            for why, names in missing.items()
+        )
+        parts.append(f'  <div class="note no-interval">No interval for:<ul>{items}</ul></div>')
+    return "\n".join(parts)
+
+
+def _no_interval(record: Any) -> dict[str, list[str]]:
+    """The values without an interval, grouped by why (``no_interval``: metric -> why)."""
+    if isinstance(record, Mapping):
+        pairs = list(record.items())
+    elif isinstance(record, list):  # a list of names: no reasons
+        pairs = [(name, "") for name in record]
+    else:
+        return {}
+    grouped: dict[str, list[str]] = {}
+    for name, why in pairs:
+        label = _text(name, 80)
+        if not label:
+            continue
+        reason = _text(why) or ""
+        if reason.lower().startswith("no interval:"):
+            reason = reason[len("no interval:") :].strip()
+        grouped.setdefault(reason, []).append(label)
+    return grouped
+
+
+def _size_warning(results: Results) -> str:
+    """In datasets mode, a warning when the datasets differ in size: leave-one-out rarity is
+    comparable only at equal size (``--subsample N`` gives each the same)."""
+    if not results.datasets_mode:
+        return ""
+    sizes = [(item.name, item.n) for item in results.sets]
+    if len({n for _, n in sizes}) < 2:
+        return ""
+    listed = ", ".join(f"{shorten(name, 60)} {n:,}" for name, n in sizes)
+    smallest = min(n for _, n in sizes if n > 0) if any(n > 0 for _, n in sizes) else 0
+    rerun = (
+        f" Rerun with <code>--subsample {smallest}</code> to score {smallest:,} samples of each."
+        if smallest
+        else " Rerun with <code>--subsample N</code> to score N samples of each."
+    )
+    return (
+        '  <p class="warning size-warning" id="size-warning" role="alert"><strong>The datasets '
+        f"differ in size</strong> ({_e(listed)}): k-NN radii shrink as a set grows, so "
+        "leave-one-out rarity is comparable only between datasets of equal size."
+        f"{rerun}</p>"
+    )
+
+
+def _statistics_rows(results: Results) -> list[str]:
+    """Rows of the settings table for ``--subsample`` and ``--stability``."""
+    record = _statistics(results)
+    rows = []
+    subsample = record.get("subsample")
+    if isinstance(subsample, Mapping):
+        n = _count(subsample.get("n"))
+        text = f"{n:,} samples of each larger set" if n is not None else "recorded"
+        seed = _count(subsample.get("seed"))
+        if seed is not None:
+            text += f", seed {seed}"
+        how = _text(subsample.get("how"))
+        rows.append(_row("subsample", _e(text) + (f"<br>{_e(how)}" if how else "")))
+    stability = record.get("stability")
+    if isinstance(stability, Mapping):
+        how = _text(stability.get("how"))
+        rows.append(_row("stability", _e(how or "recorded") + ' (<a href="#stability">table</a>)'))
+    return rows
+
+
+def _render_comparisons(results: Results) -> str:
+    """The comparisons of the sets: each one's sentence, then their numbers in a table; empty
+    when there are none (a run with one set)."""
+    if not results.comparisons:
+        return ""
+    sentences = []
+    rows = []
+    levels = set()
+    intervals = False
+    for position, entry in enumerate(results.comparisons):
+        if not isinstance(entry, Mapping):
+            _damaged("summary.json", f"comparisons[{position}]", "an object")
+            continue
+        sentence = _text(entry.get("sentence"))
+        if sentence:
+            sentences.append(f"    <li>{_e(sentence)}</li>")
+        level = _level(entry.get("level"))
+        if level is not None:
+            levels.add(level)
+        cells = [
+            f'<th scope="row">{_e(_text(entry.get("a"), 80) or "")}</th>',
+            f'<td class="text">{_e(_text(entry.get("b"), 80) or "")}</td>',
+        ]
+        for key in ("n_a", "n_b"):
+            cells.append(f'<td class="num">{_e(_number(_count(entry.get(key))))}</td>')
+        for key in ("mean_difference", "median_difference"):
+            intervals = intervals or _interval(entry.get(ci_key(key))) is not None
+            cells.append(f'<td class="num">{_e(_difference(entry, key, position))}</td>')
+        for key, digits in (("probability_a_rarer", 3), ("mann_whitney_u", 6), ("p_value", 2)):
+            value = _finite(entry.get(key))
+            if value is None and entry.get(key) is not None:
+                _damaged("summary.json", f"comparisons[{position}].{key}", "a number")
+            cells.append(f'<td class="num">{_e(_number(value, digits))}</td>')
+        rows.append("      <tr>" + "".join(cells) + "</tr>")
+    shown = f"{100 * levels.pop():g} %" if len(levels) == 1 else "bootstrap"
+    ci = f" [{shown} CI]" if intervals else ""
+    head = "".join(
+        f'<th scope="col">{_e(heading)}</th>'
+        for heading in (
+            "first set",
+            "second set",
+            "n first",
+            "n second",
+            f"mean difference{ci}",
+            f"median difference{ci}",
+            "P(first rarer)",
+            "Mann-Whitney U",
+            "p-value",
+        )
+    )
+    note = (
+        "Each pair of sets: the differences of their in-manifold rarity (first set minus second)"
+        + (" with their bootstrap intervals" if intervals else "")
+        + ", and the two-sided Mann-Whitney U test of whether one set's rarity tends to be "
+        "higher; P(first rarer) is the probability that a sample of the first set is rarer than "
+        "one of the second."
+    )
+    return (
+        _template("comparisons.html")
+        .substitute(note=_e(note), sentences="\n".join(sentences), head=head, rows="\n".join(rows))
+        .rstrip("\n")
+    )
+
+
+def _difference(entry: Mapping[str, Any], key: str, position: int) -> str:
+    """A difference of a comparison with its interval: ``-0.313 [-0.401, -0.276]``."""
+    value = _finite(entry.get(key))
+    if value is None:
+        if entry.get(key) is not None:
+            _damaged("summary.json", f"comparisons[{position}].{key}", "a number")
+        return "—"
+    text = f"{value:.4g}"
+    interval = _interval(entry.get(ci_key(key)))
+    if interval is not None:
+        text += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
+    elif entry.get(ci_key(key)) is not None:
+        _damaged("summary.json", f"comparisons[{position}].{ci_key(key)}", "an interval")
+    return text
+
+
+def _render_stability(results: Results) -> str:
+    """``--stability``: per set and fraction of the reference set, its size and the values the
+    printed table shows (:func:`rarity_score.results_dir.layout.stability_table`); empty
+    without it."""
+    if not results.stability:
+        return ""
+    values: list[SetValue] = [v for v in table_values(results.mode) if v.kind != "count"]
+    found: list[tuple[str, float, str]] = []  # (set, fraction, row html)
+    for step in results.stability:
+        fraction = _finite(step.get("fraction")) or 0.0
+        for row in step.get("sets") or ():
+            name = printable(str(row.get("name")))
+            cells = [
+                f'<th scope="row">{_e(name)}</th>',
+                f'<td class="num">{_e(f"{100 * fraction:g} %")}</td>',
+                f'<td class="num">{_e(_number(_count(row.get("n_reference"))))}</td>',
+            ]
+            for spec in values:
+                value = _finite(row.get(spec.key))
+                cells.append(f'<td class="num">{_e(value_text(value, spec, missing="—"))}</td>')
+            found.append((name, fraction, "      <tr>" + "".join(cells) + "</tr>"))
+    found.sort(key=lambda item: (item[0], item[1]))  # by set, fractions in order
+    head = "".join(
+        f'<th scope="col">{_e(heading)}</th>'
+        for heading in ("set", "reference", "n ref", *(v.heading for v in values))
+    )
+    record = _statistics(results).get("stability")
+    how = _text(record.get("how")) if isinstance(record, Mapping) else None
+    first = how[:1].upper() + how[1:].rstrip(".") if how else ""
+    intro = (
+        (first or "The run repeated with a random part of the reference set")
+        + ". Rarity values shrink as the reference set grows (k-NN radii do); what matters is "
+        "whether the order of the sets and the fractions in the manifold hold."
+    )
+    return (
+        _template("stability.html")
+        .substitute(note=_e(intro), head=head, rows="\n".join(html_row for _, _, html_row in found))
+        .rstrip("\n")
+    )
 
 
 # ------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ the ``rarity spaces`` report (:func:`spaces_scatter_png`, :func:`spaces_histogra
 In the spirit of the paper's truncation and dataset figures: one density-normalised curve per
 set on common bins, so that a set whose histogram sits further right makes rarer images. In
 compare mode the real set's own leave-one-out rarity is drawn as a dashed reference curve.
-Only in-manifold samples have a score; the legend says how many each curve holds.
+Only in-manifold samples have a score; the legend says how many each curve holds. Beside it the
+report draws the empirical CDFs of the same curves (:func:`ecdf_png`, matplotlib's own
+``Axes.ecdf``): small shifts that histograms hide are plain in a CDF.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from rarity_score.io.names import printable, shorten
 from rarity_score.results_dir import Results, load_results
 
 __all__ = [
+    "ecdf_png",
     "histogram_png",
     "plot_histograms",
     "require_matplotlib",
@@ -52,15 +55,15 @@ def require_matplotlib() -> ModuleType:
     return require("matplotlib", what="the rarity histogram", extra="report")
 
 
-def histogram_png(results: Results) -> bytes:
-    """The PNG bytes of the overlaid histograms of a loaded results directory."""
-    matplotlib = require_matplotlib()
-    # Agg draws without a display, whatever backend the user configured for interactive use.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+#: One curve of the report's figures: its legend label, its in-manifold scores, its colour, and
+#: whether it is the dashed reference curve (the real set's own leave-one-out rarity).
+_Curve = tuple[str, np.ndarray, Any, bool]
 
-    # (label, in-manifold scores, colour, whether it is the dashed reference curve)
-    curves: list[tuple[str, np.ndarray, Any, bool]] = []
+
+def _curves(results: Results) -> list[_Curve]:
+    """The curves the histogram and the empirical CDFs draw, in the same colours and order."""
+    matplotlib = require_matplotlib()
+    curves: list[_Curve] = []
     colours = matplotlib.colormaps["tab10"].colors
     for position, item in enumerate(results.sets):
         scores = item.rarity[item.in_manifold & np.isfinite(item.rarity)]
@@ -73,34 +76,81 @@ def histogram_png(results: Results) -> bytes:
         total = results.reference_rarity.size
         label = f"{name}, leave-one-out (n = {reference.size:,} of {total:,} in manifold)"
         curves.append((label, reference, "black", True))
+    return curves
+
+
+def _figure() -> tuple[Any, Any]:
+    """A figure and its one axes, in the size and resolution of the report's figures, drawn
+    with Agg (without a display, whatever backend the user configured for interactive use)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(8.0, 4.2), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    return figure, figure.add_subplot()
+
+
+def _range(curves: Sequence[_Curve]) -> tuple[float, float] | None:
+    """The common x range of every curve (None when no curve holds a score)."""
     everything = np.concatenate([scores for _, scores, _, _ in curves] or [np.zeros(0)])
     if everything.size == 0:
-        axes.text(
-            0.5,
-            0.5,
-            "no in-manifold samples: no rarity score to plot",
-            ha="center",
-            va="center",
-            transform=axes.transAxes,
-        )
+        return None
+    low, high = float(everything.min()), float(everything.max())
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return low, high
+
+
+def _nothing_to_plot(axes: Any) -> None:
+    axes.text(
+        0.5,
+        0.5,
+        "no in-manifold samples: no rarity score to plot",
+        ha="center",
+        va="center",
+        transform=axes.transAxes,
+    )
+
+
+def _legend(axes: Any, handles: list[Any], curves: Sequence[_Curve], loc: str) -> None:
+    # Handles and labels given explicitly: matplotlib would drop a label that starts with "_"
+    # (a set named "_base") from an automatic legend.
+    labels = [label for label, _, _, _ in curves]
+    legend = axes.legend(handles, labels, fontsize=8, frameon=False, loc=loc)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+
+
+def _finish(figure: Any, axes: Any, results: Results, title: str, y_label: str) -> bytes:
+    # Names come from the results directory: "$...$" in one must stay text, not mathtext
+    # (which may also fail to parse and stop the report).
+    axes.set_xlabel(_x_label(results), parse_math=False)
+    axes.set_ylabel(y_label)
+    axes.set_title(title, fontsize=10, parse_math=False)
+    axes.spines[["top", "right"]].set_visible(False)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def histogram_png(results: Results) -> bytes:
+    """The PNG bytes of the overlaid histograms of a loaded results directory."""
+    curves = _curves(results)
+    figure, axes = _figure()
+    extent = _range(curves)
+    if extent is None:
+        _nothing_to_plot(axes)
     else:
         # Common bins over every curve, so heights are comparable across sets; as many as the
         # smallest curve can fill (sqrt rule), so no curve is drawn as noise.
-        low, high = float(everything.min()), float(everything.max())
-        if high <= low:
-            low, high = low - 0.5, high + 0.5
+        low, high = extent
         smallest = min(scores.size for _, scores, _, _ in curves if scores.size)
         bins = np.linspace(low, high, min(_MAX_BINS, max(10, int(np.sqrt(smallest)))) + 1)
         handles: list[Any] = []
-        labels = [label for label, _, _, _ in curves]
-        for label, scores, colour, dashed in curves:
+        for _, scores, colour, dashed in curves:
             if scores.size == 0:
                 style = "--" if dashed else "-"
-                handles += axes.plot([], [], label=label, color=colour, linestyle=style)
+                handles += axes.plot([], [], color=colour, linestyle=style)
                 continue
             density, _ = np.histogram(scores, bins=bins, density=True)
             if dashed:
@@ -111,20 +161,35 @@ def histogram_png(results: Results) -> bytes:
             handles.append(line)
         axes.set_xlim(low, high)
         axes.set_ylim(bottom=0)
-        # Handles and labels given explicitly: matplotlib would drop a label that starts with
-        # "_" (a set named "_base") from an automatic legend.
-        legend = axes.legend(handles, labels, fontsize=8, frameon=False, loc="best")
-        for text in legend.get_texts():
-            text.set_parse_math(False)
-    # Names come from the results directory: "$...$" in one must stay text, not mathtext
-    # (which may also fail to parse and stop the report).
-    axes.set_xlabel(_x_label(results), parse_math=False)
-    axes.set_ylabel("density")
-    axes.set_title(_title(results), fontsize=10, parse_math=False)
-    axes.spines[["top", "right"]].set_visible(False)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+        _legend(axes, handles, curves, "best")
+    return _finish(figure, axes, results, _title(results), "density")
+
+
+def ecdf_png(results: Results) -> bytes:
+    """The PNG bytes of the empirical CDFs of the same curves as :func:`histogram_png` (in its
+    colours, the reference dashed), drawn by matplotlib's :meth:`~matplotlib.axes.Axes.ecdf`:
+    for each rarity x, the fraction of the set's in-manifold samples whose rarity is at most x.
+    A small shift between two sets, which a histogram's bins may hide, is a plain gap between
+    two curves here."""
+    curves = _curves(results)
+    figure, axes = _figure()
+    extent = _range(curves)
+    if extent is None:
+        _nothing_to_plot(axes)
+    else:
+        handles: list[Any] = []
+        for _, scores, colour, dashed in curves:
+            style = "--" if dashed else "-"
+            if scores.size == 0:
+                handles += axes.plot([], [], color=colour, linestyle=style)
+                continue
+            width = 1.6 if dashed else 1.8
+            handles.append(axes.ecdf(scores, color=colour, linestyle=style, linewidth=width))
+        axes.set_xlim(*extent)
+        axes.set_ylim(0, 1.02)
+        _legend(axes, handles, curves, "lower right")
+    title = _title(results).replace("Rarity of", "Empirical CDF of the rarity of", 1)
+    return _finish(figure, axes, results, title, "fraction of in-manifold samples ≤ rarity")
 
 
 def _title(results: Results) -> str:
