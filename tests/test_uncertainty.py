@@ -148,6 +148,7 @@ def test_comparisons_match_the_oracle_and_scipy() -> None:
     assert low < found.median_difference < high < 0
     assert found.sentence.startswith("narrow is less rare than wide: median ")
     assert "95 % CI [" in found.sentence and "p = " in found.sentence
+    assert f"P(narrow rarer) = {found.probability_a_rarer:.2f}" in found.sentence
     entry = found.to_dict()
     assert entry["sentence"] == found.sentence and entry["a"] == "narrow"
     json.dumps(entry, allow_nan=False)
@@ -209,7 +210,7 @@ def test_seed_and_level() -> None:
     evaluation = _evaluation(rarity)
 
     def median(**options):
-        return summary_intervals(evaluation, StatisticsOptions(bootstrap=300, **options))["rarity"][
+        return summary_intervals(evaluation, StatisticsOptions(bootstrap=600, **options))["rarity"][
             "median"
         ]
 
@@ -220,11 +221,15 @@ def test_seed_and_level() -> None:
 
 
 def test_undefined_values_have_no_interval() -> None:
-    outside = summary_intervals(_evaluation(np.full(5, np.nan)), StatisticsOptions(bootstrap=100))
+    outside = summary_intervals(_evaluation(np.full(20, np.nan)), StatisticsOptions(bootstrap=100))
     assert outside["rarity"]["median"] is None
     assert outside["fraction_in_manifold"] == [0.0, 0.0]
-    one = summary_intervals(_evaluation(np.array([1.0])), StatisticsOptions(bootstrap=100))
-    assert one["rarity"]["median"] is None and one["fraction_in_manifold"] is None
+    # Below MIN_BOOTSTRAP_SAMPLES (10) samples: no interval at all.
+    few = summary_intervals(_evaluation(np.arange(1.0, 10.0)), StatisticsOptions(bootstrap=100))
+    assert few["rarity"]["median"] is None and few["fraction_in_manifold"] is None
+    # Counts are never given an interval, nested ones included.
+    ten = summary_intervals(_evaluation(np.arange(1.0, 11.0)), StatisticsOptions(bootstrap=100))
+    assert "n" not in ten["rarity"] and ten["rarity"]["median"] is not None
 
 
 @pytest.mark.parametrize(
@@ -235,6 +240,7 @@ def test_undefined_values_have_no_interval() -> None:
         ({"level": 1.0}, "level"),
         ({"level": 0}, "level"),
         ({"level": True}, "level"),
+        ({"bootstrap": 1000, "level": 0.999}, "bootstrap"),
         ({"seed": -1}, "seed"),
         ({"subsample": 1}, "subsample"),
     ],
@@ -353,6 +359,9 @@ def test_datasets_of_different_sizes_warn_and_subsample_evens_them(data, tmp_pat
     assert "--subsample 100" in caplog.text
     (entry,) = result.comparisons
     assert entry["a"] == "narrow" and entry["median_difference_ci"] is not None
+    # A size effect is never reported as a finding.
+    assert entry["sentence"].startswith("narrow and wide are not comparable (they differ in size")
+    assert "--subsample 100" in entry["sentence"]
     assert [step["fraction"] for step in result.stability] == [0.25, 0.5, 1.0]
     assert result.stability[0]["sets"][0]["n_reference"] == 30
     caplog.clear()
@@ -362,3 +371,4 @@ def test_datasets_of_different_sizes_warn_and_subsample_evens_them(data, tmp_pat
         )
     assert "differ in size" not in caplog.text
     assert [s["n"] for s in evened.run["sets"]] == [100, 100]
+    assert evened.comparisons[0]["caveat"] is None

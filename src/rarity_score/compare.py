@@ -169,6 +169,8 @@ def analyse(
     named: Sequence[tuple[str, Evaluation]],
     statistics: StatisticsOptions,
     stability: Sequence[StabilityStep] | None = None,
+    *,
+    same_reference: bool = True,
 ) -> Analysis:
     """What a run adds to its evaluations (:class:`~rarity_score.uncertainty.Analysis`): the
     bootstrap intervals of each set's summary, the comparison of every pair of sets, the
@@ -181,7 +183,8 @@ def analyse(
     pairs: tuple[dict[str, Any], ...] = ()
     if len(named) > 1:
         try:
-            pairs = tuple(c.to_dict() for c in uncertainty.comparisons(named, statistics))
+            found = uncertainty.comparisons(named, statistics, same_reference=same_reference)
+            pairs = tuple(c.to_dict() for c in found)
         except ImportError as error:
             logger.warning("the sets are not compared (%s)", error)
     asked = sorted({name for _, evaluation in named for name in evaluation.metrics})
@@ -463,7 +466,7 @@ def compare_datasets(
         evaluations=evaluations,
         command=command,
         report=_try_report if report else None,
-        analysis=analyse(named, statistics, stability),
+        analysis=analyse(named, statistics, stability, same_reference=False),
     )
 
 

@@ -42,6 +42,10 @@ SEED: int = 0
 #: rest on a handful of resamples.
 MIN_RESAMPLES: int = 100
 
+#: Fewest samples a set needs for bootstrap intervals: below it, resamples only shuffle a
+#: handful of values and the interval would look more precise than it is.
+MIN_BOOTSTRAP_SAMPLES: int = 10
+
 #: The fractions of the real set that ``--stability`` re-scores with (1.0 is the run itself).
 STABILITY_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0)
 

@@ -11,6 +11,7 @@ the sweep when a user names one device.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, Union
@@ -183,6 +184,13 @@ class StatisticsOptions:
         if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
             raise OptionError(
                 "level", f"level must be a number between 0 and 1 (0.95 for 95 %), got {level!r}"
+            )
+        if self.bootstrap and self.bootstrap * (1 - level) < 5:
+            # Each tail of the interval must rest on a few resamples, not on the extreme one.
+            raise OptionError(
+                "bootstrap",
+                f"a {100 * level:g} % interval needs at least {math.ceil(5 / (1 - level))} "
+                f"resamples (for a few beyond each end), got {self.bootstrap}",
             )
         _positive("seed", self.seed, minimum=0)
         _positive("subsample", self.subsample, allow_none=True, minimum=2)

@@ -164,6 +164,8 @@ def with_interval(text: str, row: Mapping[str, Any], spec: SetValue) -> str:
     interval = row.get(ci_key(spec.key))
     if not (isinstance(interval, (list, tuple)) and len(interval) == 2):
         return text
+    if not all(isinstance(end, (int, float)) and not isinstance(end, bool) for end in interval):
+        return text  # a damaged file's interval is not shown (the report says so)
     low, high = (value_text(end, spec) for end in interval)
     if spec.key in _PERCENT:
         low, high = low.removesuffix(" %"), high.removesuffix(" %")
@@ -240,7 +242,7 @@ def statistics_text(
     parts: list[str] = []
     record = run.get("statistics") if isinstance(run.get("statistics"), Mapping) else {}
     bootstrap = record.get("bootstrap") if isinstance(record, Mapping) else None
-    if isinstance(bootstrap, Mapping):
+    if isinstance(bootstrap, Mapping) and isinstance(bootstrap.get("resamples"), int):
         level = bootstrap.get("level")
         shown = f"{100 * float(level):g} %" if isinstance(level, (int, float)) else "the"
         text = (

@@ -9,6 +9,7 @@ samples (sorting for the medians and quantiles), no distance computed.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,12 +49,15 @@ _FIXED = frozenset(
 
 def require_scipy(what: str = "--bootstrap") -> ModuleType:
     """``scipy.stats``, or a one-line ImportError naming ``what`` and the extra to install."""
+    message = f"{what} needs scipy 1.15 or later (scipy.stats): pip install 'rarity-score[stats]'"
     try:
+        import scipy
         import scipy.stats
     except ImportError as error:
-        raise ImportError(
-            f"{what} needs scipy (scipy.stats): pip install 'rarity-score[stats]'"
-        ) from error
+        raise ImportError(message) from error
+    major, minor = (int(part) for part in re.findall(r"\d+", scipy.__version__)[:2])
+    if (major, minor) < (1, 15):  # bootstrap(rng=...) is 1.15's
+        raise ImportError(f"{message} (found scipy {scipy.__version__})")
     return scipy.stats
 
 
@@ -79,6 +83,12 @@ def not_resampled(metric_names: Sequence[str] | None = None) -> dict[str, str]:
     }
 
 
+def _resampled(value: Any) -> bool:
+    """A leaf of a summary that a resample changes: a number (or a value undefined here), not a
+    count (summaries hold counts as ints, every other value as a float)."""
+    return value is None or (isinstance(value, float) and not isinstance(value, bool))
+
+
 def _paths(summary: Mapping[str, Any], skip: set[str]) -> Iterator[tuple[str, ...]]:
     """The paths of the resampled numeric leaves of a summary."""
     for key, value in summary.items():
@@ -86,9 +96,9 @@ def _paths(summary: Mapping[str, Any], skip: set[str]) -> Iterator[tuple[str, ..
             continue
         if isinstance(value, Mapping):
             for inner, item in value.items():
-                if isinstance(item, (int, float)) or item is None:
+                if _resampled(item):
                     yield (key, str(inner))
-        elif isinstance(value, (int, float)) or value is None:
+        elif _resampled(value):
             yield (key,)
 
 
@@ -114,8 +124,9 @@ def summary_intervals(
     (plus ``fraction_in_manifold``), in a dict of the same shape: ``[low, high]`` per value,
     None where a value has no interval (undefined in some resample, e.g. the median of a
     resample with no sample in the manifold; or a metric of :func:`not_resampled`, whose entry
-    is None). Counts and settings are left out. ``options.bootstrap`` resamples, level
-    ``options.level``, seeded by ``options.seed``.
+    is None; or a set of fewer than ``defaults.MIN_BOOTSTRAP_SAMPLES`` samples, whose
+    resamples would only shuffle a handful of values). Counts and settings are left out.
+    ``options.bootstrap`` resamples, level ``options.level``, seeded by ``options.seed``.
 
     >>> ev = Evaluation.from_fields(k=1, n_real=9, dim=1, metrics=("rarity",),
     ...     rarity=np.linspace(1.0, 2.0, 50), in_manifold=np.ones(50, bool),
@@ -131,7 +142,7 @@ def summary_intervals(
     paths = list(_paths(point, skip))
     out: dict[str, Any] = {name: None for name in skip if name in point}
     n = evaluation.n_fake
-    if n < 2 or not paths:
+    if n < defaults.MIN_BOOTSTRAP_SAMPLES or not paths:
         for path in paths:
             _put(out, path, None)
         return out
@@ -157,6 +168,8 @@ def bootstrap(
     """The one call of ``scipy.stats.bootstrap`` (percentile method, seeded, one call of
     ``statistic`` per resample, on rows of the samples: each sample of ``rows`` resampled
     independently)."""
+    # Resamples in batches of about 4 M indices, so memory stays bounded whatever B and n.
+    batch = max(1, 2**22 // max(len(r) for r in rows))
     with warnings.catch_warnings():
         # A value that every resample gives alike (a fraction of 1) has a point as its
         # interval, which is the answer, not a problem of the data.
@@ -168,6 +181,7 @@ def bootstrap(
             confidence_level=options.level,
             method="percentile",
             vectorized=False,
+            batch=batch,
             rng=np.random.default_rng(options.seed),
         )
 

@@ -12,7 +12,7 @@ rarities (two-sided, ``scipy.stats.mannwhitneyu``); with it comes the probabilit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,9 @@ class RarityComparison:
     p_value: float | None
     probability_a_rarer: float | None
     level: float
+    #: Why the two sets' rarity is not comparable (datasets of different sizes), said first in
+    #: the sentence; None when it is.
+    caveat: str | None = None
 
     @property
     def sentence(self) -> str:
@@ -51,8 +54,9 @@ class RarityComparison:
 
         >>> c = RarityComparison("psi=0.4", "psi=1.0", 900, 950, -0.5, [-0.7, -0.3], -0.78,
         ...                      [-1.1, -0.41], 1e5, 3e-5, 0.4, 0.95)
-        >>> c.sentence
-        'psi=0.4 is less rare than psi=1.0: median -0.78, 95 % CI [-1.1, -0.41], p = 3e-05'
+        >>> print(c.sentence)  # doctest: +NORMALIZE_WHITESPACE
+        psi=0.4 is less rare than psi=1.0: median -0.78, 95 % CI [-1.1, -0.41],
+        P(psi=0.4 rarer) = 0.40, p = 3e-05
         """
         if self.p_value is None or self.median_difference is None:
             empty = self.a if self.n_a == 0 else self.b
@@ -61,7 +65,12 @@ class RarityComparison:
         if self.median_difference_ci is not None:
             low, high = self.median_difference_ci
             details += f", {_percent(self.level)} CI [{_number(low)}, {_number(high)}]"
-        details += f", p = {self.p_value:.2g}"
+        p = f"p = {self.p_value:.2g}" if self.p_value > 0 else "p < 1e-300"
+        if self.probability_a_rarer is not None:
+            details += f", P({self.a} rarer) = {self.probability_a_rarer:.2f}"
+        details += f", {p}"
+        if self.caveat is not None:
+            return f"{self.a} and {self.b} are not comparable ({self.caveat}): {details}"
         if self.p_value >= 1 - self.level:
             return f"{self.a} and {self.b} do not differ clearly in rarity: {details}"
         # The rank test says the distributions differ; its own effect size says in which way.
@@ -160,11 +169,26 @@ def compare_rarity(
 
 
 def comparisons(
-    named: Sequence[tuple[str, Evaluation]], options: StatisticsOptions
+    named: Sequence[tuple[str, Evaluation]],
+    options: StatisticsOptions,
+    *,
+    same_reference: bool = True,
 ) -> list[RarityComparison]:
-    """:func:`compare_rarity` of every pair of sets ``i < j``, in the order given."""
-    return [
-        compare_rarity(named[i], named[j], options)
-        for i in range(len(named))
-        for j in range(i + 1, len(named))
-    ]
+    """:func:`compare_rarity` of every pair of sets ``i < j``, in the order given.
+
+    ``same_reference`` False: each set is scored against itself (leave-one-out), so two sets
+    are comparable only at equal size (k-NN radii shrink as a set grows); pairs of different
+    sizes are marked with a caveat instead of a finding."""
+    found = []
+    for i in range(len(named)):
+        for j in range(i + 1, len(named)):
+            pair = compare_rarity(named[i], named[j], options)
+            n_i, n_j = named[i][1].n_fake, named[j][1].n_fake
+            if not same_reference and n_i != n_j:
+                caveat = (
+                    f"they differ in size, {n_i} and {n_j}, and k-NN radii shrink as a set "
+                    f"grows; rerun with --subsample {min(n_i, n_j)}"
+                )
+                pair = replace(pair, caveat=caveat)
+            found.append(pair)
+    return found
