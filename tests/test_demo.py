@@ -36,7 +36,7 @@ from rarity_score.demo import (
     to_logits,
     truncate,
 )
-from rarity_score.demo.findings import findings, spaces_findings
+from rarity_score.demo.findings import check_comparison, findings, spaces_findings
 from rarity_score.options import ExtractionOptions
 
 #: Extraction as the tests run it: quiet (the cache is the demo's own, under its output folder).
@@ -44,8 +44,15 @@ QUIET = ExtractionOptions(progress=False)
 
 
 def read_summary(results_dir: Path) -> list[dict]:
-    """The summary rows as written (``summary.json``), not as the run returned them."""
-    return json.loads((Path(results_dir) / "summary.json").read_text())["sets"]
+    """The summary rows as written (``summary.json``), not as the run returned them: a results
+    directory's ``sets``, or a spaces output's list of rows."""
+    summary = json.loads((Path(results_dir) / "summary.json").read_text())
+    return summary["sets"] if isinstance(summary, dict) else summary
+
+
+def read_summary_json(results_dir: Path) -> dict:
+    """``summary.json`` as written: its ``sets``, ``comparisons`` and ``stability``."""
+    return json.loads((Path(results_dir) / "summary.json").read_text())
 
 
 # ---------------------------------------------------------------------- pure functions
@@ -123,6 +130,11 @@ def test_truncate_and_config_validation():
         DemoConfig(psi=(1.0, 1.0))
     with pytest.raises(ValueError):
         DemoConfig(samples_per_level=0)
+    with pytest.raises(ValueError, match="bootstrap"):
+        DemoConfig(bootstrap=10)  # fewer resamples than an interval's tails need
+    statistics = DemoConfig(bootstrap=0, seed=3).statistics(subsample=50)
+    assert (statistics.bootstrap, statistics.seed, statistics.subsample) == (0, 3, 50)
+    assert DemoConfig().statistics().subsample is None  # truncation: every sample
 
 
 def test_check_demo_dir(tmp_path):
@@ -238,6 +250,73 @@ def test_findings_of_rows():
     assert trend["density"]["as_psi_falls"] == "neither"  # equal values
     assert trend["coverage"]["as_psi_falls"] == "neither"  # not computed
     assert (found["datasets"]["right"], found["datasets"]["median_ratio"]) == ("B", 2.0)
+    # Bare rows carry no comparison: none is checked.
+    assert found["truncation"]["comparisons"] == found["datasets"]["comparisons"] == []
+
+
+def _pair(a, b, median, interval, p, share):
+    return {
+        "a": a,
+        "b": b,
+        "n_a": 90,
+        "n_b": 80,
+        "mean_difference": median,
+        "mean_difference_ci": interval,
+        "median_difference": median,
+        "median_difference_ci": interval,
+        "mann_whitney_u": 1.0,
+        "p_value": p,
+        "probability_a_rarer": share,
+        "level": 0.95,
+        "sentence": f"{a} vs {b}",
+    }
+
+
+def test_a_comparison_is_checked_as_a_finding():
+    """Holds: p below 1 - level, median difference and rank effect in the expected direction,
+    its interval clear of 0; the same the other way round is reversed; anything short of it is
+    not significant; a set with no sample in the manifold is not compared."""
+    clear = _pair("psi=1.0", "psi=0.4", 0.8, [0.3, 1.2], 1e-4, 0.62)
+    assert check_comparison(clear, "psi=1.0")["verdict"] == "holds"
+    assert check_comparison(clear, "psi=0.4")["verdict"] == "reversed"
+    checked = check_comparison(clear, "psi=1.0")
+    assert checked["expected"] == "psi=0.4 less rare than psi=1.0"
+    assert checked["sentence"] == "psi=1.0 vs psi=0.4" and checked["p_value"] == 1e-4
+    for weak in (
+        {"p_value": 0.06},  # not below 1 - level
+        {"median_difference_ci": [-0.1, 1.2]},  # the interval holds 0
+        {"median_difference": -0.1},  # the medians disagree with the rank test
+        {"probability_a_rarer": 0.5},
+    ):
+        assert check_comparison({**clear, **weak}, "psi=1.0")["verdict"] == "not significant"
+    # Without resamples the rank test decides.
+    assert check_comparison({**clear, "median_difference_ci": None}, "psi=1.0")["verdict"] == (
+        "holds"
+    )
+    empty = {**clear, "p_value": None, "median_difference": None, "probability_a_rarer": None}
+    assert check_comparison(empty, "psi=1.0")["verdict"] == "not compared"
+    with pytest.raises(ValueError, match="not one of the sets"):
+        check_comparison(clear, "psi=0.7")
+
+
+def test_findings_check_every_pair_with_the_higher_psi_expected_rarer():
+    rows = [{"name": f"psi={psi}", "rarity_mean": 1.0, "rarity_median": 1.0} for psi in "174"]
+    pairs = [
+        _pair("psi=1", "psi=7", -0.5, [-0.9, -0.1], 1e-3, 0.4),  # 7 is the higher psi
+        _pair("psi=1", "psi=4", 0.1, [-0.2, 0.4], 0.3, 0.52),
+        _pair("psi=7", "psi=4", 0.6, [0.2, 0.9], 1e-5, 0.7),
+    ]
+    datasets = {"sets": rows[:2], "comparisons": [pairs[0], pairs[2]]}
+    found = findings({"sets": rows, "comparisons": pairs}, datasets)
+    checked = found["truncation"]["comparisons"]
+    assert [(c["a"], c["b"], c["verdict"]) for c in checked] == [
+        ("psi=1", "psi=7", "holds"),
+        ("psi=1", "psi=4", "not significant"),
+        ("psi=7", "psi=4", "holds"),
+    ]
+    assert checked[0]["expected"] == "psi=1 less rare than psi=7"
+    # The datasets: only the pair of the two sets shown, the right one expected rarer.
+    assert [c["b"] for c in found["datasets"]["comparisons"]] == ["psi=7"]
 
 
 def test_spaces_findings_keep_the_set_and_refuse_a_missing_one():
@@ -287,7 +366,15 @@ def test_demo_writes_both_comparisons(demo_run):
     assert run["sets"][0]["has_images"]  # the report shows the generated digits
     datasets = json.loads((demo_run.datasets / "run.json").read_text())
     assert datasets["mode"] == "datasets"
+    # Equal sizes by the run's own random subsets (--subsample), of all of each dataset.
     assert [s["n"] for s in datasets["sets"]] == [CI_CONFIG.n_dataset] * 2
+    assert [s["subsampled_from"] for s in datasets["sets"]] == [CI_CONFIG.n_real, 1797]
+    assert datasets["statistics"]["subsample"] is not None
+    assert run["statistics"]["subsample"] is None and run["real"]["subsampled_from"] is None
+    for record in (run, datasets):
+        bootstrap = record["statistics"]["bootstrap"]
+        assert (bootstrap["resamples"], bootstrap["seed"]) == (CI_CONFIG.bootstrap, CI_CONFIG.seed)
+    assert not (demo_run.images / "mnist-subset.txt").exists()
 
 
 def test_rarity_falls_as_psi_falls(demo_run):
@@ -318,10 +405,67 @@ def test_dataset_ordering(demo_run):
     assert mnist["rarity_mean"] > 1.1 * sk["rarity_mean"]
     record = json.loads((demo_run.out_dir / DEMO_MARKER).read_text())
     assert record["findings"]["datasets"]["right"] == "MNIST"
-    # What demo.json records is what the written summaries show.
-    written = findings(read_summary(demo_run.truncation), read_summary(demo_run.datasets))
+    # What demo.json records is what the written summaries show, comparisons included.
+    written = findings(read_summary_json(demo_run.truncation), read_summary_json(demo_run.datasets))
     assert record["findings"] == demo_run.findings == written
     assert record["findings"]["truncation"]["trend"]["rarity_median"]["as_psi_falls"] == "falls"
+
+
+def test_summaries_hold_intervals_and_the_pairwise_comparisons(demo_run):
+    """Every rarity value of each set has its bootstrap interval around it, and summary.json
+    compares every pair of sets: difference of mean and median with intervals, Mann-Whitney U."""
+    for folder, names in (
+        (demo_run.truncation, ["psi=1.0", "psi=0.7", "psi=0.4"]),
+        (demo_run.datasets, ["MNIST", "sklearn-digits"]),
+    ):
+        summary = read_summary_json(folder)
+        for row in summary["sets"]:
+            for key in ("rarity_mean", "rarity_median", "fraction_in_manifold"):
+                low, high = row[f"{key}_ci"]
+                assert low <= row[key] <= high, (row["name"], key)
+        pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+        assert [(c["a"], c["b"]) for c in summary["comparisons"]] == [
+            (names[i], names[j]) for i, j in pairs
+        ]
+        for pair in summary["comparisons"]:
+            for key in ("mean_difference", "median_difference"):
+                low, high = pair[f"{key}_ci"]
+                assert low <= pair[key] <= high, (pair["a"], pair["b"], key)
+            assert 0 <= pair["p_value"] <= 1 and pair["mann_whitney_u"] >= 0
+            assert pair["level"] == 0.95 and pair["sentence"].startswith(pair["a"])
+
+
+def test_the_comparisons_are_checked_as_findings(demo_run):
+    """At the CI size the untruncated samples are clearly rarer than the strongest truncation
+    and MNIST clearly rarer than scikit-learn's digits (p < 0.05, median difference's 95 %
+    interval clear of 0); no pair is reversed. The verdicts are those of the written entries."""
+    truncation = demo_run.findings["truncation"]["comparisons"]
+    assert [(c["a"], c["b"]) for c in truncation] == [
+        ("psi=1.0", "psi=0.7"),
+        ("psi=1.0", "psi=0.4"),
+        ("psi=0.7", "psi=0.4"),
+    ]
+    verdicts = {(c["a"], c["b"]): c["verdict"] for c in truncation}
+    assert verdicts[("psi=1.0", "psi=0.4")] == "holds"
+    assert "reversed" not in verdicts.values()
+    strongest = truncation[1]
+    assert strongest["expected"] == "psi=0.4 less rare than psi=1.0"
+    assert strongest["median_difference_ci"][0] > 0 and strongest["p_value"] < 0.05
+    assert strongest["sentence"].startswith("psi=1.0 is more rare than psi=0.4: median ")
+    (datasets,) = demo_run.findings["datasets"]["comparisons"]
+    assert (datasets["a"], datasets["b"], datasets["verdict"]) == (
+        "MNIST",
+        "sklearn-digits",
+        "holds",
+    )
+    assert datasets["expected"] == "sklearn-digits less rare than MNIST"
+    # What is printed: each finding with its verdict, then the run's sentence.
+    from rarity_score.demo import describe_findings
+
+    lines = describe_findings(demo_run.findings)
+    for entry in [*truncation, datasets]:
+        at = lines.index(f"  {entry['expected']}: {entry['verdict']}")
+        assert lines[at + 1] == f"    {entry['sentence']}"
 
 
 def _set_arrays(results_dir: Path, name: str) -> dict[str, np.ndarray]:
@@ -371,9 +515,9 @@ def test_the_head_space_is_part_one_read_from_the_cache(demo_run):
     for path in (demo_run.out_dir / "cache").glob("*.json"):
         name = json.loads(path.read_text())["extractor"]
         entries[name] = entries.get(name, 0) + 1
-    # Head: MNIST, three levels, the MNIST subset list, scikit-learn's digits; the other two
-    # spaces: MNIST and the first level.
-    assert entries == {DEMO_EXTRACTOR: 6, "efficientnet-lite0-stage2": 2, "pixels": 2}
+    # Head: MNIST, three levels, scikit-learn's digits (the datasets are subsets of these,
+    # cut by the run); the other two spaces: MNIST and the first level.
+    assert entries == {DEMO_EXTRACTOR: 5, "efficientnet-lite0-stage2": 2, "pixels": 2}
 
 
 def test_spaces_output_holds_what_demo_json_says(demo_run):
@@ -451,11 +595,15 @@ def test_second_run_is_identical_and_reuses_the_images(demo_run):
     rarest = demo_run.out_dir / "rarest"
     files_before = {p.name: p.read_bytes() for p in rarest.iterdir() if p.name != "filter.json"}
     folders = {name: os.stat(demo_run.out_dir / name).st_ino for name in ("spaces", "rarest")}
+    # An earlier demo's hand-made list of MNIST images is removed (the run subsamples now).
+    (demo_run.images / "mnist-subset.txt").write_text("mnist/00000_digit3.png\n")
     again = run_demo(demo_run.out_dir, CI_CONFIG, extraction=QUIET, report=False)
+    assert not (demo_run.images / "mnist-subset.txt").exists()
     # The images are regenerated byte for byte (so not rewritten: the cache key holds).
     assert [os.stat(p).st_mtime_ns for p in pngs] == stamps
     for name, rows in before.items():
-        assert read_summary(getattr(again, name)) == rows
+        assert read_summary(getattr(again, name)) == rows  # the intervals too: seeded
+    assert again.findings == demo_run.findings
     # The spaces output and the filtered folder are replaced (new folders moved into place),
     # with the same content.
     for name, inode in folders.items():

@@ -210,7 +210,8 @@ def print_demo(result: DemoResult) -> None:
     ):
         print(title)
         print("=" * len(title))
-        print(run_text(run.run, run.rows, run.comparisons, run.stability), end="")
+        # The comparisons are printed once, with their verdicts, under "What the demo measured".
+        print(run_text(run.run, run.rows, (), run.stability), end="")
         print()
     print("What the demo measured")
     print("======================")

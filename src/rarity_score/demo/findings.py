@@ -1,13 +1,23 @@
 """What a demo run measured: the trends of the truncation comparison and the dataset ordering,
-read from the summary rows of its two runs (nothing assumed); the agreement of the feature
-spaces, read from the summary rows of the spaces run; what the filter example copied; and the
-same in words.
+read from the summary rows of its two runs (nothing assumed), and each pairwise comparison of
+their sets (``summary.json["comparisons"]``: difference of mean and median rarity with its
+bootstrap interval, Mann-Whitney U on the in-manifold rarities) checked as a finding; the
+agreement of the feature spaces, read from the summary rows of the spaces run; what the filter
+example copied; and the same in words.
+
+A comparison's finding **holds** when the rank test rejects equal rarity at the comparison's
+level (p below 1 - level: 0.05) in the expected direction, the median difference has that sign
+and its bootstrap interval (where the run resampled) excludes 0; it is **reversed** when the
+same holds the other way; else it is **not significant**. Expected: for truncation, the set of
+the higher psi is the rarer (the paper's finding); for the datasets, the one whose median is
+the larger (the measured ordering, so the check says whether that ordering is clear).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +25,7 @@ from typing import Any
 from rarity_score.spaces import ROW_KEYS
 
 __all__ = [
+    "check_comparison",
     "describe_findings",
     "describe_rarest",
     "describe_spaces",
@@ -42,13 +53,40 @@ _TRENDS = {
 }
 
 
+#: The fields of a comparison entry (``summary.json["comparisons"]``) that ``demo.json`` keeps.
+_COMPARISON_KEYS = (
+    "a",
+    "b",
+    "n_a",
+    "n_b",
+    "mean_difference",
+    "mean_difference_ci",
+    "median_difference",
+    "median_difference_ci",
+    "p_value",
+    "probability_a_rarer",
+    "level",
+    "sentence",
+)
+
+#: The verdicts of a checked comparison (see the module).
+HOLDS, REVERSED, NOT_SIGNIFICANT, NOT_COMPARED = (
+    "holds",
+    "reversed",
+    "not significant",
+    "not compared",
+)
+
+
 def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
     """What the two runs of a demo show, measured.
 
     Args:
         truncation, datasets: the runs (:class:`~rarity_score.results_dir.RunResult`, whose
-            ``rows`` are read) or their summary rows (one mapping per set, in run order, as in
-            ``summary.json``).
+            ``rows`` and ``comparisons`` are read; or :class:`~rarity_score.results_dir.
+            Results`, its ``summary`` and ``comparisons``), a ``summary.json`` as read (its
+            ``sets`` and ``comparisons``), or only the summary rows (one mapping per set, in run
+            order; then no comparison is checked).
 
     Returns:
         ``truncation``: per psi (in run order, highest first) the summary numbers, and for each
@@ -56,26 +94,92 @@ def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
         coverage whether it ``falls`` or ``rises`` strictly from level to level (else
         ``"neither"``). ``datasets``: the dataset whose median leave-one-out rarity is larger
         (``right``: its histogram sits to the right), the other (``left``), and the ratios of
-        their medians and means.
+        their medians and means. Each has ``comparisons``: every pair of its sets compared
+        (:func:`check_comparison`), with the set expected to be the rarer: of two truncation
+        levels the higher psi (read from the names ``psi=X``, else the earlier in run order),
+        of the datasets ``right``.
+
+    >>> rows = [{"name": n, "rarity_mean": m, "rarity_median": m} for n, m in (("A", 2), ("B", 3))]
+    >>> pair = {"a": "A", "b": "B", "n_a": 9, "n_b": 9, "median_difference": -1.0,
+    ...         "median_difference_ci": [-1.5, -0.5], "p_value": 0.001,
+    ...         "probability_a_rarer": 0.2, "level": 0.95, "sentence": "A is less rare than B"}
+    >>> found = findings([], {"sets": rows, "comparisons": [pair]})
+    >>> found["datasets"]["right"], found["datasets"]["comparisons"][0]["verdict"]
+    ('B', 'holds')
     """
-    rows = _rows(truncation)
+    rows, pairs = _rows(truncation), _comparisons(truncation)
     trend = {}
     for key in _TRENDS:
-        values = [row[key] for row in rows]
+        values = [row.get(key) for row in rows]
         trend[key] = {"values": values, "as_psi_falls": _direction(values)}
-    ds_rows = sorted(_rows(datasets), key=lambda row: row["rarity_median"])
-    left, right = ds_rows[0], ds_rows[-1]
-    return {
-        "truncation": {"sets": [row["name"] for row in rows], "trend": trend},
-        "datasets": {
-            "right": right["name"],
-            "left": left["name"],
-            "median": {right["name"]: right["rarity_median"], left["name"]: left["rarity_median"]},
-            "mean": {right["name"]: right["rarity_mean"], left["name"]: left["rarity_mean"]},
-            "median_ratio": right["rarity_median"] / left["rarity_median"],
-            "mean_ratio": right["rarity_mean"] / left["rarity_mean"],
-        },
+    names = [row["name"] for row in rows]
+    found: dict[str, Any] = {
+        "truncation": {
+            "sets": names,
+            "trend": trend,
+            "comparisons": [
+                check_comparison(pair, _higher_psi(pair["a"], pair["b"], names)) for pair in pairs
+            ],
+        }
     }
+    ds_rows = sorted(_rows(datasets), key=lambda row: row["rarity_median"])
+    if not ds_rows:
+        return found
+    left, right = ds_rows[0], ds_rows[-1]
+    found["datasets"] = {
+        "right": right["name"],
+        "left": left["name"],
+        "median": {right["name"]: right["rarity_median"], left["name"]: left["rarity_median"]},
+        "mean": {right["name"]: right["rarity_mean"], left["name"]: left["rarity_mean"]},
+        "median_ratio": right["rarity_median"] / left["rarity_median"],
+        "mean_ratio": right["rarity_mean"] / left["rarity_mean"],
+        "comparisons": [
+            check_comparison(pair, right["name"])
+            for pair in _comparisons(datasets)
+            if {pair["a"], pair["b"]} == {right["name"], left["name"]}
+        ],
+    }
+    return found
+
+
+def check_comparison(pair: Mapping[str, Any], rarer: str) -> dict[str, Any]:
+    """A comparison entry (``summary.json["comparisons"]``) checked as the finding that
+    ``rarer`` (``pair["a"]`` or ``pair["b"]``) is the rarer set: its kept fields, ``expected``
+    (the finding in words) and ``verdict``: ``"holds"``, ``"reversed"``, ``"not significant"``
+    or ``"not compared"`` (a set with no sample in the manifold); see the module.
+
+    >>> pair = {"a": "psi=1.0", "b": "psi=0.4", "median_difference": 0.8,
+    ...         "median_difference_ci": [0.4, 1.2], "p_value": 1e-6,
+    ...         "probability_a_rarer": 0.6, "level": 0.95}
+    >>> checked = check_comparison(pair, "psi=1.0")
+    >>> checked["expected"], checked["verdict"]
+    ('psi=0.4 less rare than psi=1.0', 'holds')
+    >>> check_comparison(pair, "psi=0.4")["verdict"]
+    'reversed'
+    >>> check_comparison({**pair, "median_difference_ci": [-0.1, 1.2]}, "psi=1.0")["verdict"]
+    'not significant'
+    """
+    if rarer not in (pair["a"], pair["b"]):
+        raise ValueError(f"{rarer!r} is not one of the sets compared ({pair['a']}, {pair['b']})")
+    other = pair["b"] if rarer == pair["a"] else pair["a"]
+    kept = {key: pair.get(key) for key in _COMPARISON_KEYS}
+    sign = 1.0 if rarer == pair["a"] else -1.0  # the expected sign of the differences a - b
+    p, median = pair.get("p_value"), pair.get("median_difference")
+    share, interval = pair.get("probability_a_rarer"), pair.get("median_difference_ci")
+    if p is None or median is None or share is None:
+        verdict = NOT_COMPARED
+    else:
+        verdict = NOT_SIGNIFICANT
+        for direction, outcome in ((sign, HOLDS), (-sign, REVERSED)):
+            clear = (
+                p < 1 - pair["level"]
+                and direction * median > 0
+                and direction * (share - 0.5) > 0
+                and (interval is None or min(direction * interval[0], direction * interval[1]) > 0)
+            )
+            if clear:
+                verdict = outcome
+    return {**kept, "expected": f"{other} less rare than {rarer}", "verdict": verdict}
 
 
 def describe_findings(found: dict[str, Any]) -> list[str]:
@@ -85,10 +189,14 @@ def describe_findings(found: dict[str, Any]) -> list[str]:
     ...     "rarity_mean": {"values": [2.0, 1.5], "as_psi_falls": "falls"}}},
     ...     "datasets": {"right": "A", "left": "B", "median": {"A": 3.0, "B": 2.0},
     ...                  "mean": {"A": 3.0, "B": 2.5}, "median_ratio": 1.5, "mean_ratio": 1.2}}
+    >>> found["datasets"]["comparisons"] = [{"expected": "B less rare than A",
+    ...     "verdict": "holds", "sentence": "A is more rare than B: median 1, p = 0.001"}]
     >>> print("\\n".join(describe_findings(found)))
     Truncation (psi=1 -> psi=0.4):
       mean rarity            falls  2 > 1.5
     Datasets: A sits to the right of B (median rarity 3 vs 2, x1.5; mean 3 vs 2.5, x1.2)
+      B less rare than A: holds
+        A is more rare than B: median 1, p = 0.001
     """
     truncation = found["truncation"]
     lines = [f"Truncation ({' -> '.join(truncation['sets'])}):"]
@@ -97,13 +205,26 @@ def describe_findings(found: dict[str, Any]) -> list[str]:
         sign = {"falls": " > ", "rises": " < "}.get(direction, ", ")
         values = sign.join("n/a" if v is None else f"{v:.4g}" for v in entry["values"])
         lines.append(f"  {_TRENDS.get(key, key):<22} {direction:<6} {values}")
-    ds = found["datasets"]
+    lines += _describe_comparisons(truncation.get("comparisons", ()))
+    ds = found.get("datasets")
+    if ds is None:
+        return lines
     right, left = ds["right"], ds["left"]
     lines.append(
         f"Datasets: {right} sits to the right of {left} (median rarity "
         f"{ds['median'][right]:.4g} vs {ds['median'][left]:.4g}, x{ds['median_ratio']:.3g}; "
         f"mean {ds['mean'][right]:.4g} vs {ds['mean'][left]:.4g}, x{ds['mean_ratio']:.3g})"
     )
+    lines += _describe_comparisons(ds.get("comparisons", ()))
+    return lines
+
+
+def _describe_comparisons(checked: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Each checked comparison: the finding and its verdict, then the run's sentence."""
+    lines = []
+    for entry in checked:
+        lines.append(f"  {entry['expected']}: {entry['verdict']}")
+        lines.append(f"    {entry['sentence']}")
     return lines
 
 
@@ -231,9 +352,32 @@ def _percent(value: float | None) -> str:
 
 
 def _rows(run: Any) -> list[Mapping[str, Any]]:
-    """The summary rows of ``run``: its ``rows`` attribute, or ``run`` itself."""
-    rows: Iterable[Mapping[str, Any]] = getattr(run, "rows", run)
+    """The summary rows of ``run``: its ``rows`` (a run) or ``summary`` (a results directory
+    read) attribute, the ``sets`` of a ``summary.json``, or ``run`` itself."""
+    if isinstance(run, Mapping):
+        return list(run["sets"])
+    rows: Iterable[Mapping[str, Any]] = getattr(run, "rows", None) or getattr(run, "summary", run)
     return list(rows)
+
+
+def _comparisons(run: Any) -> list[Mapping[str, Any]]:
+    """The comparison entries of ``run`` (see :func:`_rows`); none for bare rows."""
+    if isinstance(run, Mapping):
+        return list(run.get("comparisons") or ())
+    return list(getattr(run, "comparisons", None) or ())
+
+
+_PSI = re.compile(r"psi=([0-9]*\.?[0-9]+)")
+
+
+def _higher_psi(a: str, b: str, names: Sequence[str]) -> str:
+    """Of two truncation levels, the one of the higher psi (from the names ``psi=X``), else the
+    earlier in run order (the demo's order: highest psi first)."""
+    found = [_PSI.fullmatch(name) for name in (a, b)]
+    if found[0] and found[1]:
+        return a if float(found[0].group(1)) >= float(found[1].group(1)) else b
+    order = {name: i for i, name in enumerate(names)}
+    return a if order.get(a, 0) <= order.get(b, 0) else b
 
 
 def _direction(values: Sequence[float | None]) -> str:

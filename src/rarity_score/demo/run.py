@@ -28,7 +28,7 @@ from rarity_score import defaults
 from rarity_score.demo.data import balanced_subset, load_mnist, load_sklearn_digits
 from rarity_score.demo.findings import findings, rarest_findings, spaces_findings
 from rarity_score.demo.model import fit_digit_model, sample_digits, truncate
-from rarity_score.options import EngineOptions, ExtractionOptions, OptionError
+from rarity_score.options import EngineOptions, ExtractionOptions, OptionError, StatisticsOptions
 
 if TYPE_CHECKING:
     from rarity_score.filtering import Selection
@@ -84,13 +84,20 @@ class DemoConfig:
         samples_per_level: generated images per truncation level.
         psi: the truncation levels.
         n_dataset: images per dataset in the dataset comparison (at most 1,797, the size of
-            scikit-learn's set): equal sizes, since k-NN radii shrink as a set grows.
+            scikit-learn's set, and at most ``n_real``): equal sizes, since k-NN radii shrink as
+            a set grows; each dataset is cut to this many random images by
+            :class:`~rarity_score.options.StatisticsOptions` ``subsample`` (``--subsample``),
+            seeded by ``seed``.
         n_components: PCA directions of the generative model (its latent dimension).
         cluster_size: images per mixture component of the model (about; per class).
         temperature: of the model's decoder sigmoid (below 1: sharper strokes).
         input_size: side of the efficientnet-lite0 input, in pixels.
         k: neighbourhood size of the k-NN spheres (``defaults.K``, the paper's).
-        seed: seed of the generative model's samples.
+        seed: seed of the generative model's samples, and of the bootstrap resamples and the
+            datasets' random subsets.
+        bootstrap: percentile-bootstrap resamples (``--bootstrap``) of the summary intervals and
+            of the pairwise comparisons of the truncation levels and of the datasets (0: no
+            intervals; the comparisons' Mann-Whitney U test runs in any case).
         n_rarest: how many of the rarest in-manifold samples of the first level the filter
             example copies (part 4).
 
@@ -109,6 +116,7 @@ class DemoConfig:
     k: int = defaults.K
     seed: int = 0
     n_rarest: int = 20
+    bootstrap: int = 1000
 
     def __post_init__(self) -> None:
         names = ("n_real", "samples_per_level", "n_dataset", "n_components", "input_size")
@@ -121,6 +129,13 @@ class DemoConfig:
             truncate(np.zeros(1), psi)  # checks the range
         if min(self.n_real, self.n_dataset) <= self.k:
             raise ValueError(f"k={self.k} needs more than k samples per set")
+        self.statistics()  # checks bootstrap and seed
+
+    def statistics(self, subsample: int | None = None) -> StatisticsOptions:
+        """The statistics options of the demo's runs: ``bootstrap`` resamples seeded by
+        ``seed``, and ``subsample`` samples of each set (the dataset comparison's
+        ``n_dataset``; None for the truncation comparison, which scores every sample)."""
+        return StatisticsOptions(bootstrap=self.bootstrap, seed=self.seed, subsample=subsample)
 
 
 @dataclass(frozen=True)
@@ -358,18 +373,14 @@ def run_demo(
         folders[_psi_name(psi)] = sample_digits(
             model, config.samples_per_level, psi=psi, seed=config.seed
         )
-    ds_mnist = balanced_subset(mnist_labels, config.n_dataset)
-    ds_sk = balanced_subset(sk_labels, config.n_dataset)
-    folders["sklearn-digits"] = (sk_digits[ds_sk], sk_labels[ds_sk])
+    folders["sklearn-digits"] = (sk_digits, sk_labels)
 
     say(f"writing the images as PNG files under {images_dir}")
     for name, (images, labels) in folders.items():
         _write_pngs(images_dir / name, images, labels)
-    mnist_names = _png_names(mnist_labels)
-    subset_list = images_dir / "mnist-subset.txt"
-    _write_if_changed(
-        subset_list, "".join(f"mnist/{mnist_names[i]}\n" for i in ds_mnist).encode("ascii")
-    )
+    # An earlier demo's hand-made list of MNIST images (check_demo_dir proved it the demo's):
+    # the datasets are now cut to equal sizes by the run's own --subsample.
+    (images_dir / "mnist-subset.txt").unlink(missing_ok=True)
 
     say("truncation: MNIST against the generated sets (features, then scores)")
     truncation = compare(
@@ -379,16 +390,21 @@ def run_demo(
         k=config.k,
         extraction=options,
         engine=engine,
+        statistics=config.statistics(),
         report=report,
         command=command,
     )
-    say("datasets: MNIST and scikit-learn's digits, each against its own manifold")
+    say(
+        f"datasets: {config.n_dataset} random images of MNIST and of scikit-learn's digits, "
+        "each against its own manifold"
+    )
     datasets = compare_datasets(
-        {"MNIST": subset_list, "sklearn-digits": images_dir / "sklearn-digits"},
+        {"MNIST": images_dir / "mnist", "sklearn-digits": images_dir / "sklearn-digits"},
         target / "datasets",
         k=config.k,
         extraction=options,
         engine=engine,
+        statistics=config.statistics(subsample=config.n_dataset),
         report=report,
         command=command,
     )
