@@ -372,3 +372,47 @@ def test_datasets_of_different_sizes_warn_and_subsample_evens_them(data, tmp_pat
     assert "differ in size" not in caplog.text
     assert [s["n"] for s in evened.run["sets"]] == [100, 100]
     assert evened.comparisons[0]["caveat"] is None
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (lambda s: s["sets"][0].update(rarity_mean_ci=["a", "b"]), "'[0].rarity_mean_ci'"),
+        (lambda s: s["sets"][0].update(rarity_mean_ci=[2.0, 1.0]), "'[0].rarity_mean_ci'"),
+        (lambda s: s["sets"][0].update(rarity_mean_ci=[True, 1.0]), "interval"),
+        (lambda s: s.update(comparisons=False), "'comparisons' must be a list"),
+        (lambda s: s.update(comparisons=["x"]), "comparisons[0]"),
+        (lambda s: s["comparisons"][0].update(p_value="0.01"), "comparisons[0].p_value"),
+        (lambda s: s["comparisons"][0].update(p_value=2.0), "comparisons[0].p_value"),
+        (lambda s: s["comparisons"][0].update(median_difference_ci=[0]), "median_difference_ci"),
+        (lambda s: s["comparisons"][0].update(sentence=None), "comparisons[0].sentence"),
+        (lambda s: s.update(stability=[{"fraction": "half", "sets": []}]), "fraction"),
+    ],
+)
+def test_damaged_statistics_in_summary_json_are_one_line(data, tmp_path, damage, fragment):
+    from rarity_score.results_dir import ResultsError
+
+    out = tmp_path / "run"
+    fakes = {"narrow": data["narrow"], "wide": data["wide"]}
+    compare(data["real"], fakes, out, report=False, statistics=StatisticsOptions(bootstrap=100))
+    path = out / "summary.json"
+    summary = json.loads(path.read_text())
+    damage(summary)
+    path.write_text(json.dumps(summary))
+    with pytest.raises(ResultsError) as error:
+        load_results(out)
+    message = str(error.value)
+    assert "summary.json" in message and fragment in message and "\n" not in message
+
+
+def test_summary_csv_gives_the_intervals_back(data, tmp_path) -> None:
+    out = tmp_path / "run"
+    fakes = {"narrow": data["narrow"], "wide": data["wide"]}
+    compare(data["real"], fakes, out, report=False, statistics=StatisticsOptions(bootstrap=100))
+    from_json = load_results(out).summary
+    (out / "summary.json").unlink()  # the reader falls back on summary.csv
+    from_csv = load_results(out).summary
+    for json_row, csv_row in zip(from_json, from_csv, strict=True):
+        assert csv_row["rarity_median_ci"] == pytest.approx(json_row["rarity_median_ci"])
+        assert csv_row["recall_ci"] is None
+        assert "rarity_median_ci_low" not in csv_row

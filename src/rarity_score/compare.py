@@ -442,20 +442,19 @@ def compare_datasets(
         evaluations.append(_manifold(s, k, engine, where).leave_one_out())
     stability = None
     if statistics.stability:
-        steps: dict[float, list[Evaluation]] = {}
-        for (where, _, _), s in zip(entries, sets, strict=True):
-            for fraction, part in _parts(s, k, statistics):
+        # Every set's parts are drawn first: a fraction some set is too small for is left out
+        # (with _parts' warning) before any of its sweeps.
+        parts = [dict(_parts(s, k, statistics)) for s in sets]
+        fractions = sorted(set.intersection(*(set(found) for found in parts)))
+        stability = []
+        for fraction in fractions:
+            found = []
+            for (where, _, _), s, own in zip(entries, sets, parts, strict=True):
                 logger.info(
                     "stability: leave-one-out rarity of %g %% of %r", 100 * fraction, s.name
                 )
-                steps.setdefault(fraction, []).append(
-                    _manifold(part, k, engine, where).leave_one_out()
-                )
-        stability = [
-            StabilityStep(fraction, tuple(found))
-            for fraction, found in sorted(steps.items())
-            if len(found) == len(sets)
-        ]
+                found.append(_manifold(own[fraction], k, engine, where).leave_one_out())
+            stability.append(StabilityStep(fraction, tuple(found)))
         stability.append(StabilityStep(1.0, tuple(evaluations)))
     named = [(s.name, evaluation) for s, evaluation in zip(sets, evaluations, strict=True)]
     return write_results(
@@ -582,6 +581,8 @@ def _manifold(s: InputSet, k: int, engine: EngineOptions | None, where: str) -> 
 
 def _named(where: str, s: InputSet) -> str:
     """How the engine's errors name a set (a row beyond float32's reach, say): with its source."""
+    if s.subsampled_from is not None:  # its size is --subsample's, not the file's
+        return f"{where} ({printable(s.source)}, cut to a random subset by --subsample)"
     return f"{where} ({printable(s.source)})"
 
 

@@ -288,6 +288,26 @@ class Fields:
             raise self.fail(key, f"a number from {low:g} to {high:g} or null")
         return float(value)
 
+    def interval(self, key: str) -> list[float] | None:
+        """A bootstrap interval: two finite numbers, low <= high, or None (null or absent)."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if not (
+            isinstance(value, list)
+            and len(value) == 2
+            and all(
+                isinstance(end, (int, float)) and not isinstance(end, bool) and math.isfinite(end)
+                for end in value
+            )
+            and value[0] <= value[1]
+        ):
+            raise ValueError(
+                f"{self.where}: field {self.name(key)!r} must be an interval [low, high] of two "
+                f"finite numbers or null, not {_shown(value)}"
+            )
+        return [float(value[0]), float(value[1])]
+
     def path(self, key: str) -> str:
         value = self.string(key, required=True)
         assert value is not None
@@ -437,6 +457,9 @@ def validate_summary(
     for i, row in enumerate(rows):
         fields = Fields(where, f"[{i}]", row)
         fields.string("name", required=True)
+        for key in row:
+            if isinstance(key, str) and key.endswith("_ci"):  # --bootstrap: [low, high] or null
+                fields.interval(key)
         for key in [key for key in row if key != "name"] if numbers is None else numbers:
             value = row.get(key)
             if value is None:

@@ -13,6 +13,7 @@ is missing is shown as missing, never invented.
 from __future__ import annotations
 
 import csv
+import math
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -501,7 +502,8 @@ def summary_parts(data: Any, where: str) -> tuple[Any, list[dict[str, Any]], Any
     if not isinstance(data, dict):
         return data, [], None
     rows = next((data[key] for key in ("sets", "rows", "summary") if key in data), data)
-    comparisons = data.get("comparisons") or []
+    comparisons = data.get("comparisons")
+    comparisons = [] if comparisons is None else comparisons
     if not isinstance(comparisons, list):
         raise ValueError(
             f"{where}: field 'comparisons' must be a list, not {json_type(comparisons)}"
@@ -510,6 +512,15 @@ def summary_parts(data: Any, where: str) -> tuple[Any, list[dict[str, Any]], Any
         fields = Fields(where, f"comparisons[{i}]", entry)
         for key in ("a", "b", "sentence"):
             fields.string(key, required=True)
+        fields.string("caveat")
+        for key in ("n_a", "n_b"):
+            fields.integer(key)
+        for key in ("mean_difference", "median_difference", "mann_whitney_u"):
+            fields.number(key, -math.inf, math.inf)
+        for key in ("p_value", "probability_a_rarer", "level"):
+            fields.number(key, 0.0, 1.0)
+        for key in ("mean_difference_ci", "median_difference_ci"):
+            fields.interval(key)
     stability = data.get("stability")
     if stability is not None:
         if not isinstance(stability, list):
@@ -522,8 +533,8 @@ def summary_parts(data: Any, where: str) -> tuple[Any, list[dict[str, Any]], Any
             validate_summary(
                 step.get("sets"),
                 f"{where} (stability[{i}].sets)",
-                numbers=[v.key for v in row_values()],
-                counts=_count_keys(),
+                numbers=[v.key for v in row_values()] + ["n_reference"],
+                counts=[*_count_keys(), "n_reference"],
             )
     return rows, comparisons, stability
 
@@ -558,6 +569,7 @@ def _load_summary(
             }
             for row in _read_csv(csv_path)
         ]
+        rows = [_intervals_of_csv(row) for row in rows]
         # The same checks as summary.json: a damaged cell is one line naming the file and line.
         rows = validate_summary(
             rows, str(csv_path), names, numbers=list(known), counts=_count_keys(), first_line=2
@@ -569,6 +581,18 @@ def _load_summary(
         # metrics (precision & co. stay empty rather than recomputed).
         rows = [_counts(item) for item in sets]
     return rows, comparisons, stability
+
+
+def _intervals_of_csv(row: dict[str, Any]) -> dict[str, Any]:
+    """A ``summary.csv`` row with its ``<key>_ci_low`` / ``<key>_ci_high`` cells made the
+    ``<key>_ci`` of ``summary.json`` (None when both are empty; a lone end stays as it is, for
+    the validation to refuse)."""
+    out = dict(row)
+    for key in [key for key in row if key.endswith("_ci_low")]:
+        base = key[: -len("_low")]
+        low, high = out.pop(key), out.pop(f"{base}_high", None)
+        out[base] = None if low is None and high is None else [low, high]
+    return out
 
 
 def _count_keys() -> list[str]:
