@@ -74,7 +74,9 @@ def not_resampled(metric_names: Sequence[str] | None = None) -> dict[str, str]:
         "no interval: a per-set value of the sweep that rests on the generated set as a whole "
         "(its own k-NN spheres, or each real sample's nearest generated sample), which a "
         "resample of the per-sample values cannot recompute; recomputing it would cost one "
-        "sweep per resample"
+        "sweep per resample, and the copies a resample repeats would shrink the generated "
+        "set's own k-NN radii (to 0 for a sample drawn k times), so such an interval would not "
+        "be of the value reported"
     )
     return {
         metric.name: why
