@@ -115,6 +115,11 @@ mean / median / 10th / 90th percentile rarity over those, precision, recall, den
 coverage. The real set's own rarity (each real sample against the other real samples'
 spheres, leave-one-out) is saved as the reference curve of the histograms.
 
+Each pair of sets is compared: the difference of mean and median rarity and a Mann-Whitney U
+test on the in-manifold rarities, in one sentence ("a is less rare than b: median -0.78, 95 %
+CI [-1.1, -0.41], ..., p = 3e-05"; the interval with --bootstrap). Is a difference real, is
+the real set large enough: see --bootstrap and --stability.
+
 Inputs are images or features as for `rarity score`; all sets go through one extractor.
 
 {_RESULTS_LAYOUT}
@@ -126,7 +131,9 @@ Compare the rarity of datasets that share a concept (the paper's dataset compari
 dataset is scored against ITS OWN manifold, leave-one-out (each sample against the k-NN spheres
 of the other samples of the same dataset), all in one feature space. The more diverse dataset's
 histogram sits to the right. There is no reference set, so the table has no precision, recall,
-density or coverage, and neighbours come from the same dataset.
+density or coverage, and neighbours come from the same dataset. k-NN radii shrink as a set
+grows, so datasets are comparable only at equal size: give --subsample N (a warning says so,
+and the comparison of two datasets of different sizes is marked not comparable).
 
 {_RESULTS_LAYOUT}"""
 
