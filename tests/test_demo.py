@@ -274,25 +274,28 @@ def _pair(a, b, median, interval, p, share):
 
 def test_a_comparison_is_checked_as_a_finding():
     """Holds: p below 1 - level, median difference and rank effect in the expected direction,
-    its interval clear of 0; the same the other way round is reversed; anything short of it is
-    not significant; a set with no sample in the manifold is not compared."""
+    its interval clear of 0; the same the other way round is reversed; p at or above 1 - level
+    is not significant; a significant test whose median or interval disagrees is unclear; a set
+    with no sample in the manifold, or a pair marked not comparable, is not compared."""
     clear = _pair("psi=1.0", "psi=0.4", 0.8, [0.3, 1.2], 1e-4, 0.62)
     assert check_comparison(clear, "psi=1.0")["verdict"] == "holds"
     assert check_comparison(clear, "psi=0.4")["verdict"] == "reversed"
     checked = check_comparison(clear, "psi=1.0")
     assert checked["expected"] == "psi=0.4 less rare than psi=1.0"
     assert checked["sentence"] == "psi=1.0 vs psi=0.4" and checked["p_value"] == 1e-4
+    assert check_comparison({**clear, "p_value": 0.06}, "psi=1.0")["verdict"] == ("not significant")
     for weak in (
-        {"p_value": 0.06},  # not below 1 - level
         {"median_difference_ci": [-0.1, 1.2]},  # the interval holds 0
         {"median_difference": -0.1},  # the medians disagree with the rank test
         {"probability_a_rarer": 0.5},
     ):
-        assert check_comparison({**clear, **weak}, "psi=1.0")["verdict"] == "not significant"
-    # Without resamples the rank test decides.
-    assert check_comparison({**clear, "median_difference_ci": None}, "psi=1.0")["verdict"] == (
-        "holds"
-    )
+        assert check_comparison({**clear, **weak}, "psi=1.0")["verdict"] == "unclear"
+    # Without resamples the rank test decides; in a bootstrapped run, no interval is unclear.
+    no_interval = {**clear, "median_difference_ci": None}
+    assert check_comparison(no_interval, "psi=1.0")["verdict"] == "holds"
+    assert check_comparison(no_interval, "psi=1.0", resampled=True)["verdict"] == "unclear"
+    marked = {**clear, "caveat": "they differ in size, 120 and 80"}
+    assert check_comparison(marked, "psi=1.0")["verdict"] == "not compared"
     empty = {**clear, "p_value": None, "median_difference": None, "probability_a_rarer": None}
     assert check_comparison(empty, "psi=1.0")["verdict"] == "not compared"
     with pytest.raises(ValueError, match="not one of the sets"):

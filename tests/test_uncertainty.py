@@ -416,3 +416,18 @@ def test_summary_csv_gives_the_intervals_back(data, tmp_path) -> None:
         assert csv_row["rarity_median_ci"] == pytest.approx(json_row["rarity_median_ci"])
         assert csv_row["recall_ci"] is None
         assert "rarity_median_ci_low" not in csv_row
+
+
+def test_extremes_and_small_sets_get_no_interval() -> None:
+    rng = np.random.default_rng(8)
+    intervals = summary_intervals(
+        _evaluation(rng.gamma(2, 1, 50)), StatisticsOptions(bootstrap=100)
+    )
+    assert "min" not in intervals["rarity"] and "max" not in intervals["rarity"]
+    assert intervals["rarity"]["q10"] is not None
+    small = compare_rarity(
+        ("big", _evaluation(rng.normal(1, 0.1, 50))),
+        ("tiny", _evaluation(rng.normal(2, 0.1, 6))),
+        StatisticsOptions(bootstrap=100),
+    )
+    assert small.median_difference_ci is None and small.p_value is not None

@@ -8,9 +8,11 @@ example copied; and the same in words.
 A comparison's finding **holds** when the rank test rejects equal rarity at the comparison's
 level (p below 1 - level: 0.05) in the expected direction, the median difference has that sign
 and its bootstrap interval (where the run resampled) excludes 0; it is **reversed** when the
-same holds the other way; else it is **not significant**. Expected: for truncation, the set of
-the higher psi is the rarer (the paper's finding); for the datasets, the one whose median is
-the larger (the measured ordering, so the check says whether that ordering is clear).
+same holds the other way; **unclear** when the test rejects but the median or its interval
+disagrees; else **not significant** (:func:`check_comparison`). Expected: for truncation, the
+set of the higher psi is the rarer (the paper's finding); for the datasets, the more diverse
+one, named in advance (``findings(..., more_diverse=)``: MNIST in the demo), else the one whose
+median is the larger.
 """
 
 from __future__ import annotations
@@ -66,19 +68,21 @@ _COMPARISON_KEYS = (
     "p_value",
     "probability_a_rarer",
     "level",
+    "caveat",
     "sentence",
 )
 
 #: The verdicts of a checked comparison (see the module).
-HOLDS, REVERSED, NOT_SIGNIFICANT, NOT_COMPARED = (
+HOLDS, REVERSED, UNCLEAR, NOT_SIGNIFICANT, NOT_COMPARED = (
     "holds",
     "reversed",
+    "unclear",
     "not significant",
     "not compared",
 )
 
 
-def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
+def findings(truncation: Any, datasets: Any, *, more_diverse: str | None = None) -> dict[str, Any]:
     """What the two runs of a demo show, measured.
 
     Args:
@@ -97,7 +101,8 @@ def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
         their medians and means. Each has ``comparisons``: every pair of its sets compared
         (:func:`check_comparison`), with the set expected to be the rarer: of two truncation
         levels the higher psi (read from the names ``psi=X``, else the earlier in run order),
-        of the datasets ``right``.
+        of the datasets ``more_diverse`` (the one the paper's finding expects to sit to the
+        right, named in advance: then the check can come out reversed), else ``right``.
 
     >>> rows = [{"name": n, "rarity_mean": m, "rarity_median": m} for n, m in (("A", 2), ("B", 3))]
     >>> pair = {"a": "A", "b": "B", "n_a": 9, "n_b": 9, "median_difference": -1.0,
@@ -118,7 +123,10 @@ def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
             "sets": names,
             "trend": trend,
             "comparisons": [
-                check_comparison(pair, _higher_psi(pair["a"], pair["b"], names)) for pair in pairs
+                check_comparison(
+                    pair, _higher_psi(pair["a"], pair["b"], names), _resampled(truncation)
+                )
+                for pair in pairs
             ],
         }
     }
@@ -134,7 +142,7 @@ def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
         "median_ratio": right["rarity_median"] / left["rarity_median"],
         "mean_ratio": right["rarity_mean"] / left["rarity_mean"],
         "comparisons": [
-            check_comparison(pair, right["name"])
+            check_comparison(pair, more_diverse or right["name"], _resampled(datasets))
             for pair in _comparisons(datasets)
             if {pair["a"], pair["b"]} == {right["name"], left["name"]}
         ],
@@ -142,11 +150,30 @@ def findings(truncation: Any, datasets: Any) -> dict[str, Any]:
     return found
 
 
-def check_comparison(pair: Mapping[str, Any], rarer: str) -> dict[str, Any]:
+def _resampled(run: Any) -> bool:
+    """Whether ``run`` (a RunResult or Results) was bootstrapped: then a comparison without an
+    interval has none because its resamples could not give one, not because none was asked."""
+    record = getattr(run, "run", None)
+    statistics = record.get("statistics") if isinstance(record, Mapping) else None
+    return isinstance(statistics, Mapping) and isinstance(statistics.get("bootstrap"), Mapping)
+
+
+def check_comparison(
+    pair: Mapping[str, Any], rarer: str, resampled: bool = False
+) -> dict[str, Any]:
     """A comparison entry (``summary.json["comparisons"]``) checked as the finding that
     ``rarer`` (``pair["a"]`` or ``pair["b"]``) is the rarer set: its kept fields, ``expected``
-    (the finding in words) and ``verdict``: ``"holds"``, ``"reversed"``, ``"not significant"``
-    or ``"not compared"`` (a set with no sample in the manifold); see the module.
+    (the finding in words) and ``verdict``:
+
+    * ``"holds"`` / ``"reversed"``: the rank test says the sets differ (p < 1 - level), and the
+      median difference, the rank effect (P(a rarer) against 1/2) and, when there is one, the
+      median difference's interval all point the expected way (the other way);
+    * ``"unclear"``: the rank test says they differ but those disagree, or the run was
+      bootstrapped (``resampled``) and the pair has no interval (its resamples could not
+      give one: too few samples in the manifold);
+    * ``"not significant"``: p >= 1 - level;
+    * ``"not compared"``: a set with no sample in the manifold, or a pair the run marked as not
+      comparable (``caveat``: datasets of different sizes).
 
     >>> pair = {"a": "psi=1.0", "b": "psi=0.4", "median_difference": 0.8,
     ...         "median_difference_ci": [0.4, 1.2], "p_value": 1e-6,
@@ -157,7 +184,13 @@ def check_comparison(pair: Mapping[str, Any], rarer: str) -> dict[str, Any]:
     >>> check_comparison(pair, "psi=0.4")["verdict"]
     'reversed'
     >>> check_comparison({**pair, "median_difference_ci": [-0.1, 1.2]}, "psi=1.0")["verdict"]
+    'unclear'
+    >>> check_comparison({**pair, "p_value": 0.2}, "psi=1.0")["verdict"]
     'not significant'
+    >>> check_comparison({**pair, "median_difference_ci": None}, "psi=1.0", True)["verdict"]
+    'unclear'
+    >>> check_comparison({**pair, "caveat": "they differ in size"}, "psi=1.0")["verdict"]
+    'not compared'
     """
     if rarer not in (pair["a"], pair["b"]):
         raise ValueError(f"{rarer!r} is not one of the sets compared ({pair['a']}, {pair['b']})")
@@ -166,14 +199,17 @@ def check_comparison(pair: Mapping[str, Any], rarer: str) -> dict[str, Any]:
     sign = 1.0 if rarer == pair["a"] else -1.0  # the expected sign of the differences a - b
     p, median = pair.get("p_value"), pair.get("median_difference")
     share, interval = pair.get("probability_a_rarer"), pair.get("median_difference_ci")
-    if p is None or median is None or share is None:
+    if p is None or median is None or share is None or pair.get("caveat"):
         verdict = NOT_COMPARED
-    else:
+    elif p >= 1 - pair["level"]:
         verdict = NOT_SIGNIFICANT
+    elif interval is None and resampled:
+        verdict = UNCLEAR
+    else:
+        verdict = UNCLEAR
         for direction, outcome in ((sign, HOLDS), (-sign, REVERSED)):
             clear = (
-                p < 1 - pair["level"]
-                and direction * median > 0
+                direction * median > 0
                 and direction * (share - 0.5) > 0
                 and (interval is None or min(direction * interval[0], direction * interval[1]) > 0)
             )

@@ -637,8 +637,8 @@ def _render_comparisons(results: Results) -> str:
         for heading in (
             "first set",
             "second set",
-            "n first",
-            "n second",
+            "n in manifold, first",
+            "n in manifold, second",
             f"mean difference{ci}",
             f"median difference{ci}",
             "P(first rarer)",
@@ -683,10 +683,10 @@ def _render_stability(results: Results) -> str:
     if not results.stability:
         return ""
     values: list[SetValue] = [v for v in table_values(results.mode) if v.kind != "count"]
-    found: list[tuple[str, float, str]] = []  # (set, fraction, row html)
+    found: list[tuple[int, float, str]] = []  # (set's position in the run, fraction, row html)
     for step in results.stability:
         fraction = _finite(step.get("fraction")) or 0.0
-        for row in step.get("sets") or ():
+        for position, row in enumerate(step.get("sets") or ()):
             name = printable(str(row.get("name")))
             cells = [
                 f'<th scope="row">{_e(name)}</th>',
@@ -696,8 +696,8 @@ def _render_stability(results: Results) -> str:
             for spec in values:
                 value = _finite(row.get(spec.key))
                 cells.append(f'<td class="num">{_e(value_text(value, spec, missing="—"))}</td>')
-            found.append((name, fraction, "      <tr>" + "".join(cells) + "</tr>"))
-    found.sort(key=lambda item: (item[0], item[1]))  # by set, fractions in order
+            found.append((position, fraction, "      <tr>" + "".join(cells) + "</tr>"))
+    found.sort(key=lambda item: (item[0], item[1]))  # by set in run order, fractions in order
     head = "".join(
         f'<th scope="col">{_e(heading)}</th>'
         for heading in ("set", "reference", "n ref", *(v.heading for v in values))

@@ -18,6 +18,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rarity_score import defaults
 from rarity_score.io.names import printable
 from rarity_score.io.run_record import COMPARABILITY
 
@@ -255,6 +256,10 @@ def statistics_text(
         if isinstance(missing, Mapping) and missing:
             names = ", ".join(str(name) for name in missing)
             text += f" No interval for {names}: they rest on the generated set as a whole."
+        text += (
+            f" Nor for the min and max (a resample never passes them), nor for a set of fewer "
+            f"than {defaults.MIN_BOOTSTRAP_SAMPLES} samples."
+        )
         parts.append(textwrap.fill(text, width=_WIDTH))
     if comparisons:
         lines = ["Comparisons (differences of rarity, first set minus second; Mann-Whitney U):"]
@@ -269,16 +274,17 @@ def stability_table(stability: Sequence[Mapping[str, Any]], mode: str) -> str:
     """``--stability`` as a table: per set and fraction of the reference set, its size and the
     values of :func:`table_values`."""
     values = [v for v in table_values(mode) if v.kind != "count"]
-    table = [["set", "reference", "n ref", *(value.heading for value in values)]]
+    head = ["set", "reference", "n ref", *(value.heading for value in values)]
+    found: list[tuple[int, float, list[str]]] = []  # (set's position in the run, fraction, cells)
     for step in stability:
-        fraction = step.get("fraction")
-        for row in step.get("sets") or ():
-            cells = [printable(str(row.get("name"))), f"{100 * float(fraction or 0):g} %"]
+        fraction = float(step.get("fraction") or 0)
+        for position, row in enumerate(step.get("sets") or ()):
+            cells = [printable(str(row.get("name"))), f"{100 * fraction:g} %"]
             cells.append(str(row.get("n_reference")))
             cells += [value_text(row.get(value.key), value) for value in values]
-            table.append(cells)
-    order = sorted(range(1, len(table)), key=lambda i: table[i][0])  # by set, fractions in order
-    table = [table[0], *(table[i] for i in order)]
+            found.append((position, fraction, cells))
+    found.sort(key=lambda item: (item[0], item[1]))  # by set in run order, fractions in order
+    table = [head, *(cells for _, _, cells in found)]
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = ["Stability: the run repeated with a random part of the reference set"]
     for line in table:

@@ -46,6 +46,10 @@ _FIXED = frozenset(
     {"k", "n_real", "n_fake", "dim", "metrics", "n_in_manifold", "n_out_of_manifold"}
 )
 
+#: Statistics of a metric's entry the percentile bootstrap cannot bound: a resample never
+#: exceeds the sample's own extremes, so their "interval" would end at the value itself.
+_EXTREMES = frozenset({"min", "max"})
+
 
 def require_scipy(what: str = "--bootstrap") -> ModuleType:
     """``scipy.stats``, or a one-line ImportError naming ``what`` and the extra to install."""
@@ -98,7 +102,7 @@ def _paths(summary: Mapping[str, Any], skip: set[str]) -> Iterator[tuple[str, ..
             continue
         if isinstance(value, Mapping):
             for inner, item in value.items():
-                if _resampled(item):
+                if _resampled(item) and inner not in _EXTREMES:
                     yield (key, str(inner))
         elif _resampled(value):
             yield (key,)

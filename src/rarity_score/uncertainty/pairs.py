@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from rarity_score import defaults
 from rarity_score.options import StatisticsOptions
 from rarity_score.results import Evaluation
 from rarity_score.uncertainty.intervals import bootstrap, require_scipy
@@ -130,7 +131,8 @@ def compare_rarity(
         u, p = float(test.statistic), float(test.pvalue)
         share = u / (kept_a.size * kept_b.size)
     mean_ci = median_ci = None
-    if both and options.intervals and ev_a.n_fake >= 2 and ev_b.n_fake >= 2:
+    enough = min(ev_a.n_fake, ev_b.n_fake) >= defaults.MIN_BOOTSTRAP_SAMPLES
+    if both and options.intervals and enough:
 
         def differences(rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
             return np.array(
