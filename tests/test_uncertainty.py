@@ -387,6 +387,10 @@ def test_datasets_of_different_sizes_warn_and_subsample_evens_them(data, tmp_pat
         (lambda s: s["comparisons"][0].update(median_difference_ci=[0]), "median_difference_ci"),
         (lambda s: s["comparisons"][0].update(sentence=None), "comparisons[0].sentence"),
         (lambda s: s.update(stability=[{"fraction": "half", "sets": []}]), "fraction"),
+        # JSON integers have any number of digits: one beyond a float is no finite number.
+        (lambda s: s["comparisons"][0].update(p_value=10**400), "comparisons[0].p_value"),
+        (lambda s: s["sets"][0].update(rarity_mean_ci=[0, 10**400]), "'[0].rarity_mean_ci'"),
+        (lambda s: s["sets"][0].update(rarity_mean=10**400), "'[0].rarity_mean'"),
     ],
 )
 def test_damaged_statistics_in_summary_json_are_one_line(data, tmp_path, damage, fragment):

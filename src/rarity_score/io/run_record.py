@@ -224,6 +224,22 @@ def _shown(value: Any) -> str:
     return shorten(repr(value), 60)
 
 
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float when it is a finite JSON number (not true/false), else None; an
+    integer too large for a float (JSON allows any number of digits) is not one.
+
+    >>> finite_number(3), finite_number(True), finite_number(10**400), finite_number(1e308 * 10)
+    (3.0, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 class Fields:
     """Typed access to one JSON object, every failure one line: FILE: field 'a.b' must be ...
     (a ValueError; the readers of each output turn it into theirs)."""
@@ -279,14 +295,10 @@ class Fields:
         value = self.data.get(key)
         if value is None:
             return None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or not low <= value <= high
-        ):
+        number = finite_number(value)
+        if number is None or not low <= number <= high:
             raise self.fail(key, f"a number from {low:g} to {high:g} or null")
-        return float(value)
+        return number
 
     def interval(self, key: str) -> list[float] | None:
         """A bootstrap interval: two finite numbers, low <= high, or None (null or absent)."""
@@ -296,10 +308,7 @@ class Fields:
         if not (
             isinstance(value, list)
             and len(value) == 2
-            and all(
-                isinstance(end, (int, float)) and not isinstance(end, bool) and math.isfinite(end)
-                for end in value
-            )
+            and all(finite_number(end) is not None for end in value)
             and value[0] <= value[1]
         ):
             raise ValueError(
@@ -466,8 +475,8 @@ def validate_summary(
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 must = "a number"
-            elif isinstance(value, float) and not math.isfinite(value):
-                must = "a finite number"
+            elif finite_number(value) is None and not (key in counts and isinstance(value, int)):
+                must = "a finite number"  # inf, nan, or an integer beyond a float (10**400)
             elif key in counts and (value < 0 or value != int(value)):
                 must = "a whole number >= 0"
             else:
