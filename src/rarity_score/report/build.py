@@ -12,9 +12,9 @@ is blocked on ``file://``, a ``<script>`` is not).
 
 Every name from the results (set names, file names, paths, the command) is HTML-escaped here, and
 written into the data files as JSON strings that the page puts into the DOM as text, never as HTML.
-What the reader does not validate (the intervals of a summary row, the numbers of a comparison,
-``run.json["statistics"]``) is checked here: a value of the wrong type is not shown (one warning
-line names it), and text is escaped like the rest.
+The reader validates the intervals of the summary rows and the comparisons' numbers (a damaged
+one is a one-line ReportError); what it does not, ``run.json["statistics"]``, is checked here: a
+value of the wrong type is not shown, and text is escaped like the rest.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from rarity_score._version import __version__
 from rarity_score.io import publish
 from rarity_score.io.atomic import atomic_write_bytes
 from rarity_score.io.names import printable, shorten
-from rarity_score.io.run_record import COMPARABILITY
+from rarity_score.io.run_record import COMPARABILITY, finite_number
 from rarity_score.report.folder import check_replaceable, publish_report
 from rarity_score.report.load import Results, SetResult, load_results
 from rarity_score.report.page import escape as _e
@@ -137,7 +137,7 @@ def _write_report(
         'alt="Empirical cumulative distributions of the rarity of all sets"><figcaption>'
         f"{_e(_ecdf_caption(results))}</figcaption></figure>"
     )
-    rows = _checked_rows(results)
+    rows = results.summary
     comparisons = _render_comparisons(results)
     stability = _render_stability(results)
     nav = "".join(
@@ -390,8 +390,8 @@ def _describe_source(entry: Mapping[str, Any]) -> str:
 
 
 def _render_summary(results: Results, rows: Sequence[Mapping[str, Any]]) -> str:
-    """The rows of the summary table; a value with an interval in its row (``<key>_ci``, as
-    :func:`_checked_rows` left it) is followed by it: ``1.25 [1.1, 1.4]``."""
+    """The rows of the summary table; a value with an interval in its row (``<key>_ci``,
+    validated by the reader) is followed by it: ``1.25 [1.1, 1.4]``."""
     lines = []
     level = _level_text(_bootstrap(results))
     for row in rows:
@@ -414,23 +414,11 @@ def _render_summary(results: Results, rows: Sequence[Mapping[str, Any]]) -> str:
 # ------------------------------------------------------------------------------------------
 # Statistics: intervals, comparisons, stability, sizes
 #
-# The reader validates the values of the summary rows and the stability steps, and the names
-# and sentences of the comparisons; not the intervals, the comparisons' numbers or
-# run.json["statistics"]. Whatever of those is not of its type is left out here (a warning names
-# it), so a damaged file neither stops the report nor reaches the page as anything but text.
+# The reader validates the summary rows with their intervals, the stability steps and the
+# comparisons (names, sentences, numbers, intervals); not run.json["statistics"], whose values
+# are used here only when of their type, so a damaged record reaches the page as text at most.
 
 _LIMIT = 600  # characters of a recorded text shown
-
-
-def _finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int too large for a float
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _count(value: Any) -> int | None:
@@ -440,40 +428,9 @@ def _count(value: Any) -> int | None:
     return value
 
 
-def _interval(value: Any) -> list[float] | None:
-    """``[low, high]`` when ``value`` is two finite numbers, low <= high; else None."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        return None
-    low, high = _finite(value[0]), _finite(value[1])
-    if low is None or high is None or low > high:
-        return None
-    return [low, high]
-
-
 def _text(value: Any, limit: int = _LIMIT) -> str | None:
     """A recorded text, printable and at most ``limit`` characters; None when not a string."""
     return shorten(printable(value), limit) if isinstance(value, str) else None
-
-
-def _damaged(where: str, field: str, what: str) -> None:
-    logger.warning("report: %s: field %r is not %s; not shown", where, shorten(field, 80), what)
-
-
-def _checked_rows(results: Results) -> list[dict[str, Any]]:
-    """The summary rows with each interval ``<key>_ci`` checked: ``[low, high]`` of finite
-    numbers, or None (a damaged one is named in a warning and not shown)."""
-    rows = []
-    for position, row in enumerate(results.summary):
-        checked = dict(row)
-        for spec in results.values:
-            key = ci_key(spec.key)
-            if key not in row:
-                continue
-            checked[key] = _interval(row[key])
-            if checked[key] is None and row[key] is not None:
-                _damaged("summary.json", f"sets[{position}].{key}", "an interval [low, high]")
-        rows.append(checked)
-    return rows
 
 
 def _statistics(results: Results) -> Mapping[str, Any]:
@@ -487,7 +444,7 @@ def _bootstrap(results: Results) -> Mapping[str, Any] | None:
 
 
 def _level(value: Any) -> float | None:
-    level = _finite(value)
+    level = finite_number(value)
     return level if level is not None and 0 < level < 1 else None
 
 
@@ -605,10 +562,7 @@ def _render_comparisons(results: Results) -> str:
     rows = []
     levels = set()
     intervals = False
-    for position, entry in enumerate(results.comparisons):
-        if not isinstance(entry, Mapping):
-            _damaged("summary.json", f"comparisons[{position}]", "an object")
-            continue
+    for entry in results.comparisons:
         sentence = _text(entry.get("sentence"))
         if sentence:
             sentences.append(f"    <li>{_e(sentence)}</li>")
@@ -622,12 +576,10 @@ def _render_comparisons(results: Results) -> str:
         for key in ("n_a", "n_b"):
             cells.append(f'<td class="num">{_e(_number(_count(entry.get(key))))}</td>')
         for key in ("mean_difference", "median_difference"):
-            intervals = intervals or _interval(entry.get(ci_key(key))) is not None
-            cells.append(f'<td class="num">{_e(_difference(entry, key, position))}</td>')
+            intervals = intervals or entry.get(ci_key(key)) is not None
+            cells.append(f'<td class="num">{_e(_difference(entry, key))}</td>')
         for key, digits in (("probability_a_rarer", 3), ("mann_whitney_u", 6), ("p_value", 2)):
-            value = _finite(entry.get(key))
-            if value is None and entry.get(key) is not None:
-                _damaged("summary.json", f"comparisons[{position}].{key}", "a number")
+            value = finite_number(entry.get(key))
             cells.append(f'<td class="num">{_e(_number(value, digits))}</td>')
         rows.append("      <tr>" + "".join(cells) + "</tr>")
     shown = f"{100 * levels.pop():g} %" if len(levels) == 1 else "bootstrap"
@@ -660,19 +612,16 @@ def _render_comparisons(results: Results) -> str:
     )
 
 
-def _difference(entry: Mapping[str, Any], key: str, position: int) -> str:
-    """A difference of a comparison with its interval: ``-0.313 [-0.401, -0.276]``."""
-    value = _finite(entry.get(key))
+def _difference(entry: Mapping[str, Any], key: str) -> str:
+    """A difference of a comparison with its interval (both validated by the reader):
+    ``-0.313 [-0.401, -0.276]``."""
+    value = finite_number(entry.get(key))
     if value is None:
-        if entry.get(key) is not None:
-            _damaged("summary.json", f"comparisons[{position}].{key}", "a number")
         return "—"
     text = f"{value:.4g}"
-    interval = _interval(entry.get(ci_key(key)))
+    interval = entry.get(ci_key(key))
     if interval is not None:
         text += f" [{interval[0]:.4g}, {interval[1]:.4g}]"
-    elif entry.get(ci_key(key)) is not None:
-        _damaged("summary.json", f"comparisons[{position}].{ci_key(key)}", "an interval")
     return text
 
 
@@ -685,7 +634,7 @@ def _render_stability(results: Results) -> str:
     values: list[SetValue] = [v for v in table_values(results.mode) if v.kind != "count"]
     found: list[tuple[int, float, str]] = []  # (set's position in the run, fraction, row html)
     for step in results.stability:
-        fraction = _finite(step.get("fraction")) or 0.0
+        fraction = finite_number(step.get("fraction")) or 0.0
         for position, row in enumerate(step.get("sets") or ()):
             name = printable(str(row.get("name")))
             cells = [
@@ -694,7 +643,7 @@ def _render_stability(results: Results) -> str:
                 f'<td class="num">{_e(_number(_count(row.get("n_reference"))))}</td>',
             ]
             for spec in values:
-                value = _finite(row.get(spec.key))
+                value = finite_number(row.get(spec.key))
                 cells.append(f'<td class="num">{_e(value_text(value, spec, missing="—"))}</td>')
             found.append((position, fraction, "      <tr>" + "".join(cells) + "</tr>"))
     found.sort(key=lambda item: (item[0], item[1]))  # by set in run order, fractions in order
