@@ -162,11 +162,9 @@ def value_text(value: Any, spec: SetValue, *, missing: str = "n/a", grouping: bo
 
 def with_interval(text: str, row: Mapping[str, Any], spec: SetValue) -> str:
     """A value's text followed by its interval when the row holds one (``1.25 [1.1, 1.4]``)."""
-    interval = row.get(ci_key(spec.key))
-    if not (isinstance(interval, (list, tuple)) and len(interval) == 2):
+    interval = row.get(ci_key(spec.key))  # [low, high] or None (the reader checks a file's)
+    if interval is None:
         return text
-    if not all(isinstance(end, (int, float)) and not isinstance(end, bool) for end in interval):
-        return text  # a damaged file's interval is not shown (the report says so)
     low, high = (value_text(end, spec) for end in interval)
     if spec.key in _PERCENT:
         low, high = low.removesuffix(" %"), high.removesuffix(" %")
@@ -190,13 +188,18 @@ def format_table(rows: Sequence[Mapping[str, Any]], mode: str = "compare") -> st
         name = printable(str(row["name"]))
         cells = [with_interval(value_text(row.get(v.key), v), row, v) for v in values]
         table.append([name, *cells])
+    return "\n".join(_aligned(table)) + "\n"
+
+
+def _aligned(table: Sequence[Sequence[str]]) -> list[str]:
+    """The lines of a text table: the first column left-aligned, the others right-aligned."""
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = []
     for line in table:
         cells = [line[0].ljust(widths[0])]
         cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _extractor_text(run: Mapping[str, Any]) -> str:
@@ -285,12 +288,8 @@ def stability_table(stability: Sequence[Mapping[str, Any]], mode: str) -> str:
             found.append((position, fraction, cells))
     found.sort(key=lambda item: (item[0], item[1]))  # by set in run order, fractions in order
     table = [head, *(cells for _, _, cells in found)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
     lines = ["Stability: the run repeated with a random part of the reference set"]
-    for line in table:
-        cells = [line[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
-        lines.append("  " + "  ".join(cells).rstrip())
+    lines += [f"  {line}" for line in _aligned(table)]
     lines.append(
         textwrap.fill(
             "Rarity values shrink as the reference set grows (k-NN radii do); what matters is "

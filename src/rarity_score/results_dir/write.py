@@ -278,8 +278,7 @@ def write_results(
     names = slugs([s.name for s in sets])
     run = _run_record(mode, k, sets, real, command, names)
     run["statistics"] = analysis.record if analysis is not None else None
-    intervals = list(analysis.intervals) if analysis is not None else []
-    intervals += [None] * (len(sets) - len(intervals))
+    intervals = analysis.intervals if analysis is not None else (None,) * len(sets)
     rows = [
         summary_row(printable(s.name), ev, ci)
         for s, ev, ci in zip(sets, evaluations, intervals, strict=True)
