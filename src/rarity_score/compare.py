@@ -475,13 +475,14 @@ def warn_sizes(sizes: Sequence[tuple[str, int]]) -> None:
     (``--subsample N`` gives each the same)."""
     if len({n for _, n in sizes}) > 1:
         listed = ", ".join(f"{printable(name)} {n}" for name, n in sizes)
+        smallest = min(n for _, n in sizes)
         logger.warning(
             "the datasets differ in size (%s): k-NN radii shrink as a set grows, so their "
             "rarity is comparable only at equal size; give --subsample %d to score %d samples "
             "of each",
             listed,
-            min(n for _, n in sizes),
-            min(n for _, n in sizes),
+            smallest,
+            smallest,
         )
 
 

@@ -42,6 +42,7 @@ from rarity_score.metrics.base import (
     Computed,
     Metric,
     Section,
+    find,
     format_value,
     quantile_name,
     scalar,
@@ -592,9 +593,7 @@ def format_summary(
 
 def _interval(intervals: Mapping[str, Any] | None, path: Sequence[str]) -> list[float] | None:
     """The ``[low, high]`` at ``path`` of ``intervals``, or None."""
-    found: Any = intervals
-    for key in path:
-        found = found.get(key) if isinstance(found, Mapping) else None
+    found = find(intervals, path)
     if isinstance(found, (list, tuple)) and len(found) == 2:
         return [float(found[0]), float(found[1])]
     return None

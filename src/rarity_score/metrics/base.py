@@ -25,7 +25,7 @@ The life of a metric in one evaluation:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -45,6 +45,7 @@ __all__ = [
     "Section",
     "SetValue",
     "SweepContext",
+    "find",
     "format_value",
     "quantile_name",
     "scalar",
@@ -161,12 +162,22 @@ class SetValue:
     def find(self, summary: Mapping[str, Any]) -> Any:
         """This value in a :meth:`Evaluation.summary`, or None where its path ends early (the
         metric was not computed, or the value does not apply)."""
-        found: Any = summary
-        for key in self.path:
-            if not isinstance(found, Mapping):
-                return None
-            found = found.get(key)
-        return found
+        return find(summary, self.path)
+
+
+def find(tree: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
+    """The value at ``path`` in nested mappings (a summary, or its intervals), or None where the
+    path ends early.
+
+    >>> find({"rarity": {"median": 1.5}}, ("rarity", "median")), find({}, ("rarity", "n"))
+    (1.5, None)
+    """
+    found: Any = tree
+    for key in path:
+        if not isinstance(found, Mapping):
+            return None
+        found = found.get(key)
+    return found
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rarity_score import defaults, metrics
+from rarity_score.metrics.base import find
 from rarity_score.options import StatisticsOptions
 from rarity_score.results import Evaluation
 
@@ -108,13 +109,6 @@ def _paths(summary: Mapping[str, Any], skip: set[str]) -> Iterator[tuple[str, ..
             yield (key,)
 
 
-def _leaf(summary: Mapping[str, Any], path: tuple[str, ...]) -> float:
-    found: Any = summary
-    for key in path:
-        found = found.get(key) if isinstance(found, Mapping) else None
-    return np.nan if found is None else float(found)
-
-
 def _with_fraction_in(summary: dict[str, Any]) -> dict[str, Any]:
     n = summary["n_fake"]
     summary["fraction_in_manifold"] = summary["n_in_manifold"] / n if n else None
@@ -157,7 +151,8 @@ def summary_intervals(
     def statistic(rows: np.ndarray) -> np.ndarray:
         resampled = replace(evaluation, columns={k: v[rows] for k, v in columns.items()})
         summary = _with_fraction_in(resampled.summary(quantiles))
-        return np.array([_leaf(summary, path) for path in paths])
+        found = (find(summary, path) for path in paths)
+        return np.array([np.nan if value is None else float(value) for value in found])
 
     result = bootstrap(stats, (np.arange(n),), statistic, options)
     low = np.atleast_1d(result.confidence_interval.low)
