@@ -283,7 +283,6 @@ def test_hostile_texts_are_escaped_and_a_damaged_statistics_record_is_left_out(
     bootstrap["no_interval"] = {HOSTILE: HOSTILE, "recall": 3}
     run["statistics"]["subsample"] = {"n": HOSTILE, "how": 5}
     run["statistics"]["stability"] = [HOSTILE]
-    run["real"]["subsampled_from"] = HOSTILE
     _write(damaged / "run.json", run)
 
     with caplog.at_level(logging.WARNING, logger="rarity_score.report"):
@@ -328,6 +327,17 @@ def test_damaged_intervals_and_comparisons_are_one_line_naming_the_field(
     message = str(raised.value)
     assert "\n" not in message and field in message and "summary.json" in message
     assert not (damaged / "report").exists()
+
+
+@pytest.mark.parametrize("value", [HOSTILE, 0, True, 2.5])
+def test_a_damaged_subsampled_from_is_one_line_naming_the_field(damaged: Path, value: Any) -> None:
+    run = _read(damaged / "run.json")
+    run["real"]["subsampled_from"] = value
+    _write(damaged / "run.json", run)
+    with pytest.raises(ReportError) as raised:
+        build_report(damaged)
+    message = str(raised.value)
+    assert "\n" not in message and "real.subsampled_from" in message and "run.json" in message
 
 
 def test_a_wrong_type_of_statistics_record_is_ignored(damaged: Path) -> None:

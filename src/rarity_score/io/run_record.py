@@ -425,6 +425,8 @@ def _input(where: str, prefix: str, entry: Any, is_set: bool) -> dict[str, Any]:
     for key in ("source", "kind", "fingerprint", "images_fingerprint"):
         out[key] = fields.string(key)
     out["n"] = fields.integer("n")
+    # --subsample: the size before a random subset of the input was scored (null: scored whole).
+    out["subsampled_from"] = fields.integer("subsampled_from", low=1)
     out["n_skipped"] = fields.integer("n_skipped") or 0
     # Not recorded (an older or hand-written record): images when the kind is one of images.
     out["has_images"] = fields.boolean("has_images", out["kind"] in IMAGE_KINDS)

@@ -217,8 +217,8 @@ def align(named: Sequence[tuple[str, Results]]) -> Aligned:
 def subsampled_from(results: Results) -> int | None:
     """The size of the real set before the random subset a results directory scored
     (``--subsample``; None: the whole set, or not recorded)."""
-    value = (results.run.get("real") or {}).get("subsampled_from")
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    real = results.run.get("real")
+    return None if real is None else real["subsampled_from"]  # checked by the reader
 
 
 def reference_sizes(spaces: Sequence[str], everything: Sequence[Results]) -> str | None:
