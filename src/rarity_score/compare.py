@@ -49,6 +49,7 @@ __all__ = [
     "RunResult",
     "Scored",
     "check_output",
+    "checked_statistics",
     "compare",
     "compare_datasets",
     "compare_entries",
@@ -132,7 +133,7 @@ def compare(
     """
     entries = compare_entries(real, fakes)
     target = check_output(out_dir, entries, extraction)
-    statistics = _checked(statistics)
+    statistics = checked_statistics(statistics)
     real_set, *sets = _subsets(sources.load_inputs(entries, extraction), statistics)
     compared = score_sets(
         real_set, sets, k=k, metrics=metrics, engine=engine, statistics=statistics
@@ -140,9 +141,9 @@ def compare(
     return compared.save(target, report=report, command=command)
 
 
-def _checked(statistics: StatisticsOptions | None) -> StatisticsOptions:
+def checked_statistics(statistics: StatisticsOptions | None) -> StatisticsOptions:
     """The statistics options of a run (the defaults for None), scipy checked before any work
-    when they need it."""
+    when they need it (``rarity spaces`` checks its own with it too)."""
     statistics = statistics or StatisticsOptions()
     if statistics.intervals:
         uncertainty.require_scipy()
@@ -431,7 +432,7 @@ def compare_datasets(
     names = sources.check_names(datasets.keys(), "dataset")
     entries = [(label("dataset", name), name, datasets[name]) for name in names]
     target = check_output(out_dir, entries, extraction)
-    statistics = _checked(statistics)
+    statistics = checked_statistics(statistics)
     sets = _subsets(sources.load_inputs(entries, extraction), statistics)
     for (where, _, _), s in zip(entries, sets, strict=True):  # all before the first sweep
         check_k(k, len(s.features), label=_named(where, s))
@@ -550,7 +551,7 @@ def score(
     """
     # Named as `rarity score` always named them: its two sides are features, whatever was given.
     entries = [("real features", "real", real), ("generated features", sources.name_of(fake), fake)]
-    statistics = _checked(statistics)
+    statistics = checked_statistics(statistics)
     real_set, fake_set = _subsets(sources.load_inputs(entries, extraction), statistics)
     manifold = _manifold(real_set, k, engine, entries[0][0])
     logger.info(

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from rarity_score import defaults, sources
 from rarity_score._validation import check_k
-from rarity_score.compare import Comparison, check_output, compare_entries, score_sets, try_report
+from rarity_score.compare import (
+    Comparison,
+    check_output,
+    checked_statistics,
+    compare_entries,
+    score_sets,
+    try_report,
+)
 from rarity_score.io.images import open_images
 from rarity_score.io.names import printable, shorten, slugs
 from rarity_score.options import EngineOptions, ExtractionOptions, StatisticsOptions
@@ -197,7 +204,7 @@ def compare_spaces(
             engine=engine,
             report=report,
             command=None if command is None else tuple(command),
-            statistics=statistics or StatisticsOptions(),
+            statistics=checked_statistics(statistics),
         )
         image_spaces = _image_spaces(spaces, settings.extraction)
         require_libraries()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from rarity_score import defaults, metrics
+from rarity_score._errors import MissingDependency, require
 from rarity_score.metrics.base import find
 from rarity_score.options import StatisticsOptions
 from rarity_score.results import Evaluation
@@ -53,17 +54,19 @@ _EXTREMES = frozenset({"min", "max"})
 
 
 def require_scipy(what: str = "--bootstrap") -> ModuleType:
-    """``scipy.stats``, or a one-line ImportError naming ``what`` and the extra to install."""
-    message = f"{what} needs scipy 1.15 or later (scipy.stats): pip install 'rarity-score[stats]'"
-    try:
-        import scipy
-        import scipy.stats
-    except ImportError as error:
-        raise ImportError(message) from error
+    """``scipy.stats``, or a one-line :class:`~rarity_score._errors.MissingDependency` naming
+    ``what`` and the extra to install (also for a scipy older than 1.15, whose bootstrap has no
+    ``rng=``)."""
+    package = "scipy 1.15 or later"
+    stats = require("scipy.stats", what=what, package=package, extra="stats")
+    import scipy
+
     major, minor = (int(part) for part in re.findall(r"\d+", scipy.__version__)[:2])
-    if (major, minor) < (1, 15):  # bootstrap(rng=...) is 1.15's
-        raise ImportError(f"{message} (found scipy {scipy.__version__})")
-    return scipy.stats
+    if (major, minor) < (1, 15):
+        raise MissingDependency(
+            f"{what} needs {package} (found {scipy.__version__}): pip install 'rarity-score[stats]'"
+        )
+    return stats
 
 
 def not_resampled(metric_names: Sequence[str] | None = None) -> dict[str, str]:
